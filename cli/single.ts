@@ -1,0 +1,92 @@
+/**
+ * Composition root of the single role: edge and core in one process, joined by a function call, on the
+ * embedded stores (no external service needed). Tests build nodes with the same function.
+ */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { MemoryEventStore } from '../shared/adapters/memory/event-store.js';
+import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
+import { MemoryRegistryStore } from '../shared/adapters/memory/registry-store.js';
+import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import { createLogger, type Logger } from '../shared/log.js';
+import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
+import { GatewayCore } from '../core/mcp/gateway-core.js';
+import { buildEdgeApp } from '../edge/http/app.js';
+
+export interface RunningNode {
+  /** Base URL, e.g. http://127.0.0.1:8080 */
+  url: string;
+  core: GatewayCore;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  log?: Logger;
+  /** Directory that relative plugin paths are resolved against (the config file's). */
+  baseDir?: string;
+  /** Wait for every backend's first connection attempt before listening. */
+  waitForBackends?: boolean;
+}
+
+export async function loadPlugins(
+  config: GatewayConfig,
+  baseDir: string,
+  log: Logger,
+): Promise<GatewayPlugin[]> {
+  const plugins: GatewayPlugin[] = [];
+  for (const p of config.plugins) {
+    const spec =
+      p.module.startsWith('.') || isAbsolute(p.module)
+        ? pathToFileURL(resolve(baseDir, p.module)).href
+        : p.module;
+    const mod = (await import(spec)) as { default?: PluginFactory };
+    if (typeof mod.default !== 'function')
+      throw new Error(`plugin ${p.module}: the default export must be a factory function`);
+    const plugin = await mod.default(p.options, { log: log.child({ plugin: p.module }) });
+    if (!plugin || typeof plugin.name !== 'string')
+      throw new Error(`plugin ${p.module}: the factory must return an object with a name`);
+    plugins.push(plugin);
+  }
+  return plugins;
+}
+
+export async function startSingleNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningNode> {
+  const log = opts.log ?? createLogger(config.log.level);
+  const plugins = await loadPlugins(config, opts.baseDir ?? process.cwd(), log);
+  // Ports on their embedded adapters; cluster adapters (Redis, Postgres, NATS) plug in here later.
+  const sessions = new MemorySessionStore();
+  const events = new MemoryEventStore();
+  const registry = new MemoryRegistryStore();
+  const bus = new InProcessBus();
+  for (const s of config.servers) await registry.upsert(s, 'config');
+
+  const core = new GatewayCore({ config, log, plugins });
+  const started = core.start();
+  if (opts.waitForBackends !== false) await started;
+  const { app } = buildEdgeApp({ config, core, sessions, log });
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const url = `http://${host}:${port}`;
+  log.info(
+    { url, role: config.role, region: config.region, servers: config.servers.map((s) => s.name) },
+    'mcpgw listening',
+  );
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    core,
+    close: () =>
+      (closed ??= (async () => {
+        await app.close();
+        await core.close();
+        await Promise.all([sessions.close(), events.close(), registry.close(), bus.close()]);
+      })()),
+  };
+}
+
+export function configBaseDir(file: string): string {
+  return dirname(resolve(file));
+}

@@ -1,0 +1,347 @@
+/**
+ * One configured backend server and how client sessions reach it:
+ * - stdio: ONE supervised process shared by every client session (never a process per session),
+ *   restarted with exponential backoff when it dies; the core multiplexes sessions over it.
+ * - Streamable HTTP and legacy SSE: one backend session per client session, opened lazily on first
+ *   use with exactly the client's declared capabilities, closed with the client session.
+ */
+import { GatewayError } from '../../shared/errors.js';
+import type { HttpServerConfig, ServerConfig, StdioServerConfig } from '../../shared/config/schema.js';
+import type {
+  JsonObject,
+  JsonRpcNotification,
+  JsonRpcRequest,
+  JsonRpcResponse,
+} from '../../shared/mcp/jsonrpc.js';
+import type { Logger } from '../../shared/log.js';
+import { LATEST_PROTOCOL_VERSION } from '../../shared/mcp/versions.js';
+import { BackendClient, type CallContext } from './backend-client.js';
+import { LegacySseTransport } from './sse.js';
+import { StdioTransport } from './stdio.js';
+import { StreamableHttpTransport } from './streamable-http.js';
+import type { UpstreamTransport } from './transport.js';
+
+export const GATEWAY_CLIENT_INFO = { name: 'mcpgw', version: '0.1.0' };
+
+/** What a backend reports to the core; `owner` is the client session of a per-session backend. */
+export interface BackendEvents {
+  request(
+    server: string,
+    owner: SessionOwner | undefined,
+    req: JsonRpcRequest,
+    related: CallContext | undefined,
+    signal: AbortSignal,
+  ): Promise<JsonObject | JsonRpcResponse>;
+  notification(
+    server: string,
+    owner: SessionOwner | undefined,
+    n: JsonRpcNotification,
+    related: CallContext | undefined,
+    client: BackendClient,
+  ): void;
+  /** The shared backend came up, restarted or went down: its catalog may have changed. */
+  availabilityChanged(server: string): void;
+}
+
+/** The part of a client session a backend needs to open its own session for it. */
+export interface SessionOwner {
+  readonly id: string;
+  readonly protocolVersion: string;
+  readonly clientCapabilities: JsonObject;
+  readonly clientInfo: JsonObject;
+}
+
+export type BackendState = 'starting' | 'ready' | 'restarting' | 'failed' | 'stopped';
+
+export interface ServerBackend {
+  readonly name: string;
+  readonly config: ServerConfig;
+  /** True when one backend session serves every client session (stdio). */
+  readonly shared: boolean;
+  status(): { state: BackendState; error?: string };
+  /** Starts the process (stdio) or probes the server (HTTP); resolves after the first attempt either way. */
+  start(): Promise<void>;
+  /** The backend client that `owner` must use; opens it if needed. Throws GW_BACKEND_UNAVAILABLE. */
+  clientFor(owner: SessionOwner): Promise<BackendClient>;
+  /** The client already open for `owner`, if any (never opens one). */
+  existingClientFor(owner: SessionOwner): BackendClient | undefined;
+  /** Closes what `owner` holds (its backend session, for HTTP). */
+  release(owner: SessionOwner): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Capabilities the gateway can relay to some client; offered to shared (stdio) backends. */
+const RELAY_CAPABILITIES: JsonObject = {
+  sampling: {},
+  elicitation: { form: {}, url: {} },
+  roots: { listChanged: true },
+};
+
+export function createBackend(config: ServerConfig, events: BackendEvents, log: Logger): ServerBackend {
+  return config.transport === 'stdio'
+    ? new StdioBackend(config, events, log)
+    : new HttpBackend(config, events, log);
+}
+
+class StdioBackend implements ServerBackend {
+  readonly shared = true;
+  private client: BackendClient | undefined;
+  private state: BackendState = 'starting';
+  private lastError: string | undefined;
+  private failures = 0;
+  private startedAt = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private stopping = false;
+  private connecting: Promise<void> | undefined;
+
+  constructor(
+    readonly config: StdioServerConfig,
+    private readonly events: BackendEvents,
+    private readonly log: Logger,
+  ) {}
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  status() {
+    return this.lastError && this.state !== 'ready'
+      ? { state: this.state, error: this.lastError }
+      : { state: this.state };
+  }
+
+  start(): Promise<void> {
+    return (this.connecting ??= this.spawn().finally(() => (this.connecting = undefined)));
+  }
+
+  async clientFor(_owner: SessionOwner): Promise<BackendClient> {
+    if (this.client && !this.client.isClosed) return this.client;
+    throw new GatewayError(
+      'GW_BACKEND_UNAVAILABLE',
+      `backend "${this.name}" is ${this.state}${this.lastError ? `: ${this.lastError}` : ''}`,
+      { server: this.name, state: this.state },
+    );
+  }
+
+  existingClientFor(): BackendClient | undefined {
+    return this.client && !this.client.isClosed ? this.client : undefined;
+  }
+
+  async release(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.stopping = true;
+    this.state = 'stopped';
+    clearTimeout(this.restartTimer);
+    await this.connecting?.catch(() => {});
+    const c = this.client;
+    this.client = undefined;
+    await c?.close();
+  }
+
+  private async spawn(): Promise<void> {
+    if (this.stopping) return;
+    const c = this.config;
+    const transport = new StdioTransport({
+      command: c.command,
+      args: c.args,
+      env: c.env,
+      cwd: c.cwd,
+      log: this.log,
+      serverName: c.name,
+      shutdownGraceMs: c.shutdownGraceMs,
+    });
+    const client: BackendClient = new BackendClient(c.name, transport, {
+      onRequest: (req, related, signal) => this.events.request(c.name, undefined, req, related, signal),
+      onNotification: (n, related) => this.events.notification(c.name, undefined, n, related, client),
+      onClose: (reason) => this.onClosed(client, reason),
+    });
+    try {
+      this.startedAt = Date.now();
+      await client.connect(
+        {
+          protocolVersion: LATEST_PROTOCOL_VERSION,
+          capabilities: RELAY_CAPABILITIES,
+          clientInfo: GATEWAY_CLIENT_INFO,
+        },
+        c.timeouts.connectMs,
+      );
+      if (this.stopping) return void (await client.close());
+      this.client = client;
+      this.state = 'ready';
+      this.lastError = undefined;
+      this.log.info({ server: c.name, backend: client.initializeResult?.serverInfo }, 'stdio backend ready');
+      this.events.availabilityChanged(c.name);
+    } catch (err) {
+      await client.close();
+      this.failed((err as Error).message);
+    }
+  }
+
+  private onClosed(client: BackendClient, reason?: Error): void {
+    if (client !== this.client) return;
+    this.client = undefined;
+    if (this.stopping) return;
+    // A process that lived a while before dying starts the backoff afresh; one that dies at once climbs it.
+    if (Date.now() - this.startedAt > 10_000) this.failures = 0;
+    this.log.warn({ server: this.name, reason: reason?.message }, 'stdio backend exited');
+    this.failed(reason?.message ?? 'process exited');
+    this.events.availabilityChanged(this.name);
+  }
+
+  private failed(message: string): void {
+    if (this.stopping) return;
+    this.failures++;
+    this.lastError = message;
+    this.state = this.failures >= this.config.restart.failedAfter ? 'failed' : 'restarting';
+    const delay = Math.min(
+      this.config.restart.initialDelayMs * 2 ** (this.failures - 1),
+      this.config.restart.maxDelayMs,
+    );
+    this.log.warn(
+      { server: this.name, error: message, failures: this.failures, retryInMs: delay },
+      'stdio backend unavailable; restarting',
+    );
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => void this.start(), delay);
+    this.restartTimer.unref();
+  }
+}
+
+class HttpBackend implements ServerBackend {
+  readonly shared = false;
+  private readonly sessions = new Map<string, Promise<BackendClient>>();
+  private readonly open = new Map<string, BackendClient>();
+  private state: BackendState = 'starting';
+  private lastError: string | undefined;
+
+  constructor(
+    readonly config: HttpServerConfig,
+    private readonly events: BackendEvents,
+    private readonly log: Logger,
+  ) {}
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  status() {
+    return this.lastError && this.state !== 'ready'
+      ? { state: this.state, error: this.lastError }
+      : { state: this.state };
+  }
+
+  /** Probes the server with a throw-away session so that /readyz can tell connected from failed. */
+  async start(): Promise<void> {
+    const client = new BackendClient(this.name, this.transport(), {
+      onRequest: async () => ({}),
+      onNotification: () => {},
+      onClose: () => {},
+    });
+    try {
+      await client.connect(
+        { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: GATEWAY_CLIENT_INFO },
+        this.config.timeouts.connectMs,
+      );
+      this.markUp();
+    } catch (err) {
+      this.markDown((err as Error).message);
+    } finally {
+      await client.close();
+    }
+  }
+
+  clientFor(owner: SessionOwner): Promise<BackendClient> {
+    let p = this.sessions.get(owner.id);
+    if (!p) {
+      p = this.openFor(owner);
+      this.sessions.set(owner.id, p);
+      p.catch(() => this.sessions.delete(owner.id));
+    }
+    return p;
+  }
+
+  existingClientFor(owner: SessionOwner): BackendClient | undefined {
+    return this.open.get(owner.id);
+  }
+
+  async release(owner: SessionOwner): Promise<void> {
+    const p = this.sessions.get(owner.id);
+    this.sessions.delete(owner.id);
+    this.open.delete(owner.id);
+    const c = await p?.catch(() => undefined);
+    await c?.close();
+  }
+
+  async close(): Promise<void> {
+    this.state = 'stopped';
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    this.open.clear();
+    await Promise.all(
+      all.map((p) =>
+        p.then(
+          (c) => c.close(),
+          () => {},
+        ),
+      ),
+    );
+  }
+
+  private transport(): UpstreamTransport {
+    const c = this.config;
+    const opts = { url: c.url, headers: c.headers, log: this.log, requestTimeoutMs: c.timeouts.requestMs };
+    return c.transport === 'sse' ? new LegacySseTransport(opts) : new StreamableHttpTransport(opts);
+  }
+
+  private async openFor(owner: SessionOwner): Promise<BackendClient> {
+    const client: BackendClient = new BackendClient(this.name, this.transport(), {
+      onRequest: (req, related, signal) => this.events.request(this.name, owner, req, related, signal),
+      onNotification: (n, related) => this.events.notification(this.name, owner, n, related, client),
+      onClose: () => {
+        // The backend session is gone (expired, server restarted): the next use opens a new one.
+        if (this.open.get(owner.id) === client) {
+          this.open.delete(owner.id);
+          this.sessions.delete(owner.id);
+        }
+      },
+    });
+    const version = this.config.transport === 'sse' ? '2024-11-05' : owner.protocolVersion;
+    try {
+      await client.connect(
+        { protocolVersion: version, capabilities: owner.clientCapabilities, clientInfo: owner.clientInfo },
+        this.config.timeouts.connectMs,
+      );
+    } catch (err) {
+      await client.close();
+      this.markDown((err as Error).message);
+      throw err instanceof GatewayError
+        ? err
+        : new GatewayError(
+            'GW_BACKEND_UNAVAILABLE',
+            `backend "${this.name}" is unavailable: ${(err as Error).message}`,
+            { server: this.name },
+          );
+    }
+    this.markUp();
+    this.open.set(owner.id, client);
+    return client;
+  }
+
+  private markUp(): void {
+    if (this.state !== 'ready') {
+      this.state = 'ready';
+      this.lastError = undefined;
+      this.events.availabilityChanged(this.name);
+    }
+  }
+
+  private markDown(message: string): void {
+    this.lastError = message;
+    if (this.state !== 'failed') {
+      this.state = 'failed';
+      this.log.warn({ server: this.name, error: message }, 'http backend unavailable');
+      this.events.availabilityChanged(this.name);
+    }
+  }
+}

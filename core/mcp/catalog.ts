@@ -1,0 +1,88 @@
+/**
+ * Backend catalogs: every page of a backend's tools/prompts/resources/templates, cached per backend
+ * session and dropped when the backend says the list changed (or the backend goes away).
+ */
+import { GatewayError } from '../../shared/errors.js';
+import type { JsonObject } from '../../shared/mcp/jsonrpc.js';
+import type { BackendClient } from '../backends/backend-client.js';
+
+export type ListKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
+
+export const LIST_METHOD: Record<ListKind, string> = {
+  tools: 'tools/list',
+  prompts: 'prompts/list',
+  resources: 'resources/list',
+  resourceTemplates: 'resources/templates/list',
+};
+
+/** The server capability that must be declared for a list to exist. */
+export const LIST_CAPABILITY: Record<ListKind, string> = {
+  tools: 'tools',
+  prompts: 'prompts',
+  resources: 'resources',
+  resourceTemplates: 'resources',
+};
+
+/** Which cached lists a list_changed notification invalidates. */
+export const INVALIDATES: Record<string, ListKind[]> = {
+  'notifications/tools/list_changed': ['tools'],
+  'notifications/prompts/list_changed': ['prompts'],
+  'notifications/resources/list_changed': ['resources', 'resourceTemplates'],
+};
+
+const MAX_PAGES = 1000;
+
+export class CatalogCache {
+  private readonly cache = new WeakMap<BackendClient, Map<ListKind, Promise<JsonObject[]>>>();
+
+  constructor(private readonly timeoutMs: (server: string) => number) {}
+
+  declares(client: BackendClient, kind: ListKind): boolean {
+    const caps = client.initializeResult?.capabilities as Record<string, unknown> | undefined;
+    return caps?.[LIST_CAPABILITY[kind]] !== undefined;
+  }
+
+  list(client: BackendClient, kind: ListKind): Promise<JsonObject[]> {
+    let byKind = this.cache.get(client);
+    if (!byKind) this.cache.set(client, (byKind = new Map()));
+    let p = byKind.get(kind);
+    if (!p) {
+      p = this.fetchAll(client, kind);
+      byKind.set(kind, p);
+      p.catch(() => byKind!.delete(kind));
+    }
+    return p;
+  }
+
+  invalidate(client: BackendClient, kinds: readonly ListKind[]): void {
+    const byKind = this.cache.get(client);
+    for (const k of kinds) byKind?.delete(k);
+  }
+
+  private async fetchAll(client: BackendClient, kind: ListKind): Promise<JsonObject[]> {
+    const items: JsonObject[] = [];
+    let cursor: unknown;
+    for (let page = 0; page < MAX_PAGES; page++) {
+      const res = await client.call(LIST_METHOD[kind], cursor === undefined ? undefined : { cursor }, {
+        timeoutMs: this.timeoutMs(client.server),
+      });
+      if ('error' in res)
+        throw new GatewayError(
+          'GW_BACKEND_UNAVAILABLE',
+          `backend "${client.server}" failed ${LIST_METHOD[kind]}: ${res.error.message}`,
+          { server: client.server, backendError: res.error },
+        );
+      const got = res.result[kind];
+      if (!Array.isArray(got))
+        throw new GatewayError(
+          'GW_BACKEND_PROTOCOL_ERROR',
+          `backend "${client.server}" answered ${LIST_METHOD[kind]} without a "${kind}" array`,
+          { server: client.server },
+        );
+      for (const it of got) if (typeof it === 'object' && it !== null) items.push(it as JsonObject);
+      cursor = res.result.nextCursor;
+      if (typeof cursor !== 'string' || cursor === '') return items;
+    }
+    return items;
+  }
+}

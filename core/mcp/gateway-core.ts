@@ -1,0 +1,399 @@
+/**
+ * The core tier in one object: the backends of this node, the client sessions that use them, and the
+ * routing of everything backends send (responses, progress, server-to-client requests, list changes,
+ * resource updates, log messages) to the client session it belongs to.
+ */
+import { GatewayError, toRpcError } from '../../shared/errors.js';
+import type { GatewayConfig } from '../../shared/config/schema.js';
+import type { Logger } from '../../shared/log.js';
+import {
+  rpcError,
+  RpcCode,
+  type JsonObject,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../../shared/mcp/jsonrpc.js';
+import {
+  compose,
+  pluginStage,
+  type GatewayPlugin,
+  type PipelineContext,
+} from '../../shared/pipeline/pipeline.js';
+import type {
+  CoreService,
+  CoreSessionHandle,
+  OpenSessionOptions,
+  ReadinessReport,
+} from '../../shared/ports/core-service.js';
+import type { BackendClient } from '../backends/backend-client.js';
+import {
+  createBackend,
+  GATEWAY_CLIENT_INFO,
+  type BackendEvents,
+  type ServerBackend,
+  type SessionOwner,
+} from '../backends/server-backend.js';
+import { CatalogCache, INVALIDATES } from './catalog.js';
+import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
+
+/** Which client capability a server-to-client request needs. */
+const REQUIRED_CAPABILITY: Record<string, string> = {
+  'sampling/createMessage': 'sampling',
+  'elicitation/create': 'elicitation',
+  'roots/list': 'roots',
+};
+
+/** The session's own handler, run by the last stage with the (possibly intercepted) request. */
+type Dispatch = (request: JsonRpcRequest) => Promise<JsonRpcResponse | undefined>;
+const DISPATCH = 'mcpgw.dispatch';
+
+export interface GatewayCoreOptions {
+  config: GatewayConfig;
+  log: Logger;
+  plugins?: GatewayPlugin[];
+}
+
+export class GatewayCore implements CoreService {
+  readonly log: Logger;
+  readonly catalog: CatalogCache;
+  readonly serverInfo = GATEWAY_CLIENT_INFO;
+  readonly pageSize: number;
+  private readonly backends = new Map<string, ServerBackend>();
+  private readonly sessions = new Set<ClientSession>();
+  /** Calls in flight per server, oldest first: where a shared backend's requests are routed. */
+  private readonly calls = new Map<string, Set<CallContext>>();
+  private readonly progress = new Map<string, { ctx: CallContext; token: unknown; client: BackendClient }>();
+  private nextProgress = 0;
+  /** Shared-backend subscriptions: server -> uri -> sessions. */
+  private readonly sharedSubs = new Map<string, Map<string, Set<ClientSession>>>();
+  private readonly sharedLevels = new Map<string, string>();
+  private readonly rootsSession = new Map<string, ClientSession>();
+  private readonly pipeline: (ctx: PipelineContext) => Promise<void>;
+
+  constructor(private readonly opts: GatewayCoreOptions) {
+    this.log = opts.log;
+    this.pageSize = opts.config.aggregate.pageSize;
+    this.catalog = new CatalogCache((s) => this.timeoutMs(s));
+    const events = this.backendEvents();
+    for (const s of opts.config.servers)
+      if (s.enabled) this.backends.set(s.name, createBackend(s, events, opts.log));
+    const plugins = opts.plugins ?? [];
+    // The core's request pipeline, top to bottom:
+    this.pipeline = compose([
+      // plugins: pre-hooks and request interceptors see the request before routing; response
+      // interceptors and post-hooks see the answer, errors included (error handlers may recover).
+      ...(plugins.length > 0 ? [pluginStage(plugins, (err, ctx) => toRpcError(ctx.request.id, err))] : []),
+      // dispatch: route by method, name or URI to a backend (or answer locally) and forward.
+      {
+        name: 'dispatch',
+        run: async (ctx) => void (ctx.response = await (ctx.state.get(DISPATCH) as Dispatch)(ctx.request)),
+      },
+    ]);
+  }
+
+  /** Starts every backend; resolves when each has connected or failed its first attempt. */
+  async start(): Promise<void> {
+    await Promise.all([...this.backends.values()].map((b) => b.start()));
+  }
+
+  hasScope(scope: string): boolean {
+    return scope === 'aggregate' || this.backends.has(scope);
+  }
+
+  backend(name: string): ServerBackend | undefined {
+    return this.backends.get(name);
+  }
+
+  backendList(): ServerBackend[] {
+    return [...this.backends.values()];
+  }
+
+  timeoutMs(server: string): number {
+    return this.backends.get(server)?.config.timeouts.requestMs ?? 120_000;
+  }
+
+  openSession(o: OpenSessionOptions): CoreSessionHandle {
+    if (!this.hasScope(o.scope))
+      throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${o.scope}`, { server: o.scope });
+    const s = new ClientSession(o.id, o.principal, o.scope, o.unrelated, this);
+    this.sessions.add(s);
+    return s;
+  }
+
+  readiness(): ReadinessReport {
+    const servers: ReadinessReport['servers'] = {};
+    let ready = true;
+    for (const b of this.backends.values()) {
+      const st = b.status();
+      servers[b.name] = st;
+      if (st.state !== 'ready' && st.state !== 'failed') ready = false;
+    }
+    return { ready, servers };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.sessions].map((s) => s.close()));
+    await Promise.all([...this.backends.values()].map((b) => b.close()));
+  }
+
+  async runPipeline(
+    session: ClientSession,
+    request: JsonRpcRequest,
+    dispatch: Dispatch,
+  ): Promise<JsonRpcResponse | undefined> {
+    const ctx: PipelineContext = {
+      request,
+      session,
+      state: new Map<string, unknown>([[DISPATCH, dispatch]]),
+    };
+    try {
+      await this.pipeline(ctx);
+    } catch (err) {
+      if (!(err instanceof GatewayError)) this.log.error({ err, method: request.method }, 'request failed');
+      return toRpcError(request.id, err);
+    }
+    return ctx.response;
+  }
+
+  // ---------------------------------------------------------------- helpers used by sessions
+
+  /** Replaces the client's progress token with one unique across every client of the backend. */
+  mapProgress(
+    params: JsonObject | undefined,
+    ctx: CallContext,
+    client: BackendClient,
+  ): { params: JsonObject | undefined; release(): void } {
+    const meta = params?._meta as JsonObject | undefined;
+    if (!meta || meta.progressToken === undefined) return { params, release: () => {} };
+    const token = `mcpgw-p${++this.nextProgress}`;
+    this.progress.set(token, { ctx, token: meta.progressToken, client });
+    return {
+      params: { ...params, _meta: { ...meta, progressToken: token } },
+      release: () => this.progress.delete(token),
+    };
+  }
+
+  async trackCall<T>(ctx: CallContext, run: () => Promise<T>): Promise<T> {
+    let set = this.calls.get(ctx.server);
+    if (!set) this.calls.set(ctx.server, (set = new Set()));
+    set.add(ctx);
+    try {
+      return await run();
+    } finally {
+      set.delete(ctx);
+    }
+  }
+
+  async subscribeShared(session: ClientSession, server: string, uri: string): Promise<JsonRpcResponse> {
+    let byUri = this.sharedSubs.get(server);
+    if (!byUri) this.sharedSubs.set(server, (byUri = new Map()));
+    const subs = byUri.get(uri);
+    if (subs && subs.size > 0) {
+      subs.add(session);
+      return { jsonrpc: '2.0', id: 0, result: {} };
+    }
+    const client = await this.backends.get(server)!.clientFor(session);
+    const res = await client.call('resources/subscribe', { uri }, { timeoutMs: this.timeoutMs(server) });
+    if (!('error' in res)) byUri.set(uri, new Set([...(byUri.get(uri) ?? []), session]));
+    return res;
+  }
+
+  async unsubscribeShared(session: ClientSession, server: string, uri: string): Promise<JsonRpcResponse> {
+    const subs = this.sharedSubs.get(server)?.get(uri);
+    if (!subs?.delete(session) || subs.size > 0) return { jsonrpc: '2.0', id: 0, result: {} };
+    this.sharedSubs.get(server)!.delete(uri);
+    const client = this.backends.get(server)!.existingClientFor(session);
+    return client
+      ? client.call('resources/unsubscribe', { uri }, { timeoutMs: this.timeoutMs(server) })
+      : { jsonrpc: '2.0', id: 0, result: {} };
+  }
+
+  /** A shared backend logs at the most verbose level any of its sessions asked for. */
+  async applySharedLogLevel(server: string): Promise<JsonRpcResponse | undefined> {
+    let min: string | undefined;
+    for (const s of this.sessions) {
+      if (!s.uses(server) || !s.logLevel) continue;
+      if (!min || LOG_LEVELS.indexOf(s.logLevel) < LOG_LEVELS.indexOf(min)) min = s.logLevel;
+    }
+    if (!min || this.sharedLevels.get(server) === min) return undefined;
+    const client = this.backends.get(server)?.existingClientFor({} as SessionOwner);
+    if (!client) return undefined;
+    this.sharedLevels.set(server, min);
+    return client.call('logging/setLevel', { level: min }, { timeoutMs: this.timeoutMs(server) });
+  }
+
+  noteRootsSession(server: string, session: ClientSession): void {
+    this.rootsSession.set(server, session);
+  }
+
+  async endSession(session: ClientSession): Promise<void> {
+    this.sessions.delete(session);
+    for (const [server, byUri] of this.sharedSubs) {
+      for (const [uri, subs] of byUri) {
+        if (subs.delete(session) && subs.size === 0) {
+          byUri.delete(uri);
+          this.backends.get(server)?.existingClientFor(session)?.notify('resources/unsubscribe', { uri });
+        }
+      }
+    }
+    for (const [server, s] of this.rootsSession) if (s === session) this.rootsSession.delete(server);
+    await Promise.all([...this.backends.values()].map((b) => b.release(session)));
+  }
+
+  // ---------------------------------------------------------------- what backends send
+
+  private backendEvents(): BackendEvents {
+    return {
+      request: (server, owner, req, related, signal) =>
+        this.onBackendRequest(
+          server,
+          owner as ClientSession | undefined,
+          req,
+          related as CallContext | undefined,
+          signal,
+        ),
+      notification: (server, owner, n, related, client) =>
+        this.onBackendNotification(
+          server,
+          owner as ClientSession | undefined,
+          n,
+          related as CallContext | undefined,
+          client,
+        ),
+      availabilityChanged: (server) => this.onAvailabilityChanged(server),
+    };
+  }
+
+  private async onBackendRequest(
+    server: string,
+    owner: ClientSession | undefined,
+    req: JsonRpcRequest,
+    related: CallContext | undefined,
+    signal: AbortSignal,
+  ): Promise<JsonObject | JsonRpcResponse> {
+    const capability = REQUIRED_CAPABILITY[req.method];
+    const ctx = related ?? this.pickCall(server, owner, capability);
+    const session =
+      ctx?.session ?? owner ?? (req.method === 'roots/list' ? this.rootsSession.get(server) : undefined);
+    if (!session)
+      return toRpcError(
+        req.id,
+        new GatewayError('GW_NO_CLIENT_FOR_REQUEST', `No client request in flight to relay ${req.method} to`),
+      );
+    if (capability === undefined)
+      return rpcError(req.id, RpcCode.MethodNotFound, `Method not found: ${req.method}`);
+    if (session.clientCapabilities[capability] === undefined) {
+      return toRpcError(
+        req.id,
+        new GatewayError(
+          'GW_CAPABILITY_NOT_DECLARED',
+          `The client did not declare the "${capability}" capability`,
+          { capability },
+        ),
+      );
+    }
+    return session.requestClient(req.method, req.params, ctx?.sink ?? session.unrelated, signal);
+  }
+
+  /**
+   * For a shared backend, the most recent in-flight call whose client can answer `capability`; failing
+   * that, the most recent call at all (its client then gets the capability error, not a stranger).
+   */
+  private pickCall(
+    server: string,
+    owner: ClientSession | undefined,
+    capability: string | undefined,
+  ): CallContext | undefined {
+    const set = this.calls.get(server);
+    if (!set) return undefined;
+    let capable: CallContext | undefined;
+    let any: CallContext | undefined;
+    for (const c of set) {
+      if (owner && c.session !== owner) continue;
+      any = c;
+      if (!capability || c.session.clientCapabilities[capability] !== undefined) capable = c;
+    }
+    return capable ?? any;
+  }
+
+  private onBackendNotification(
+    server: string,
+    owner: ClientSession | undefined,
+    n: JsonRpcNotification,
+    related: CallContext | undefined,
+    client: BackendClient,
+  ): void {
+    const p = n.params ?? {};
+    const invalidates = INVALIDATES[n.method];
+    if (invalidates) {
+      this.catalog.invalidate(client, invalidates);
+      for (const s of this.audience(server, owner)) s.sendUnrelated({ jsonrpc: '2.0', method: n.method });
+      return;
+    }
+    switch (n.method) {
+      case 'notifications/progress': {
+        const entry = this.progress.get(String(p.progressToken));
+        if (!entry) return;
+        const id = entry.client.idOfContext(entry.ctx);
+        if (id !== undefined) entry.client.extendCall(id);
+        entry.ctx.sink.send({
+          jsonrpc: '2.0',
+          method: n.method,
+          params: { ...p, progressToken: entry.token },
+        });
+        return;
+      }
+      case 'notifications/resources/updated': {
+        const uri = String(p.uri);
+        const targets = owner ? [owner] : [...(this.sharedSubs.get(server)?.get(uri) ?? [])];
+        for (const s of targets)
+          s.sendUnrelated({
+            jsonrpc: '2.0',
+            method: n.method,
+            params: { ...p, uri: s.exposedUri(server, uri) },
+          });
+        return;
+      }
+      case 'notifications/message': {
+        if (related) return related.sink.send(n);
+        const level = typeof p.level === 'string' ? LOG_LEVELS.indexOf(p.level) : 0;
+        for (const s of this.audience(server, owner)) {
+          if (owner || !s.logLevel || LOG_LEVELS.indexOf(s.logLevel) <= level) s.sendUnrelated(n);
+        }
+        return;
+      }
+      default: {
+        // Anything else (elicitation/complete, task status, custom): to the caller it concerns.
+        if (related) return related.sink.send(n);
+        const call = this.pickCall(server, owner, undefined);
+        if (call) return call.sink.send(n);
+        if (owner) owner.sendUnrelated(n);
+      }
+    }
+  }
+
+  /** Sessions that should hear about `server`: its owner, or every session that can see it. */
+  private audience(server: string, owner: ClientSession | undefined): ClientSession[] {
+    if (owner) return [owner];
+    return [...this.sessions].filter((s) => s.uses(server));
+  }
+
+  private onAvailabilityChanged(server: string): void {
+    for (const s of this.sessions) {
+      if (!s.isAggregate) continue;
+      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/prompts/list_changed' });
+      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/resources/list_changed' });
+    }
+    // Re-apply per-client state to a shared backend that just (re)started.
+    const backend = this.backends.get(server);
+    if (backend?.shared && backend.existingClientFor({} as SessionOwner)) {
+      this.sharedLevels.delete(server);
+      void this.applySharedLogLevel(server);
+      const client = backend.existingClientFor({} as SessionOwner)!;
+      for (const uri of this.sharedSubs.get(server)?.keys() ?? [])
+        void client.call('resources/subscribe', { uri }, { timeoutMs: this.timeoutMs(server) });
+    }
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The edge's HTTP application (never listens by itself): MCP endpoints, health and readiness. Cheap
+ * checks (Host and Origin) run in onRequest, before any body is read.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { GatewayError, toRpcError } from '../../shared/errors.js';
+import type { GatewayConfig } from '../../shared/config/schema.js';
+import type { Logger } from '../../shared/log.js';
+import type { CoreService } from '../../shared/ports/core-service.js';
+import type { SessionStore } from '../../shared/ports/session-store.js';
+import { McpEndpoint } from './mcp-endpoint.js';
+import { hostAllowed, originAllowed } from './origin.js';
+
+export interface EdgeAppOptions {
+  config: GatewayConfig;
+  core: CoreService;
+  sessions: SessionStore;
+  log: Logger;
+}
+
+export interface EdgeApp {
+  app: FastifyInstance;
+  endpoint: McpEndpoint;
+}
+
+export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: o.config.http.maxBodyBytes,
+    exposeHeadRoutes: false,
+    forceCloseConnections: true,
+    return503OnClosing: true,
+  });
+  const endpoint = new McpEndpoint(o);
+
+  // Every body reaches the endpoint as raw bytes: it checks Content-Type and parses JSON itself, so each
+  // failure gets the MCP answer (415, -32700) rather than a generic one.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    const code =
+      err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 'GW_BODY_TOO_LARGE'
+        : err.statusCode && err.statusCode < 500
+          ? 'GW_INVALID_REQUEST'
+          : 'GW_INTERNAL';
+    if (code === 'GW_INTERNAL') o.log.error({ err }, 'unhandled error in HTTP layer');
+    const ge = new GatewayError(
+      code,
+      code === 'GW_BODY_TOO_LARGE'
+        ? `Payload Too Large: the body exceeds ${o.config.http.maxBodyBytes} bytes`
+        : undefined,
+    );
+    reply
+      .code(ge.httpStatus)
+      .header('content-type', 'application/json')
+      .send(JSON.stringify(toRpcError(null, ge)));
+  });
+
+  const mcpPaths = ['/mcp', '/servers/:name/mcp'];
+  app.addHook('onRequest', async (req, reply) => {
+    if (!req.url.startsWith('/mcp') && !req.url.startsWith('/servers/')) return;
+    const { allowedHosts, allowedOrigins } = o.config.http;
+    const code = !hostAllowed(req.headers.host, allowedHosts)
+      ? 'GW_FORBIDDEN_HOST'
+      : !originAllowed(req.headers.origin, allowedOrigins)
+        ? 'GW_FORBIDDEN_ORIGIN'
+        : undefined;
+    if (!code) return;
+    const ge = new GatewayError(code);
+    return reply
+      .code(403)
+      .header('content-type', 'application/json')
+      .send(JSON.stringify(toRpcError(null, ge)));
+  });
+
+  const scopeOf = (params: unknown): string | undefined => {
+    const name = (params as { name?: string }).name;
+    if (name === undefined) return 'aggregate';
+    return o.core.hasScope(name) && name !== 'aggregate' ? name : undefined;
+  };
+  const unknownServer = (reply: import('fastify').FastifyReply, params: unknown) => {
+    const ge = new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${(params as { name?: string }).name}`);
+    return reply
+      .code(404)
+      .header('content-type', 'application/json')
+      .send(JSON.stringify(toRpcError(null, ge)));
+  };
+
+  for (const url of mcpPaths) {
+    app.post(url, async (req, reply) => {
+      const scope = scopeOf(req.params);
+      return scope ? endpoint.post(req, reply, scope) : unknownServer(reply, req.params);
+    });
+    app.get(url, async (req, reply) => {
+      const scope = scopeOf(req.params);
+      return scope ? endpoint.get(req, reply, scope) : unknownServer(reply, req.params);
+    });
+    app.delete(url, async (req, reply) => {
+      const scope = scopeOf(req.params);
+      return scope ? endpoint.delete(req, reply, scope) : unknownServer(reply, req.params);
+    });
+    app.route({
+      method: ['PUT', 'PATCH', 'OPTIONS', 'HEAD'],
+      url,
+      handler: async (_req, reply) => {
+        const ge = new GatewayError('GW_METHOD_NOT_ALLOWED');
+        return reply
+          .code(405)
+          .header('allow', 'GET, POST, DELETE')
+          .header('content-type', 'application/json')
+          .send(JSON.stringify(toRpcError(null, ge)));
+      },
+    });
+  }
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    const r = o.core.readiness();
+    return reply
+      .code(r.ready ? 200 : 503)
+      .send({ status: r.ready ? 'ready' : 'starting', servers: r.servers, sessions: endpoint.sessionCount });
+  });
+
+  app.addHook('onClose', async () => endpoint.close());
+  return { app, endpoint };
+}

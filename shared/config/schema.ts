@@ -1,0 +1,220 @@
+/**
+ * The one configuration schema (zod). Human-friendly YAML/JSON is validated here once at start-up, every
+ * problem reported together with its path, then frozen. `docs/configuration.md` is generated from it.
+ */
+import { z } from 'zod';
+
+/** Server names become tool prefixes: no `__`, no leading or trailing `_`, so `{server}__{tool}` parses back. */
+const serverName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*$/,
+    'letters, digits, "-" and single "_" between them (no "__", no leading or trailing "_")',
+  )
+  .max(32)
+  .describe(
+    'Unique server name; the prefix of its tools and prompts on /mcp and the {name} of /servers/{name}/mcp.',
+  );
+
+const timeouts = z
+  .object({
+    requestMs: z
+      .number()
+      .int()
+      .positive()
+      .default(120_000)
+      .describe('How long a request to this backend may take; progress notifications restart the clock.'),
+    connectMs: z
+      .number()
+      .int()
+      .positive()
+      .default(15_000)
+      .describe('How long connecting and the initialize handshake may take.'),
+  })
+  .strict()
+  .prefault({});
+
+const common = {
+  name: serverName,
+  description: z.string().optional().describe('Free text for operators.'),
+  enabled: z.boolean().default(true).describe('A disabled server is neither started nor listed.'),
+  timeouts,
+};
+
+const stdioServer = z
+  .object({
+    ...common,
+    transport: z.literal('stdio'),
+    command: z.string().min(1).describe('Executable to run (no shell).'),
+    args: z.array(z.string()).default([]).describe('Arguments.'),
+    env: z
+      .record(z.string(), z.string())
+      .default({})
+      .describe('Environment added to a minimal inherited one (PATH, HOME...). Values may use ${VAR}.'),
+    cwd: z.string().optional().describe('Working directory.'),
+    restart: z
+      .object({
+        initialDelayMs: z
+          .number()
+          .int()
+          .positive()
+          .default(500)
+          .describe('First restart delay after the process dies.'),
+        maxDelayMs: z.number().int().positive().default(30_000).describe('Backoff ceiling.'),
+        failedAfter: z
+          .number()
+          .int()
+          .positive()
+          .default(3)
+          .describe(
+            'Consecutive failed starts after which the server counts as failed for /readyz (restarts go on).',
+          ),
+      })
+      .strict()
+      .prefault({}),
+    shutdownGraceMs: z
+      .number()
+      .int()
+      .positive()
+      .default(2_000)
+      .describe('Wait after closing stdin, and again after SIGTERM, before escalating.'),
+  })
+  .strict();
+
+const httpServer = (transport: 'streamable-http' | 'sse') =>
+  z
+    .object({
+      ...common,
+      transport: z.literal(transport),
+      url: z
+        .url({ protocol: /^https?$/ })
+        .describe(
+          transport === 'sse' ? 'The legacy SSE endpoint (GET) of a 2024-11-05 server.' : 'The MCP endpoint.',
+        ),
+      headers: z
+        .record(z.string(), z.string())
+        .default({})
+        .describe('Headers sent to this backend (for example an API key). Values may use ${VAR}.'),
+    })
+    .strict();
+
+export const serverSchema = z.discriminatedUnion('transport', [
+  stdioServer,
+  httpServer('streamable-http'),
+  httpServer('sse'),
+]);
+
+const pluginSchema = z
+  .object({
+    module: z
+      .string()
+      .min(1)
+      .describe('A local module path (relative to the config file) or an npm package name.'),
+    options: z.record(z.string(), z.unknown()).default({}).describe('Passed to the plugin factory.'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    role: z
+      .enum(['single'])
+      .default('single')
+      .describe('What this process runs. `single`: edge and core in one process.'),
+    region: z
+      .string()
+      .regex(/^[a-z0-9-]{1,32}$/)
+      .default('local')
+      .describe('Region this node belongs to.'),
+    listen: z
+      .object({
+        host: z.string().default('127.0.0.1').describe('Address to listen on.'),
+        port: z.number().int().min(0).max(65535).default(8080).describe('Port (0 picks a free one).'),
+      })
+      .strict()
+      .prefault({}),
+    auth: z
+      .discriminatedUnion('mode', [
+        z
+          .object({ mode: z.literal('none') })
+          .strict()
+          .describe('No authentication: accepted only when listening on loopback.'),
+      ])
+      .default({ mode: 'none' })
+      .describe('Client authentication.'),
+    http: z
+      .object({
+        maxBodyBytes: z
+          .number()
+          .int()
+          .positive()
+          .default(4 * 1024 * 1024)
+          .describe('Largest accepted POST body (413 beyond).'),
+        allowedOrigins: z
+          .array(z.string())
+          .default([])
+          .describe(
+            'Origins allowed besides loopback ones (exact match, e.g. https://app.example.com). Requests with another Origin get 403.',
+          ),
+        allowedHosts: z
+          .array(z.string())
+          .default([])
+          .describe(
+            'Host header values allowed besides loopback names (DNS-rebinding protection). Requests with another Host get 403.',
+          ),
+      })
+      .strict()
+      .prefault({}),
+    sessions: z
+      .object({
+        idleTimeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(30 * 60_000)
+          .describe('A client session idle this long is ended and its backend sessions closed.'),
+      })
+      .strict()
+      .prefault({}),
+    aggregate: z
+      .object({
+        separator: z.literal('__').default('__').describe('Between server and tool/prompt names on /mcp.'),
+        pageSize: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(100)
+          .describe('Items per page of merged lists on /mcp.'),
+      })
+      .strict()
+      .prefault({}),
+    log: z
+      .object({
+        level: z
+          .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+          .default('info')
+          .describe('Log level (pino, JSON on stdout).'),
+      })
+      .strict()
+      .prefault({}),
+    plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
+    servers: z.array(serverSchema).default([]).describe('Backend MCP servers.'),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.servers.forEach((s, i) => {
+      if (seen.has(s.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['servers', i, 'name'],
+          message: `duplicate server name "${s.name}"`,
+        });
+      seen.add(s.name);
+    });
+  });
+
+export type GatewayConfig = z.infer<typeof configSchema>;
+export type ServerConfig = z.infer<typeof serverSchema>;
+export type StdioServerConfig = Extract<ServerConfig, { transport: 'stdio' }>;
+export type HttpServerConfig = Exclude<ServerConfig, { transport: 'stdio' }>;

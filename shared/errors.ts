@@ -1,0 +1,140 @@
+/**
+ * Every error the gateway makes comes from this one table: a stable `GW_*` code, an HTTP status for the
+ * HTTP layer, a JSON-RPC code for answers inside a session, and a message. Clients and runbooks act on
+ * `data.code`; `docs/errors.md` documents every entry.
+ */
+import { rpcError, RpcCode, type JsonRpcFailure, type JsonRpcId } from './mcp/jsonrpc.js';
+
+export interface ErrorSpec {
+  readonly http: number;
+  readonly rpc: number;
+  readonly message: string;
+}
+
+export const ERRORS = {
+  GW_PARSE_ERROR: { http: 400, rpc: RpcCode.ParseError, message: 'Parse error: the body is not valid JSON' },
+  GW_INVALID_REQUEST: {
+    http: 400,
+    rpc: RpcCode.InvalidRequest,
+    message: 'Invalid Request: not a JSON-RPC 2.0 message',
+  },
+  GW_BATCH_UNSUPPORTED: {
+    http: 400,
+    rpc: RpcCode.InvalidRequest,
+    message: 'Invalid Request: JSON-RPC batches are not supported by this protocol version',
+  },
+  GW_METHOD_NOT_FOUND: { http: 200, rpc: RpcCode.MethodNotFound, message: 'Method not found' },
+  GW_INVALID_PARAMS: { http: 200, rpc: RpcCode.InvalidParams, message: 'Invalid params' },
+  GW_UNKNOWN_TOOL: { http: 200, rpc: RpcCode.InvalidParams, message: 'Unknown tool' },
+  GW_UNKNOWN_PROMPT: { http: 200, rpc: RpcCode.InvalidParams, message: 'Unknown prompt' },
+  GW_UNKNOWN_RESOURCE: { http: 200, rpc: RpcCode.ResourceNotFound, message: 'Resource not found' },
+  GW_INVALID_CURSOR: { http: 200, rpc: RpcCode.InvalidParams, message: 'Invalid cursor' },
+  GW_NOT_INITIALIZED: {
+    http: 400,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Bad Request: session not initialized',
+  },
+  GW_ALREADY_INITIALIZED: {
+    http: 400,
+    rpc: RpcCode.InvalidRequest,
+    message: 'Invalid Request: session already initialized',
+  },
+  GW_SESSION_REQUIRED: {
+    http: 400,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Bad Request: Mcp-Session-Id header is required',
+  },
+  GW_SESSION_NOT_FOUND: { http: 404, rpc: RpcCode.SessionNotFound, message: 'Session not found' },
+  GW_UNSUPPORTED_PROTOCOL_VERSION: {
+    http: 400,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Bad Request: unsupported MCP-Protocol-Version',
+  },
+  GW_NOT_ACCEPTABLE: {
+    http: 406,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Not Acceptable: the client must accept both application/json and text/event-stream',
+  },
+  GW_NOT_ACCEPTABLE_SSE: {
+    http: 406,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Not Acceptable: the client must accept text/event-stream',
+  },
+  GW_UNSUPPORTED_MEDIA_TYPE: {
+    http: 415,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unsupported Media Type: Content-Type must be application/json',
+  },
+  GW_BODY_TOO_LARGE: { http: 413, rpc: RpcCode.ConnectionClosed, message: 'Payload Too Large' },
+  GW_METHOD_NOT_ALLOWED: { http: 405, rpc: RpcCode.ConnectionClosed, message: 'Method Not Allowed' },
+  GW_STREAM_CONFLICT: {
+    http: 409,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Conflict: only one GET stream is allowed per session',
+  },
+  GW_FORBIDDEN_ORIGIN: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Origin not allowed' },
+  GW_FORBIDDEN_HOST: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Host not allowed' },
+  GW_SESSION_FORBIDDEN: {
+    http: 403,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Forbidden: the session belongs to another principal',
+  },
+  GW_UNKNOWN_SERVER: { http: 404, rpc: RpcCode.InvalidParams, message: 'Unknown server' },
+  GW_BACKEND_UNAVAILABLE: { http: 502, rpc: RpcCode.InternalError, message: 'Backend unavailable' },
+  GW_BACKEND_PROTOCOL_ERROR: {
+    http: 502,
+    rpc: RpcCode.InternalError,
+    message: 'Backend sent an invalid response',
+  },
+  GW_BACKEND_TIMEOUT: { http: 504, rpc: RpcCode.InternalError, message: 'Backend did not answer in time' },
+  GW_CAPABILITY_NOT_DECLARED: {
+    http: 200,
+    rpc: RpcCode.MethodNotFound,
+    message: 'The client did not declare this capability',
+  },
+  GW_NO_CLIENT_FOR_REQUEST: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'No client request in flight to relay this server request to',
+  },
+  GW_CLIENT_GONE: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'The client session that caused this request has ended',
+  },
+  GW_PLUGIN_ERROR: { http: 500, rpc: RpcCode.InternalError, message: 'A pipeline plugin failed' },
+  GW_SHUTTING_DOWN: { http: 503, rpc: RpcCode.InternalError, message: 'The gateway is shutting down' },
+  GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** A failure the gateway itself decided; carries its table entry and optional detail for `data`. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly detail: Record<string, unknown> | undefined;
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    detail?: Record<string, unknown>,
+    options?: { cause?: unknown },
+  ) {
+    super(message ?? ERRORS[code].message, options);
+    this.name = 'GatewayError';
+    this.code = code;
+    this.detail = detail;
+  }
+  get httpStatus(): number {
+    return ERRORS[this.code].http;
+  }
+  get rpcCode(): number {
+    return ERRORS[this.code].rpc;
+  }
+}
+
+/** The one mapping from a gateway error (or anything thrown) to a JSON-RPC error answer. */
+export function toRpcError(id: JsonRpcId | null, err: unknown): JsonRpcFailure {
+  const ge =
+    err instanceof GatewayError ? err : new GatewayError('GW_INTERNAL', undefined, undefined, { cause: err });
+  return rpcError(id, ge.rpcCode, ge.message, { code: ge.code, ...ge.detail });
+}

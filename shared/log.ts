@@ -1,0 +1,38 @@
+/**
+ * The logger type every module receives (pino's shape), and the one place that creates it: JSON lines,
+ * with credentials redacted wherever they appear.
+ */
+import { pino } from 'pino';
+
+export interface Logger {
+  trace(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  fatal(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+export const REDACT_PATHS = [
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'headers.cookie',
+  '*.headers.authorization',
+  '*.headers["x-api-key"]',
+  '*.env',
+  'env',
+  'token',
+  '*.token',
+  'password',
+  '*.password',
+  'secret',
+  '*.secret',
+];
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    { level, base: { svc: 'mcpgw' }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
+    destination as never,
+  ) as unknown as Logger;
+}

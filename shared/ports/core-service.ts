@@ -1,0 +1,48 @@
+/**
+ * The narrow interface between the edge tier (client-facing transport, authentication, quotas) and the
+ * core tier (registry, backend pools, aggregation). In the single role it is a function call; in the
+ * split roles the edge's forward stage will speak it over HTTP. Only JSON-RPC messages cross it.
+ */
+import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
+
+/** Where the core sends messages for the client: a request's own stream, or the session's GET stream. */
+export interface MessageSink {
+  send(message: JsonRpcMessage): void;
+}
+
+export interface CoreSessionHandle {
+  readonly id: string;
+  /**
+   * Handles one client request. Messages related to it (progress, server-to-client requests) go to
+   * `related` before the promise settles. Resolves to the response, or undefined when the client
+   * cancelled the request (a cancelled request gets no answer).
+   */
+  request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined>;
+  /** A client notification (initialized, cancelled, progress, roots/list_changed...). */
+  notify(notification: JsonRpcNotification): void;
+  /** The client's answer to a server-to-client request the core sent it. */
+  respond(response: JsonRpcResponse): void;
+  /** Ends the session and its backend sessions. */
+  close(): Promise<void>;
+}
+
+export interface OpenSessionOptions {
+  id: string;
+  principal: string;
+  /** `aggregate` for /mcp, or a server name for /servers/{name}/mcp. */
+  scope: string;
+  /** Messages unrelated to any request (list_changed, resource updates, log messages). */
+  unrelated: MessageSink;
+}
+
+export interface ReadinessReport {
+  ready: boolean;
+  servers: Record<string, { state: string; error?: string }>;
+}
+
+export interface CoreService {
+  hasScope(scope: string): boolean;
+  openSession(options: OpenSessionOptions): CoreSessionHandle;
+  readiness(): ReadinessReport;
+  close(): Promise<void>;
+}

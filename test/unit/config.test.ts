@@ -1,0 +1,128 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { ConfigError, validateConfig } from '../../shared/config/load.js';
+
+test('the issue example config is valid and gets defaults', () => {
+  const cfg = validateConfig(
+    {
+      role: 'single',
+      region: 'local',
+      listen: { host: '127.0.0.1', port: 8080 },
+      auth: { mode: 'none' },
+      servers: [
+        {
+          name: 'everything',
+          transport: 'stdio',
+          command: 'node',
+          args: ['server.js', 'stdio'],
+          env: { SOME_KEY: 'value' },
+        },
+        {
+          name: 'fixture',
+          transport: 'streamable-http',
+          url: 'http://127.0.0.1:9301/mcp',
+          headers: { 'X-Api-Key': '...' },
+        },
+        { name: 'old', transport: 'sse', url: 'http://127.0.0.1:9302/sse' },
+      ],
+    },
+    'example',
+    {},
+  );
+  assert.equal(cfg.servers.length, 3);
+  assert.equal(cfg.aggregate.pageSize, 100);
+  assert.ok(Object.isFrozen(cfg.servers[0]));
+});
+
+test('every problem is reported at once, with its path', () => {
+  try {
+    validateConfig(
+      {
+        role: 'mystery',
+        listen: { port: 'eighty' },
+        extra: 1,
+        servers: [
+          { name: 'a__b', transport: 'stdio' },
+          { name: 'x', transport: 'carrier-pigeon' },
+        ],
+      },
+      'bad',
+      {},
+    );
+    assert.fail('should throw');
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    const paths = err.problems.map((p) => p.path);
+    for (const p of ['role', 'listen.port', 'servers.0.name', 'servers.0.command', 'servers.1.transport'])
+      assert.ok(paths.includes(p), `${p} in ${paths.join(', ')}`);
+    assert.ok(
+      err.problems.some((p) => /extra/.test(p.message)),
+      'unknown keys are rejected',
+    );
+  }
+});
+
+test('duplicate server names are refused', () => {
+  assert.throws(
+    () =>
+      validateConfig(
+        {
+          servers: [
+            { name: 'a', transport: 'stdio', command: 'x' },
+            { name: 'a', transport: 'stdio', command: 'y' },
+          ],
+        },
+        'dup',
+        {},
+      ),
+    /duplicate server name/,
+  );
+});
+
+test('auth none is refused off loopback', () => {
+  assert.throws(
+    () => validateConfig({ listen: { host: '0.0.0.0' }, auth: { mode: 'none' } }, 'open', {}),
+    /auth\.mode.*loopback/,
+  );
+  validateConfig({ listen: { host: '::1' } }, 'v6', {});
+});
+
+test('environment overrides and ${VAR} interpolation', () => {
+  const cfg = validateConfig(
+    {
+      servers: [
+        {
+          name: 'h',
+          transport: 'streamable-http',
+          url: 'http://127.0.0.1:1/mcp',
+          headers: { 'X-Api-Key': '${FIXTURE_KEY}' },
+        },
+      ],
+    },
+    'env',
+    {
+      MCPGW_LISTEN__PORT: '9123',
+      MCPGW_LOG__LEVEL: 'debug',
+      MCPGW_SESSIONS__IDLE_TIMEOUT_MS: '5000',
+      FIXTURE_KEY: 's3cret',
+    },
+  );
+  assert.equal(cfg.listen.port, 9123);
+  assert.equal(cfg.log.level, 'debug');
+  assert.equal(cfg.sessions.idleTimeoutMs, 5000);
+  const h = cfg.servers[0];
+  assert.ok(h && h.transport !== 'stdio' && h.headers['X-Api-Key'] === 's3cret');
+  assert.throws(
+    () =>
+      validateConfig(
+        {
+          servers: [
+            { name: 'h', transport: 'sse', url: 'http://127.0.0.1:1/sse', headers: { k: '${MISSING_VAR}' } },
+          ],
+        },
+        'env',
+        {},
+      ),
+    /MISSING_VAR is not set/,
+  );
+});
