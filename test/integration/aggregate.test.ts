@@ -93,7 +93,8 @@ describe('the aggregate view on /mcp', () => {
       names,
       tools2.map((t) => t.name),
     );
-    assert.equal(names.length, 3 + 120 + 3 + 2 + 3);
+    // Each scripted server adds five tools of its own (pid, crash, change, ask, ask_then_cancel).
+    assert.equal(names.length, 3 + 120 + 5 + 2 + 5);
     assert.equal(new Set(names).size, names.length);
     for (const n of names) assert.match(n, /^[a-zA-Z0-9_-]{1,64}$/);
     assert.ok(names.includes('alpha__search') && names.includes('beta__search'));
@@ -157,6 +158,8 @@ describe('the aggregate view on /mcp', () => {
     assert.equal(client.getServerVersion().name, 'scripted');
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t: any) => t.name).sort(), [
+      'ask',
+      'ask_then_cancel',
       'change',
       'crash',
       'files_read',
