@@ -56,7 +56,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const plugins = await loadPlugins(config, opts.baseDir ?? process.cwd(), log);
   // Ports on their embedded adapters; cluster adapters (Redis, Postgres, NATS) plug in here later.
   const sessions = new MemorySessionStore();
-  const events = new MemoryEventStore();
+  const events = new MemoryEventStore(config.sessions.eventRetention);
   const registry = new MemoryRegistryStore();
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
@@ -64,7 +64,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const core = new GatewayCore({ config, log, plugins });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
-  const { app } = buildEdgeApp({ config, core, sessions, log });
+  const { app } = buildEdgeApp({ config, core, sessions, events, log });
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;

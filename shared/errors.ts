@@ -44,6 +44,11 @@ export const ERRORS = {
     rpc: RpcCode.ConnectionClosed,
     message: 'Bad Request: Mcp-Session-Id header is required',
   },
+  GW_SESSION_ID_REQUIRED: {
+    http: 400,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Bad Request: the sessionId query parameter is required',
+  },
   GW_SESSION_NOT_FOUND: { http: 404, rpc: RpcCode.SessionNotFound, message: 'Session not found' },
   GW_UNSUPPORTED_PROTOCOL_VERSION: {
     http: 400,
@@ -71,6 +76,11 @@ export const ERRORS = {
     http: 409,
     rpc: RpcCode.ConnectionClosed,
     message: 'Conflict: only one GET stream is allowed per session',
+  },
+  GW_UNKNOWN_EVENT_ID: {
+    http: 400,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Bad Request: Last-Event-ID names no event of this session that can still be replayed',
   },
   GW_FORBIDDEN_ORIGIN: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Origin not allowed' },
   GW_FORBIDDEN_HOST: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Host not allowed' },

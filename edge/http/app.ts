@@ -7,7 +7,9 @@ import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
 import type { CoreService } from '../../shared/ports/core-service.js';
+import type { EventStore } from '../../shared/ports/event-store.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import { LegacySseEndpoint } from './legacy-sse.js';
 import { McpEndpoint } from './mcp-endpoint.js';
 import { hostAllowed, originAllowed } from './origin.js';
 
@@ -15,6 +17,8 @@ export interface EdgeAppOptions {
   config: GatewayConfig;
   core: CoreService;
   sessions: SessionStore;
+  /** SSE event logs, so that clients can resume dropped streams with Last-Event-ID. */
+  events: EventStore;
   log: Logger;
 }
 
@@ -59,8 +63,10 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   });
 
   const mcpPaths = ['/mcp', '/servers/:name/mcp'];
+  // Every MCP transport, the legacy HTTP+SSE pair (2024-11-05) included, is a DNS-rebinding target.
+  const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/'];
   app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/mcp') && !req.url.startsWith('/servers/')) return;
+    if (!guardedPrefixes.some((p) => req.url.startsWith(p))) return;
     const { allowedHosts, allowedOrigins } = o.config.http;
     const code = !hostAllowed(req.headers.host, allowedHosts)
       ? 'GW_FORBIDDEN_HOST'
@@ -115,12 +121,29 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     });
   }
 
+  // Legacy HTTP+SSE (2024-11-05): GET opens the session's one stream, POST delivers a message to it.
+  const legacy = new LegacySseEndpoint(o);
+  for (const [stream, message] of [
+    ['/sse', '/message'],
+    ['/servers/:name/sse', '/servers/:name/message'],
+  ] as const) {
+    app.get(stream, async (req, reply) => {
+      const scope = scopeOf(req.params);
+      return scope ? legacy.open(req, reply, scope) : unknownServer(reply, req.params);
+    });
+    app.post(message, async (req, reply) => {
+      const scope = scopeOf(req.params);
+      return scope ? legacy.post(req, reply, scope) : unknownServer(reply, req.params);
+    });
+  }
+  app.addHook('onClose', async () => legacy.close());
+
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const r = o.core.readiness();
     return reply
       .code(r.ready ? 200 : 503)
-      .send({ status: r.ready ? 'ready' : 'starting', servers: r.servers, sessions: endpoint.sessionCount });
+      .send({ status: r.ready ? 'ready' : 'starting', servers: r.servers, sessions: endpoint.sessionCount + legacy.sessionCount });
   });
 
   app.addHook('onClose', async () => endpoint.close());

@@ -4,7 +4,7 @@
  * server-initiated messages, DELETE, and every transport-level refusal with the status the spec names.
  * It parses only the JSON-RPC envelope and hands messages to the core through CoreService.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, toRpcError, type ErrorCode } from '../../shared/errors.js';
@@ -19,11 +19,14 @@ import {
 } from '../../shared/mcp/jsonrpc.js';
 import { SUPPORTED_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import type { EventStore } from '../../shared/ports/event-store.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
-import { openSse, sseEvent } from './sse.js';
+import { SseStream } from './sse-stream.js';
 
+/** Messages the GET stream keeps for a client that has no GET connection open. */
 const BACKLOG_LIMIT = 1000;
-const KEEPALIVE_MS = 25_000;
+/** The id of the session's GET stream in the EventStore (POST streams get random ids). */
+const GET_STREAM = 'get';
 
 interface EdgeSession {
   id: string;
@@ -32,8 +35,10 @@ interface EdgeSession {
   core: CoreSessionHandle;
   protocolVersion: string;
   lastSeen: number;
-  getStream: ServerResponse | undefined;
-  backlog: JsonRpcMessage[];
+  /** The stream for messages unrelated to any request; it exists before the client's first GET. */
+  getStream: SseStream;
+  /** POST answer streams whose response has not been sent yet. */
+  postStreams: Map<string, SseStream>;
   inflight: number;
 }
 
@@ -41,6 +46,7 @@ export interface McpEndpointOptions {
   config: GatewayConfig;
   core: CoreService;
   sessions: SessionStore;
+  events: EventStore;
   log: Logger;
 }
 
@@ -108,7 +114,8 @@ export class McpEndpoint {
     const responder = new RequestResponder(
       reply.raw,
       { 'mcp-session-id': session.id },
-      this.unrelatedSink(session),
+      () => this.newStream(session, randomBytes(8).toString('hex')),
+      session.getStream,
     );
     session.inflight++;
     try {
@@ -122,26 +129,36 @@ export class McpEndpoint {
     }
   }
 
-  /** GET: the session's stream for messages unrelated to any request. */
+  /**
+   * GET: the session's stream for messages unrelated to any request or, with `Last-Event-ID`, the
+   * resumption of any of the session's streams (GET or POST) after the last event the client saw.
+   */
   async get(req: FastifyRequest, reply: FastifyReply, scope: string): Promise<void> {
     const accept = String(req.headers.accept ?? '');
     if (!accept.includes('text/event-stream')) return this.refuse(reply, 'GW_NOT_ACCEPTABLE_SSE');
     const session = this.lookup(reply, req.headers['mcp-session-id'], scope, this.principalOf(req), null);
     if (!session) return;
     if (!this.versionOk(req, reply, null)) return;
-    if (session.getStream && !session.getStream.destroyed) return this.refuse(reply, 'GW_STREAM_CONFLICT');
-    reply.hijack();
-    const res = reply.raw;
-    openSse(res, { 'mcp-session-id': session.id });
-    session.getStream = res;
+    const headers = { 'mcp-session-id': session.id };
+    const lastEventId = req.headers['last-event-id'];
     session.lastSeen = Date.now();
-    for (const m of session.backlog.splice(0)) res.write(sseEvent(m));
-    const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS).unref();
-    res.on('close', () => {
-      clearInterval(keepalive);
-      if (session.getStream === res) session.getStream = undefined;
-      session.lastSeen = Date.now();
-    });
+    if (typeof lastEventId === 'string' && lastEventId !== '') {
+      const found = await this.o.events.replayAfter(session.id, lastEventId);
+      if (!found) return this.refuse(reply, 'GW_UNKNOWN_EVENT_ID');
+      // A stream whose response was already sent is no longer live: it is only replayed.
+      const stream =
+        found.streamId === GET_STREAM
+          ? session.getStream
+          : (session.postStreams.get(found.streamId) ??
+            this.newStream(session, found.streamId, { ended: true }));
+      reply.hijack();
+      if (!(await stream.resume(reply.raw, headers, lastEventId)))
+        writeRefusal(reply.raw, new GatewayError('GW_UNKNOWN_EVENT_ID'));
+      return;
+    }
+    if (session.getStream.attached) return this.refuse(reply, 'GW_STREAM_CONFLICT');
+    reply.hijack();
+    await session.getStream.connect(reply.raw, headers);
   }
 
   /** DELETE: the client ends its session. */
@@ -175,11 +192,16 @@ export class McpEndpoint {
       core: undefined as unknown as CoreSessionHandle,
       protocolVersion: '',
       lastSeen: Date.now(),
-      getStream: undefined,
-      backlog: [],
+      getStream: undefined as unknown as SseStream,
+      postStreams: new Map(),
       inflight: 0,
     };
-    session.core = this.o.core.openSession({ id, principal, scope, unrelated: this.unrelatedSink(session) });
+    session.core = this.o.core.openSession({
+      id,
+      principal,
+      scope,
+      unrelated: { send: (m) => session.getStream.send(m) },
+    });
     let res: JsonRpcResponse | undefined;
     try {
       res = await session.core.request(request, { send: () => {} });
@@ -194,6 +216,7 @@ export class McpEndpoint {
         .send(JSON.stringify(res ?? toRpcError(request.id, new GatewayError('GW_INTERNAL'))));
     }
     session.protocolVersion = String(res.result.protocolVersion);
+    session.getStream = this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT });
     this.live.set(id, session);
     const now = Date.now();
     await this.o.sessions.put(
@@ -218,15 +241,29 @@ export class McpEndpoint {
       .send(JSON.stringify(res));
   }
 
-  private unrelatedSink(session: EdgeSession): MessageSink {
-    return {
-      send: (m) => {
-        const s = session.getStream;
-        if (s && !s.destroyed && s.writable) return void s.write(sseEvent(m));
-        session.backlog.push(m);
-        if (session.backlog.length > BACKLOG_LIMIT) session.backlog.shift();
-      },
-    };
+  /**
+   * A stream of the session. POST streams are tracked until their response is sent, so that a client
+   * resuming one meanwhile gets the live stream, not just what was logged so far.
+   */
+  private newStream(
+    session: EdgeSession,
+    streamId: string,
+    extra: { keepUndelivered?: number; ended?: boolean } = {},
+  ): SseStream {
+    const stream = new SseStream({
+      sessionId: session.id,
+      streamId,
+      events: this.o.events,
+      log: this.o.log,
+      // Priming events (an id and empty data) are understood from 2025-11-25 on.
+      retryMs: session.protocolVersion >= '2025-11-25' ? this.o.config.sessions.sseRetryMs : undefined,
+      ...extra,
+    });
+    if (streamId !== GET_STREAM && !extra.ended) {
+      session.postStreams.set(streamId, stream);
+      stream.whenFinished(() => session.postStreams.delete(streamId));
+    }
+    return stream;
   }
 
   private lookup(
@@ -279,71 +316,81 @@ export class McpEndpoint {
   private async end(s: EdgeSession, reason: string): Promise<void> {
     if (!this.live.delete(s.id)) return;
     this.o.log.debug({ sessionId: s.id, reason }, 'session ended');
-    s.getStream?.end();
+    s.getStream.close();
+    for (const stream of s.postStreams.values()) stream.close();
     await s.core
       .close()
       .catch((err: unknown) => this.o.log.warn({ err, sessionId: s.id }, 'error closing session'));
-    await this.o.sessions.delete(s.id);
+    await Promise.all([this.o.sessions.delete(s.id), this.o.events.deleteSession(s.id)]);
   }
 
   private async expireIdle(): Promise<void> {
     const limit = Date.now() - this.o.config.sessions.idleTimeoutMs;
     for (const s of this.live.values()) {
-      if (s.lastSeen < limit && s.inflight === 0 && !(s.getStream && !s.getStream.destroyed))
-        await this.end(s, 'idle timeout');
+      if (s.lastSeen < limit && s.inflight === 0 && !s.getStream.attached) await this.end(s, 'idle timeout');
     }
   }
 }
 
 /**
- * The answer to one POST request: plain JSON when the response is the only message, an SSE stream as soon
- * as a related message (progress, a server-to-client request) has to go first.
+ * The answer to one POST request: plain JSON when the response is the only message; a resumable SSE
+ * stream as soon as a related message (progress, a server-to-client request) has to go first.
  */
 class RequestResponder implements MessageSink {
-  private mode: 'pending' | 'sse' | 'done' = 'pending';
+  private stream: SseStream | undefined;
+  private done = false;
 
   constructor(
     private readonly res: ServerResponse,
     private readonly headers: Record<string, string>,
+    private readonly openStream: () => SseStream,
+    /** Where related messages go when the client left before this answer became a stream. */
     private readonly fallback: MessageSink,
-  ) {
-    res.on('close', () => {
-      if (this.mode !== 'done') this.mode = 'done'; // a dropped connection is not a cancellation; later messages use the GET stream
-    });
-  }
+  ) {}
 
   send(message: JsonRpcMessage): void {
-    if (this.mode === 'done' || this.res.destroyed) return this.fallback.send(message);
-    if (this.mode === 'pending') {
-      openSse(this.res, this.headers);
-      this.mode = 'sse';
+    if (this.done) return;
+    if (!this.stream) {
+      // The client left before getting any event id, so it cannot resume this answer: its GET stream
+      // is the only way left to reach it (a server-to-client request must not be dropped).
+      if (this.res.destroyed) return this.fallback.send(message);
+      this.stream = this.openStream();
+      void this.stream.connect(this.res, this.headers);
     }
-    this.res.write(sseEvent(message));
+    this.stream.send(message);
   }
 
   finish(response: JsonRpcResponse | undefined): void {
-    const mode = this.mode;
-    this.mode = 'done';
-    if (this.res.destroyed) return;
-    if (mode === 'pending') {
-      if (response === undefined) {
-        // Cancelled by the client: it expects no answer; close with an empty 202-like reply.
-        this.res.writeHead(202, this.headers).end();
-        return;
-      }
-      const body = JSON.stringify(response);
-      this.res
-        .writeHead(200, {
-          ...this.headers,
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-        })
-        .end(body);
+    if (this.done) return;
+    this.done = true;
+    if (this.stream) {
+      if (response !== undefined) this.stream.send(response);
+      void this.stream.finish();
       return;
     }
-    if (response !== undefined) this.res.write(sseEvent(response));
-    this.res.end();
+    if (this.res.destroyed) return;
+    if (response === undefined) {
+      // Cancelled by the client: it expects no answer.
+      this.res.writeHead(202, this.headers).end();
+      return;
+    }
+    const body = JSON.stringify(response);
+    this.res
+      .writeHead(200, {
+        ...this.headers,
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+      })
+      .end(body);
   }
+}
+
+/** A refusal on a connection already taken over from Fastify (after `reply.hijack()`). */
+function writeRefusal(res: ServerResponse, err: GatewayError): void {
+  if (res.headersSent || res.destroyed) return void res.end();
+  res
+    .writeHead(err.httpStatus, { 'content-type': 'application/json' })
+    .end(JSON.stringify(toRpcError(null, err)));
 }
 
 function idOf(msg: unknown): string | number | null {

@@ -172,6 +172,32 @@ export const configSchema = z
           .positive()
           .default(30 * 60_000)
           .describe('A client session idle this long is ended and its backend sessions closed.'),
+        sseRetryMs: z
+          .number()
+          .int()
+          .min(0)
+          .default(1000)
+          .describe(
+            'The `retry` hint sent with the priming event of each SSE stream (2025-11-25): how long a client waits before resuming a dropped stream.',
+          ),
+        eventRetention: z
+          .object({
+            maxEventsPerStream: z
+              .number()
+              .int()
+              .positive()
+              .default(1000)
+              .describe('SSE events kept per stream for replay; older ones can no longer be resumed.'),
+            maxAgeMs: z
+              .number()
+              .int()
+              .positive()
+              .default(15 * 60_000)
+              .describe('SSE events older than this can no longer be replayed.'),
+          })
+          .strict()
+          .prefault({})
+          .describe('How much of each SSE stream is kept so that a client can resume it with Last-Event-ID.'),
       })
       .strict()
       .prefault({}),

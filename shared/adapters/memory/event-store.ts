@@ -28,13 +28,9 @@ export class MemoryEventStore implements EventStore {
     if (!stream) streams.set(streamId, (stream = { seq: 0, events: [] }));
     const seq = ++stream.seq;
     const id = `${streamId}_${seq}`;
-    const now = Date.now();
-    stream.events.push({ id, message, at: now, seq });
-    while (
-      stream.events.length > this.maxEvents ||
-      (stream.events[0] && now - stream.events[0].at > this.maxAgeMs)
-    )
-      stream.events.shift();
+    // A snapshot, as a shared store would keep: the caller may reuse or change its object afterwards.
+    stream.events.push({ id, message: structuredClone(message), at: Date.now(), seq });
+    this.trim(stream.events);
     return id;
   }
 
@@ -43,14 +39,21 @@ export class MemoryEventStore implements EventStore {
     lastEventId: string,
   ): Promise<{ streamId: string; events: StoredEvent[] } | undefined> {
     const cut = lastEventId.lastIndexOf('_');
-    if (cut <= 0) return undefined;
+    if (cut < 0) return undefined;
     const streamId = lastEventId.slice(0, cut);
-    const seq = Number(lastEventId.slice(cut + 1));
+    const digits = lastEventId.slice(cut + 1);
+    // Only the form append writes: Number() alone would read `a_` as seq 0 and replay the whole stream.
+    if (!/^[1-9]\d*$/.test(digits)) return undefined;
+    const seq = Number(digits);
     const stream = this.sessions.get(sessionId)?.get(streamId);
     if (!stream || !Number.isSafeInteger(seq) || seq > stream.seq) return undefined;
+    // Trimming here too: a stream nobody appends to would otherwise keep replaying aged events.
+    this.trim(stream.events);
     return {
       streamId,
-      events: stream.events.filter((e) => e.seq > seq).map(({ id, message }) => ({ id, message })),
+      events: stream.events
+        .filter((e) => e.seq > seq)
+        .map(({ id, message }) => ({ id, message: structuredClone(message) })),
     };
   }
 
@@ -60,5 +63,11 @@ export class MemoryEventStore implements EventStore {
 
   async close(): Promise<void> {
     this.sessions.clear();
+  }
+
+  private trim(events: { at: number }[]): void {
+    const now = Date.now();
+    while (events.length > this.maxEvents || (events[0] && now - events[0].at > this.maxAgeMs))
+      events.shift();
   }
 }
