@@ -143,7 +143,11 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     const r = o.core.readiness();
     return reply
       .code(r.ready ? 200 : 503)
-      .send({ status: r.ready ? 'ready' : 'starting', servers: r.servers, sessions: endpoint.sessionCount + legacy.sessionCount });
+      .send({
+        status: r.ready ? 'ready' : 'starting',
+        servers: r.servers,
+        sessions: endpoint.sessionCount + legacy.sessionCount,
+      });
   });
 
   app.addHook('onClose', async () => endpoint.close());
