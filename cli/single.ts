@@ -8,6 +8,10 @@ import { MemoryEventStore } from '../shared/adapters/memory/event-store.js';
 import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
 import { MemoryRegistryStore } from '../shared/adapters/memory/registry-store.js';
 import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
+import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
+import { RedisSessionStore } from '../shared/adapters/redis/session-store.js';
+import type { EventStore } from '../shared/ports/event-store.js';
+import type { SessionStore } from '../shared/ports/session-store.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
@@ -55,13 +59,12 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const log = opts.log ?? createLogger(config.log.level);
   const plugins = await loadPlugins(config, opts.baseDir ?? process.cwd(), log);
   // Ports on their embedded adapters; cluster adapters (Redis, Postgres, NATS) plug in here later.
-  const sessions = new MemorySessionStore();
-  const events = new MemoryEventStore(config.sessions.eventRetention);
+  const { sessions, events } = sessionStores(config);
   const registry = new MemoryRegistryStore();
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
 
-  const core = new GatewayCore({ config, log, plugins });
+  const core = new GatewayCore({ config, log, plugins, sessions });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   const { app } = buildEdgeApp({ config, core, sessions, events, log });
@@ -84,6 +87,24 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         await core.close();
         await Promise.all([sessions.close(), events.close(), registry.close(), bus.close()]);
       })()),
+  };
+}
+
+/** Sessions and SSE logs: in memory for one node, in Redis when replicas share them. */
+function sessionStores(config: GatewayConfig): { sessions: SessionStore; events: EventStore } {
+  if (config.sessions.store === 'memory' || !config.redis)
+    return {
+      sessions: new MemorySessionStore(),
+      events: new MemoryEventStore(config.sessions.eventRetention),
+    };
+  const { url, keyPrefix } = config.redis;
+  return {
+    sessions: new RedisSessionStore(url, { keyPrefix }),
+    events: new RedisEventStore(url, {
+      keyPrefix,
+      ...config.sessions.eventRetention,
+      sessionTtlMs: config.sessions.idleTimeoutMs,
+    }),
   };
 }
 

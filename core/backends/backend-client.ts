@@ -198,10 +198,23 @@ export class BackendClient {
     return undefined;
   }
 
-  async close(): Promise<void> {
+  /** Ends the session with the backend; with `keepSession`, leaves it open for another replica. */
+  async close(options?: { keepSession?: boolean }): Promise<void> {
     if (this.closed) return;
-    await this.transport.close().catch(() => {});
+    await this.transport.close(options).catch(() => {});
     this.shutdown();
+  }
+
+  /**
+   * Continues a backend session another gateway replica initialized. False when this transport cannot
+   * (its sessions die with their connection): the caller then opens a new session.
+   */
+  async adopt(sessionId: string, initializeResult: InitializeResult): Promise<boolean> {
+    if (!this.transport.adoptSession) return false;
+    await this.transport.start();
+    this.transport.adoptSession(sessionId, initializeResult.protocolVersion);
+    this.initializeResult = initializeResult;
+    return true;
   }
 
   private startTimer(id: JsonRpcId, method: string, ms: number): NodeJS.Timeout {

@@ -14,8 +14,9 @@ import type {
   JsonRpcResponse,
 } from '../../shared/mcp/jsonrpc.js';
 import type { Logger } from '../../shared/log.js';
+import type { BackendSessionRecord } from '../../shared/ports/session-store.js';
 import { LATEST_PROTOCOL_VERSION } from '../../shared/mcp/versions.js';
-import { BackendClient, type CallContext } from './backend-client.js';
+import { BackendClient, type CallContext, type InitializeResult } from './backend-client.js';
 import { LegacySseTransport } from './sse.js';
 import { StdioTransport } from './stdio.js';
 import { StreamableHttpTransport } from './streamable-http.js';
@@ -41,6 +42,8 @@ export interface BackendEvents {
   ): void;
   /** The shared backend came up, restarted or went down: its catalog may have changed. */
   availabilityChanged(server: string): void;
+  /** A per-session backend session opened (info) or ended (undefined): the session record keeps it. */
+  backendSessionChanged(server: string, owner: SessionOwner, info: BackendSessionRecord | undefined): void;
 }
 
 /** The part of a client session a backend needs to open its own session for it. */
@@ -65,8 +68,13 @@ export interface ServerBackend {
   clientFor(owner: SessionOwner): Promise<BackendClient>;
   /** The client already open for `owner`, if any (never opens one). */
   existingClientFor(owner: SessionOwner): BackendClient | undefined;
-  /** Closes what `owner` holds (its backend session, for HTTP). */
-  release(owner: SessionOwner): Promise<void>;
+  /** Continues a backend session that `owner` opened on another replica (HTTP); false if it cannot. */
+  adopt(owner: SessionOwner, record: BackendSessionRecord): Promise<boolean>;
+  /**
+   * Closes what `owner` holds (its backend session, for HTTP). With `keepSession`, only this replica's
+   * connections go: the backend session stays open for the replica that continues the client session.
+   */
+  release(owner: SessionOwner, options?: { keepSession?: boolean }): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -125,6 +133,10 @@ class StdioBackend implements ServerBackend {
 
   existingClientFor(): BackendClient | undefined {
     return this.client && !this.client.isClosed ? this.client : undefined;
+  }
+
+  async adopt(): Promise<boolean> {
+    return false; // one process per replica: nothing of the client session lives in it
   }
 
   async release(): Promise<void> {}
@@ -265,12 +277,23 @@ class HttpBackend implements ServerBackend {
     return this.open.get(owner.id);
   }
 
-  async release(owner: SessionOwner): Promise<void> {
+  async adopt(owner: SessionOwner, record: BackendSessionRecord): Promise<boolean> {
+    if (this.sessions.has(owner.id) || record.sessionId === undefined || !record.initializeResult)
+      return false;
+    const client = this.newClient(owner);
+    const init = { ...record.initializeResult, protocolVersion: record.protocolVersion };
+    if (!(await client.adopt(record.sessionId, init as unknown as InitializeResult))) return false;
+    this.open.set(owner.id, client);
+    this.sessions.set(owner.id, Promise.resolve(client));
+    return true;
+  }
+
+  async release(owner: SessionOwner, options?: { keepSession?: boolean }): Promise<void> {
     const p = this.sessions.get(owner.id);
     this.sessions.delete(owner.id);
     this.open.delete(owner.id);
     const c = await p?.catch(() => undefined);
-    await c?.close();
+    await c?.close(options);
   }
 
   async close(): Promise<void> {
@@ -294,7 +317,7 @@ class HttpBackend implements ServerBackend {
     return c.transport === 'sse' ? new LegacySseTransport(opts) : new StreamableHttpTransport(opts);
   }
 
-  private async openFor(owner: SessionOwner): Promise<BackendClient> {
+  private newClient(owner: SessionOwner): BackendClient {
     const client: BackendClient = new BackendClient(this.name, this.transport(), {
       onRequest: (req, related, signal) => this.events.request(this.name, owner, req, related, signal),
       onNotification: (n, related) => this.events.notification(this.name, owner, n, related, client),
@@ -303,9 +326,15 @@ class HttpBackend implements ServerBackend {
         if (this.open.get(owner.id) === client) {
           this.open.delete(owner.id);
           this.sessions.delete(owner.id);
+          this.events.backendSessionChanged(this.name, owner, undefined);
         }
       },
     });
+    return client;
+  }
+
+  private async openFor(owner: SessionOwner): Promise<BackendClient> {
+    const client = this.newClient(owner);
     const version = this.config.transport === 'sse' ? '2024-11-05' : owner.protocolVersion;
     try {
       await client.connect(
@@ -325,6 +354,12 @@ class HttpBackend implements ServerBackend {
     }
     this.markUp();
     this.open.set(owner.id, client);
+    const init = client.initializeResult!;
+    this.events.backendSessionChanged(this.name, owner, {
+      ...(client.sessionId !== undefined && { sessionId: client.sessionId }),
+      protocolVersion: init.protocolVersion,
+      initializeResult: init,
+    });
     return client;
   }
 

@@ -164,8 +164,15 @@ export class StreamableHttpTransport implements UpstreamTransport {
     return this.readJson(res, id, ctype);
   }
 
-  close(): Promise<void> {
-    return (this.closing ??= this.shutdown());
+  close(options?: { keepSession?: boolean }): Promise<void> {
+    return (this.closing ??= this.shutdown(options?.keepSession ?? false));
+  }
+
+  adoptSession(sessionId: string, protocolVersion: string): void {
+    if (!SESSION_ID.test(sessionId)) throw new Error('invalid backend session id');
+    this.sid = sessionId;
+    this.setProtocolVersion(protocolVersion);
+    this.openGetStream();
   }
 
   // ---------------------------------------------------------------------------------------------------
@@ -481,11 +488,11 @@ export class StreamableHttpTransport implements UpstreamTransport {
     this.onclose?.(reason);
   }
 
-  private async shutdown(): Promise<void> {
+  private async shutdown(keepSession: boolean): Promise<void> {
     const wasOpen = !this.closed;
     this.closed = true;
     this.abort.abort(new Error('transport closed'));
-    if (wasOpen && this.sid !== undefined) {
+    if (wasOpen && this.sid !== undefined && !keepSession) {
       try {
         const res = await upstreamAgent.request({
           origin: this.origin,

@@ -22,8 +22,17 @@ export interface UpstreamTransport {
    * error response for that request id through `onmessage`, never by hanging.
    */
   send(message: JsonRpcMessage): Promise<void>;
-  /** Closes the channel: DELETE the HTTP session, or close stdin then SIGTERM then SIGKILL. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Closes the channel: DELETE the HTTP session, or close stdin then SIGTERM then SIGKILL. Idempotent.
+   * With `keepSession`, an HTTP transport only lets go of its connections and leaves the backend session
+   * open for another gateway replica to continue.
+   */
+  close(options?: { keepSession?: boolean }): Promise<void>;
+  /**
+   * Continues a backend session another replica opened (Streamable HTTP only): no initialize, the next
+   * request carries `sessionId`. Absent on transports whose sessions cannot outlive their connection.
+   */
+  adoptSession?(sessionId: string, protocolVersion: string): void;
   /** Tells an HTTP transport the negotiated version, to send as `MCP-Protocol-Version` from now on. */
   setProtocolVersion(version: string): void;
   /** Backend session id (Streamable HTTP `Mcp-Session-Id`), if the server issued one. */

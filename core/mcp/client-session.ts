@@ -17,6 +17,7 @@ import {
 import { isClientSafeName, NameMap, splitExposedName, exposedName } from '../../shared/mcp/names.js';
 import { negotiateVersion } from '../../shared/mcp/versions.js';
 import type { CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import type { SessionRecord } from '../../shared/ports/session-store.js';
 import { CallAbortedError, type BackendClient } from '../backends/backend-client.js';
 import type { ServerBackend, SessionOwner } from '../backends/server-backend.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
@@ -60,6 +61,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   private resources = new Map<string, { server: string; uri: string }>();
   private readonly templates = new Map<string, string[]>();
   private closed = false;
+  /** Backend sessions being continued from another replica; requests wait for them. */
+  private restoring: Promise<boolean>[] = [];
 
   constructor(
     readonly id: string,
@@ -83,7 +86,14 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   }
 
   request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined> {
+    if (this.restoring.length > 0) return this.afterRestore(request, related);
     return this.core.runPipeline(this, request, (req) => this.dispatch(req, related));
+  }
+
+  private async afterRestore(request: JsonRpcRequest, related: MessageSink) {
+    await Promise.all(this.restoring);
+    this.restoring = [];
+    return this.request(request, related);
   }
 
   private async dispatch(req: JsonRpcRequest, sink: MessageSink): Promise<JsonRpcResponse | undefined> {
@@ -499,14 +509,41 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     if (!this.closed && this.initialized) this.unrelated.send(n);
   }
 
+  /**
+   * Continues a session another replica initialized: what initialize negotiated, and the backend
+   * sessions it opened (continued where the transport allows, reopened lazily otherwise).
+   */
+  restore(record: SessionRecord): void {
+    this.protocolVersion = record.protocolVersion;
+    this.clientCapabilities = record.clientCapabilities as JsonObject;
+    this.clientInfo = record.clientInfo as JsonObject;
+    this.initialized = true;
+    for (const [server, backend] of Object.entries(record.backendSessions))
+      this.restoring.push(
+        this.core
+          .backend(server)
+          ?.adopt(this, backend)
+          .catch(() => false) ?? Promise.resolve(false),
+      );
+  }
+
   async close(): Promise<void> {
+    await this.end(false);
+  }
+
+  async detach(): Promise<void> {
+    await this.end(true);
+  }
+
+  private async end(keepBackendSessions: boolean): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const c of this.inflight.values()) c.abort('client session ended');
     this.inflight.clear();
     for (const [id, resolve] of this.outgoing) resolve(toRpcError(id, new GatewayError('GW_CLIENT_GONE')));
     this.outgoing.clear();
-    await this.core.endSession(this);
+    await Promise.all(this.restoring);
+    await this.core.endSession(this, { keepBackendSessions });
   }
 
   /** The backend client this session holds for `server`, if already open. */

@@ -6,6 +6,7 @@
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
+import type { SessionStore } from '../../shared/ports/session-store.js';
 import {
   rpcError,
   RpcCode,
@@ -52,6 +53,8 @@ export interface GatewayCoreOptions {
   config: GatewayConfig;
   log: Logger;
   plugins?: GatewayPlugin[];
+  /** Where backend sessions are recorded, so that another replica can continue a client session. */
+  sessions?: SessionStore;
 }
 
 export class GatewayCore implements CoreService {
@@ -118,6 +121,7 @@ export class GatewayCore implements CoreService {
       throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${o.scope}`, { server: o.scope });
     const s = new ClientSession(o.id, o.principal, o.scope, o.unrelated, this);
     this.sessions.add(s);
+    if (o.restore) s.restore(o.restore);
     return s;
   }
 
@@ -227,7 +231,7 @@ export class GatewayCore implements CoreService {
     this.rootsSession.set(server, session);
   }
 
-  async endSession(session: ClientSession): Promise<void> {
+  async endSession(session: ClientSession, options?: { keepBackendSessions?: boolean }): Promise<void> {
     this.sessions.delete(session);
     for (const [server, byUri] of this.sharedSubs) {
       for (const [uri, subs] of byUri) {
@@ -238,7 +242,8 @@ export class GatewayCore implements CoreService {
       }
     }
     for (const [server, s] of this.rootsSession) if (s === session) this.rootsSession.delete(server);
-    await Promise.all([...this.backends.values()].map((b) => b.release(session)));
+    const keepSession = options?.keepBackendSessions ?? false;
+    await Promise.all([...this.backends.values()].map((b) => b.release(session, { keepSession })));
   }
 
   // ---------------------------------------------------------------- what backends send
@@ -262,6 +267,10 @@ export class GatewayCore implements CoreService {
           client,
         ),
       availabilityChanged: (server) => this.onAvailabilityChanged(server),
+      backendSessionChanged: (server, owner, info) =>
+        void this.opts.sessions
+          ?.setBackendSession(owner.id, server, info)
+          .catch((err: unknown) => this.log.warn({ err, server }, 'could not record the backend session')),
     };
   }
 

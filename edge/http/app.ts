@@ -141,13 +141,11 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const r = o.core.readiness();
-    return reply
-      .code(r.ready ? 200 : 503)
-      .send({
-        status: r.ready ? 'ready' : 'starting',
-        servers: r.servers,
-        sessions: endpoint.sessionCount + legacy.sessionCount,
-      });
+    return reply.code(r.ready ? 200 : 503).send({
+      status: r.ready ? 'ready' : 'starting',
+      servers: r.servers,
+      sessions: endpoint.sessionCount + legacy.sessionCount,
+    });
   });
 
   app.addHook('onClose', async () => endpoint.close());

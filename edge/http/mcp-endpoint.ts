@@ -17,16 +17,18 @@ import {
   type JsonRpcRequest,
   type JsonRpcResponse,
 } from '../../shared/mcp/jsonrpc.js';
-import { SUPPORTED_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
+import { negotiateVersion, SUPPORTED_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { EventStore } from '../../shared/ports/event-store.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
-import { SseStream } from './sse-stream.js';
+import { SseStream, type FollowOptions } from './sse-stream.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
 const BACKLOG_LIMIT = 1000;
 /** The id of the session's GET stream in the EventStore (POST streams get random ids). */
 const GET_STREAM = 'get';
+/** A POST stream another replica carries is followed in the EventStore at this pace, for at most this long. */
+const FOLLOW: FollowOptions = { pollMs: 50, maxMs: 10 * 60_000 };
 
 interface EdgeSession {
   id: string;
@@ -52,6 +54,8 @@ export interface McpEndpointOptions {
 
 export class McpEndpoint {
   private readonly live = new Map<string, EdgeSession>();
+  /** Sessions being continued from the SessionStore, so that concurrent requests share one restore. */
+  private readonly restoring = new Map<string, Promise<EdgeSession | undefined>>();
   private readonly sweeper: NodeJS.Timeout;
   private closing = false;
 
@@ -95,11 +99,11 @@ export class McpEndpoint {
       if (sid !== undefined) return this.refuse(reply, 'GW_ALREADY_INITIALIZED', (msg as JsonRpcRequest).id);
       return this.initialize(msg as JsonRpcRequest, reply, scope, principal);
     }
-    const session = this.lookup(reply, sid, scope, principal, idOf(msg));
+    const session = await this.lookup(reply, sid, scope, principal, idOf(msg));
     if (!session) return;
     if (!this.versionOk(req, reply, idOf(msg))) return;
     session.lastSeen = Date.now();
-    void this.o.sessions.touch(session.id, this.o.config.sessions.idleTimeoutMs);
+    this.touch(session);
 
     if (kind === 'notification') {
       session.core.notify(msg as JsonRpcNotification);
@@ -136,9 +140,16 @@ export class McpEndpoint {
   async get(req: FastifyRequest, reply: FastifyReply, scope: string): Promise<void> {
     const accept = String(req.headers.accept ?? '');
     if (!accept.includes('text/event-stream')) return this.refuse(reply, 'GW_NOT_ACCEPTABLE_SSE');
-    const session = this.lookup(reply, req.headers['mcp-session-id'], scope, this.principalOf(req), null);
+    const session = await this.lookup(
+      reply,
+      req.headers['mcp-session-id'],
+      scope,
+      this.principalOf(req),
+      null,
+    );
     if (!session) return;
     if (!this.versionOk(req, reply, null)) return;
+    this.touch(session);
     const headers = { 'mcp-session-id': session.id };
     const lastEventId = req.headers['last-event-id'];
     session.lastSeen = Date.now();
@@ -150,7 +161,7 @@ export class McpEndpoint {
         found.streamId === GET_STREAM
           ? session.getStream
           : (session.postStreams.get(found.streamId) ??
-            this.newStream(session, found.streamId, { ended: true }));
+            this.newStream(session, found.streamId, { follow: FOLLOW }));
       reply.hijack();
       if (!(await stream.resume(reply.raw, headers, lastEventId)))
         writeRefusal(reply.raw, new GatewayError('GW_UNKNOWN_EVENT_ID'));
@@ -163,7 +174,13 @@ export class McpEndpoint {
 
   /** DELETE: the client ends its session. */
   async delete(req: FastifyRequest, reply: FastifyReply, scope: string): Promise<void> {
-    const session = this.lookup(reply, req.headers['mcp-session-id'], scope, this.principalOf(req), null);
+    const session = await this.lookup(
+      reply,
+      req.headers['mcp-session-id'],
+      scope,
+      this.principalOf(req),
+      null,
+    );
     if (!session) return;
     await this.end(session, 'deleted by client');
     return void reply.code(200).send();
@@ -196,6 +213,22 @@ export class McpEndpoint {
       postStreams: new Map(),
       inflight: 0,
     };
+    // The record exists before initialize runs, so that the backend sessions it opens are recorded too.
+    const now = Date.now();
+    await this.o.sessions.put(
+      {
+        id,
+        principal,
+        scope,
+        protocolVersion: negotiateVersion(String(request.params?.protocolVersion)),
+        clientInfo: (request.params?.clientInfo as Record<string, unknown>) ?? {},
+        clientCapabilities: (request.params?.capabilities as Record<string, unknown>) ?? {},
+        backendSessions: {},
+        createdAt: now,
+        lastSeenAt: now,
+      },
+      this.o.config.sessions.idleTimeoutMs,
+    );
     session.core = this.o.core.openSession({
       id,
       principal,
@@ -210,6 +243,7 @@ export class McpEndpoint {
     }
     if (!res || 'error' in res) {
       await session.core.close();
+      await this.o.sessions.delete(id);
       return void reply
         .code(200)
         .header('content-type', 'application/json')
@@ -218,21 +252,6 @@ export class McpEndpoint {
     session.protocolVersion = String(res.result.protocolVersion);
     session.getStream = this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT });
     this.live.set(id, session);
-    const now = Date.now();
-    await this.o.sessions.put(
-      {
-        id,
-        principal,
-        scope,
-        protocolVersion: session.protocolVersion,
-        clientInfo: (request.params?.clientInfo as Record<string, unknown>) ?? {},
-        clientCapabilities: (request.params?.capabilities as Record<string, unknown>) ?? {},
-        backendSessions: {},
-        createdAt: now,
-        lastSeenAt: now,
-      },
-      this.o.config.sessions.idleTimeoutMs,
-    );
     this.o.log.debug({ sessionId: id, scope, clientInfo: request.params?.clientInfo }, 'session initialized');
     reply
       .code(200)
@@ -248,7 +267,7 @@ export class McpEndpoint {
   private newStream(
     session: EdgeSession,
     streamId: string,
-    extra: { keepUndelivered?: number; ended?: boolean } = {},
+    extra: { keepUndelivered?: number; follow?: FollowOptions } = {},
   ): SseStream {
     const stream = new SseStream({
       sessionId: session.id,
@@ -259,26 +278,78 @@ export class McpEndpoint {
       retryMs: session.protocolVersion >= '2025-11-25' ? this.o.config.sessions.sseRetryMs : undefined,
       ...extra,
     });
-    if (streamId !== GET_STREAM && !extra.ended) {
+    if (streamId !== GET_STREAM && !extra.follow) {
       session.postStreams.set(streamId, stream);
       stream.whenFinished(() => session.postStreams.delete(streamId));
     }
     return stream;
   }
 
-  private lookup(
+  /**
+   * The session a request names: live on this replica, or continued from the SessionStore when another
+   * replica initialized it (the client never notices which replica serves it).
+   */
+  private async lookup(
     reply: FastifyReply,
     sid: string | string[] | undefined,
     scope: string,
     principal: string,
     id: string | number | null,
-  ): EdgeSession | undefined {
+  ): Promise<EdgeSession | undefined> {
     if (sid === undefined || Array.isArray(sid) || sid === '')
       return void this.refuse(reply, 'GW_SESSION_REQUIRED', id);
-    const s = this.live.get(sid);
+    const s = this.live.get(sid) ?? (await this.restore(sid));
     if (!s || s.scope !== scope) return void this.refuse(reply, 'GW_SESSION_NOT_FOUND', id);
     if (s.principal !== principal) return void this.refuse(reply, 'GW_SESSION_FORBIDDEN', id);
     return s;
+  }
+
+  private restore(sid: string): Promise<EdgeSession | undefined> {
+    let p = this.restoring.get(sid);
+    if (!p) {
+      p = this.restoreFromStore(sid).finally(() => this.restoring.delete(sid));
+      this.restoring.set(sid, p);
+    }
+    return p;
+  }
+
+  private async restoreFromStore(sid: string): Promise<EdgeSession | undefined> {
+    if (this.closing) return undefined;
+    const record = await this.o.sessions.get(sid);
+    if (!record || !this.o.core.hasScope(record.scope)) return undefined;
+    const session: EdgeSession = {
+      id: sid,
+      scope: record.scope,
+      principal: record.principal,
+      core: undefined as unknown as CoreSessionHandle,
+      protocolVersion: record.protocolVersion,
+      lastSeen: Date.now(),
+      getStream: undefined as unknown as SseStream,
+      postStreams: new Map(),
+      inflight: 0,
+    };
+    session.getStream = this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT });
+    session.core = this.o.core.openSession({
+      id: sid,
+      principal: record.principal,
+      scope: record.scope,
+      unrelated: { send: (m) => session.getStream.send(m) },
+      restore: record,
+    });
+    this.live.set(sid, session);
+    this.o.log.debug({ sessionId: sid, scope: record.scope }, 'session continued from the session store');
+    return session;
+  }
+
+  /** Keeps the shared record alive; a record that is gone was ended elsewhere (or expired): end it here. */
+  private touch(session: EdgeSession): void {
+    void this.o.sessions.touch(session.id, this.o.config.sessions.idleTimeoutMs).then(
+      (known) => {
+        if (!known) void this.end(session, 'ended elsewhere or expired');
+      },
+      (err: unknown) =>
+        this.o.log.warn({ err, sessionId: session.id }, 'could not refresh the session record'),
+    );
   }
 
   private versionOk(req: FastifyRequest, reply: FastifyReply, id: string | number | null): boolean {
@@ -313,6 +384,15 @@ export class McpEndpoint {
       .send(JSON.stringify(toRpcError(id, err)));
   }
 
+  /** Lets go of a session on this replica only: another replica is using it. */
+  private async evict(s: EdgeSession): Promise<void> {
+    if (this.live.get(s.id) !== s) return;
+    this.live.delete(s.id);
+    s.getStream.close();
+    for (const stream of s.postStreams.values()) stream.close();
+    await s.core.detach().catch((err: unknown) => this.o.log.warn({ err, sessionId: s.id }, 'detach failed'));
+  }
+
   private async end(s: EdgeSession, reason: string): Promise<void> {
     if (!this.live.delete(s.id)) return;
     this.o.log.debug({ sessionId: s.id, reason }, 'session ended');
@@ -327,7 +407,11 @@ export class McpEndpoint {
   private async expireIdle(): Promise<void> {
     const limit = Date.now() - this.o.config.sessions.idleTimeoutMs;
     for (const s of this.live.values()) {
-      if (s.lastSeen < limit && s.inflight === 0 && !s.getStream.attached) await this.end(s, 'idle timeout');
+      if (s.lastSeen >= limit || s.inflight > 0 || s.getStream.attached) continue;
+      // Idle here is not idle everywhere: a session another replica serves is only let go of.
+      const record = await this.o.sessions.get(s.id).catch(() => undefined);
+      if (record && record.lastSeenAt >= limit) await this.evict(s);
+      else await this.end(s, 'idle timeout');
     }
   }
 }

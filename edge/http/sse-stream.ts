@@ -8,11 +8,27 @@
  * send order, and makes a resume (replay, then attach) atomic with respect to new messages.
  */
 import type { ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../shared/log.js';
 import type { EventStore } from '../../shared/ports/event-store.js';
 import { openSse, sseEvent } from './sse.js';
 
 const KEEPALIVE_MS = 25_000;
+
+/**
+ * Logged after a POST stream's last message, so that a replica that does not carry the stream (another
+ * process started it) knows when to stop following it. Not a JSON-RPC message, never sent to a client.
+ */
+const STREAM_END = { 'mcpgw/streamEnd': true };
+const isStreamEnd = (m: unknown): boolean =>
+  typeof m === 'object' && m !== null && (m as Record<string, unknown>)['mcpgw/streamEnd'] === true;
+
+/** How a replica follows a stream it does not carry: polling the EventStore until the end marker. */
+export interface FollowOptions {
+  pollMs: number;
+  /** Gives up after this long without the end marker (the replica that carried the stream died). */
+  maxMs: number;
+}
 
 export interface SseStreamOptions {
   sessionId: string;
@@ -26,8 +42,11 @@ export interface SseStreamOptions {
    * GET, up to this many events; POST streams keep nothing (a client resumes them with Last-Event-ID).
    */
   keepUndelivered?: number;
-  /** A stream that already ended (it is only being replayed). */
-  ended?: boolean;
+  /**
+   * A stream this replica does not carry: it finished here already, or another replica is carrying it.
+   * Resuming replays it from the EventStore and follows it there until its end marker.
+   */
+  follow?: FollowOptions;
 }
 
 export class SseStream {
@@ -40,7 +59,7 @@ export class SseStream {
   private readonly onFinished: (() => void)[] = [];
 
   constructor(private readonly o: SseStreamOptions) {
-    this.ended = o.ended ?? false;
+    this.ended = false;
   }
 
   get id(): string {
@@ -84,7 +103,10 @@ export class SseStream {
 
   /** Ends the stream after everything queued so far (a POST stream once its response is sent). */
   finish(): Promise<void> {
-    return this.enqueue(async () => this.end());
+    return this.enqueue(async () => {
+      await this.o.events.append(this.o.sessionId, this.o.streamId, STREAM_END);
+      this.end();
+    });
   }
 
   /** Calls `fn` once the stream has ended. */
@@ -102,13 +124,48 @@ export class SseStream {
       if (!replay || replay.streamId !== this.o.streamId) return false;
       this.replaceConnection(res, headers);
       this.undelivered = [];
-      for (const e of replay.events) if (e.message !== null) this.write(sseEvent(e.message, e.id));
-      if (this.ended) {
+      const last = this.writeLogged(replay.events);
+      if (this.o.follow && !last.ended) void this.follow(res, last.id ?? lastEventId, this.o.follow);
+      else if (this.ended || last.ended) {
         res.end();
         this.detach();
       }
       return true;
     });
+  }
+
+  /** Writes logged events (not priming events nor the end marker); says where they stopped. */
+  private writeLogged(events: { id: string; message: unknown }[]): { id?: string; ended: boolean } {
+    let id: string | undefined;
+    let ended = false;
+    for (const e of events) {
+      id = e.id;
+      if (isStreamEnd(e.message)) ended = true;
+      else if (e.message !== null) this.write(sseEvent(e.message, e.id));
+    }
+    return { id, ended };
+  }
+
+  /** Tails a stream another replica is carrying, until its end marker, the client leaving, or maxMs. */
+  private async follow(res: ServerResponse, after: string, f: FollowOptions): Promise<void> {
+    const deadline = Date.now() + f.maxMs;
+    let last = after;
+    try {
+      while (this.conn === res && this.attached && Date.now() < deadline) {
+        await sleep(f.pollMs, undefined, { ref: false });
+        const more = await this.o.events.replayAfter(this.o.sessionId, last);
+        if (!more) break;
+        const w = this.writeLogged(more.events);
+        last = w.id ?? last;
+        if (w.ended) break;
+      }
+    } catch (err) {
+      this.o.log.warn({ err, stream: this.o.streamId }, 'following an SSE stream failed');
+    }
+    if (this.conn === res) {
+      res.end();
+      this.detach();
+    }
   }
 
   /** Ends the stream for good, now (the session ended or the gateway shuts down). */

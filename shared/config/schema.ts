@@ -166,6 +166,12 @@ export const configSchema = z
       .prefault({}),
     sessions: z
       .object({
+        store: z
+          .enum(['memory', 'redis'])
+          .default('memory')
+          .describe(
+            'Where sessions and SSE event logs live: `memory` (one node) or `redis` (shared by every replica, so that any replica continues any session; needs `redis.url`).',
+          ),
         idleTimeoutMs: z
           .number()
           .int()
@@ -201,6 +207,21 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    redis: z
+      .object({
+        url: z
+          .string()
+          .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+          .describe('Redis to share state between replicas, e.g. redis://127.0.0.1:6379/0.'),
+        keyPrefix: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only')
+          .default('mcpgw')
+          .describe('Prefix of every key the gateway writes (one per deployment sharing a Redis).'),
+      })
+      .strict()
+      .optional()
+      .describe('The Redis the cluster features use (sessions today; quotas and breakers later).'),
     aggregate: z
       .object({
         separator: z.literal('__').default('__').describe('Between server and tool/prompt names on /mcp.'),
@@ -228,6 +249,12 @@ export const configSchema = z
   })
   .strict()
   .superRefine((cfg, ctx) => {
+    if (cfg.sessions.store === 'redis' && !cfg.redis)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sessions', 'store'],
+        message: 'sessions.store "redis" needs redis.url',
+      });
     const seen = new Set<string>();
     cfg.servers.forEach((s, i) => {
       if (seen.has(s.name))

@@ -4,6 +4,7 @@
  * split roles the edge's forward stage will speak it over HTTP. Only JSON-RPC messages cross it.
  */
 import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
+import type { SessionRecord } from './session-store.js';
 
 /** Where the core sends messages for the client: a request's own stream, or the session's GET stream. */
 export interface MessageSink {
@@ -24,6 +25,11 @@ export interface CoreSessionHandle {
   respond(response: JsonRpcResponse): void;
   /** Ends the session and its backend sessions. */
   close(): Promise<void>;
+  /**
+   * Lets go of the session on this replica only (another replica continues it): in-flight calls end,
+   * backend sessions stay open.
+   */
+  detach(): Promise<void>;
 }
 
 export interface OpenSessionOptions {
@@ -33,6 +39,8 @@ export interface OpenSessionOptions {
   scope: string;
   /** Messages unrelated to any request (list_changed, resource updates, log messages). */
   unrelated: MessageSink;
+  /** A session another replica initialized: continue it from its stored record (no initialize). */
+  restore?: SessionRecord;
 }
 
 export interface ReadinessReport {

@@ -12,10 +12,19 @@ export interface SessionRecord {
   protocolVersion: string;
   clientInfo: Record<string, unknown>;
   clientCapabilities: Record<string, unknown>;
-  /** Backend session ids by server name (HTTP backends only). */
-  backendSessions: Record<string, { sessionId?: string; protocolVersion: string }>;
+  /** Backend sessions by server name (HTTP backends only), so that another replica can continue them. */
+  backendSessions: Record<string, BackendSessionRecord>;
   createdAt: number;
   lastSeenAt: number;
+}
+
+/** One backend session a client session holds: enough to send the backend's next request from anywhere. */
+export interface BackendSessionRecord {
+  /** The backend's `Mcp-Session-Id`, when it issued one. */
+  sessionId?: string;
+  protocolVersion: string;
+  /** The backend's InitializeResult (its capabilities decide what the gateway asks of it). */
+  initializeResult?: Record<string, unknown>;
 }
 
 export interface SessionStore {
@@ -24,6 +33,12 @@ export interface SessionStore {
   get(id: string): Promise<SessionRecord | undefined>;
   /** Extends the expiry and updates lastSeenAt; false when the session is unknown or expired. */
   touch(id: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Records (or, with undefined, forgets) the backend session a client session holds with `server`,
+   * without rewriting the rest of the record: concurrent updates for different servers never lose each
+   * other. Does nothing when the session is unknown or expired.
+   */
+  setBackendSession(id: string, server: string, backend: BackendSessionRecord | undefined): Promise<void>;
   delete(id: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -156,6 +156,43 @@ export function sessionStoreContract(
       assert.equal(await store.get(gone.id), undefined);
       for (const r of rest) assert.deepEqual(await store.get(r.id), r, `record ${JSON.stringify(r.id)}`);
     });
+
+    test('setBackendSession records and forgets one backend without touching the others', async () => {
+      const store = await open();
+      const r = record({ backendSessions: {} });
+      await store.put(r, LONG);
+      // Replicas open backend sessions for one client session concurrently: none may lose another's.
+      await Promise.all(
+        ['alpha', 'beta', 'gamma'].map((server) =>
+          store.setBackendSession(r.id, server, {
+            sessionId: `sid-${server}`,
+            protocolVersion: '2025-11-25',
+            initializeResult: { capabilities: { tools: {} }, serverInfo: { name: server } },
+          }),
+        ),
+      );
+      const got = await store.get(r.id);
+      assert.deepEqual(Object.keys(got!.backendSessions).sort(), ['alpha', 'beta', 'gamma']);
+      assert.deepEqual(got!.backendSessions.beta, {
+        sessionId: 'sid-beta',
+        protocolVersion: '2025-11-25',
+        initializeResult: { capabilities: { tools: {} }, serverInfo: { name: 'beta' } },
+      });
+      assert.equal(got!.principal, r.principal, 'the rest of the record is untouched');
+      await store.setBackendSession(r.id, 'beta', undefined);
+      assert.deepEqual(Object.keys((await store.get(r.id))!.backendSessions).sort(), ['alpha', 'gamma']);
+    });
+
+    test('setBackendSession on an unknown or deleted session creates nothing', async () => {
+      const store = await open();
+      const r = record();
+      await store.setBackendSession(r.id, 'alpha', { protocolVersion: '2025-11-25' });
+      assert.equal(await store.get(r.id), undefined);
+      await store.put(r, LONG);
+      await store.delete(r.id);
+      await store.setBackendSession(r.id, 'alpha', { protocolVersion: '2025-11-25' });
+      assert.equal(await store.get(r.id), undefined);
+    });
   });
 }
 

@@ -1,4 +1,4 @@
-import type { SessionRecord, SessionStore } from '../../ports/session-store.js';
+import type { BackendSessionRecord, SessionRecord, SessionStore } from '../../ports/session-store.js';
 
 /** In-process SessionStore for a single node. Expired records are dropped lazily and by a sweep. */
 export class MemorySessionStore implements SessionStore {
@@ -24,6 +24,17 @@ export class MemorySessionStore implements SessionStore {
     e.expiresAt = this.now() + ttlMs;
     e.record.lastSeenAt = this.now();
     return true;
+  }
+
+  async setBackendSession(
+    id: string,
+    server: string,
+    backend: BackendSessionRecord | undefined,
+  ): Promise<void> {
+    const e = this.live(id);
+    if (!e) return;
+    if (backend) e.record.backendSessions[server] = structuredClone(backend);
+    else delete e.record.backendSessions[server];
   }
 
   async delete(id: string): Promise<void> {

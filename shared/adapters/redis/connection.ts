@@ -28,7 +28,15 @@ export class RedisConnection {
 
   constructor(target: RedisTarget) {
     this.owned = typeof target === 'string';
-    this.client = typeof target === 'string' ? new Redis(target) : target;
+    this.client =
+      typeof target === 'string'
+        ? // Fail a command after a couple of reconnection attempts instead of queueing it for long: a
+          // request must get an answer, not wait on a Redis that is down.
+          new Redis(target, { maxRetriesPerRequest: 2, connectTimeout: 2000 })
+        : target;
+    // Connection errors surface on the commands that fail; the event itself only needs a listener so that
+    // ioredis does not report it as unhandled.
+    if (this.owned) this.client.on('error', () => {});
   }
 
   /** Quits a client this connection created; a client passed in belongs to its caller and stays open. */

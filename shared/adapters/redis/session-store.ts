@@ -1,12 +1,13 @@
 /**
  * SessionStore on Redis, so that any gateway replica can pick up a session another one opened.
  *
- * One hash per session at `<prefix>:{sess:<id>}:session`: field `record` holds the record as JSON and field
- * `lastSeenAt` the time of the last touch. Keeping lastSeenAt apart lets touch update it without decoding
+ * One hash per session at `<prefix>:{sess:<id>}:session`: field `record` holds the record as JSON, field
+ * `lastSeenAt` the time of the last touch, and one field `backend:<server>` per backend session (so that
+ * replicas opening backend sessions for one client session at once never overwrite each other). Keeping lastSeenAt apart lets touch update it without decoding
  * and re-encoding the JSON inside Lua (cjson would turn `{}` into `[]` and round long numbers). Expiry is the
  * key's own PEXPIRE, so Redis forgets idle sessions without a sweeper.
  */
-import type { SessionRecord, SessionStore } from '../../ports/session-store.js';
+import type { BackendSessionRecord, SessionRecord, SessionStore } from '../../ports/session-store.js';
 import {
   keyPrefixOf,
   LuaScript,
@@ -29,6 +30,15 @@ redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 `);
+
+// Only an existing session gets backend fields: a late write must not resurrect an ended session.
+const setBackendScript = new LuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+`);
+
+const BACKEND_FIELD = 'backend:';
 
 /** Redis-backed {@link SessionStore}: one hash per session, expired by Redis after its ttl. */
 export class RedisSessionStore implements SessionStore {
@@ -57,11 +67,27 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async get(id: string): Promise<SessionRecord | undefined> {
-    const [json, lastSeenAt] = await this.connection.client.hmget(this.key(id), 'record', 'lastSeenAt');
-    if (json == null) return undefined;
+    const fields = await this.connection.client.hgetall(this.key(id));
+    const json = fields.record;
+    if (json === undefined) return undefined;
     const record = JSON.parse(json) as SessionRecord;
-    if (lastSeenAt != null) record.lastSeenAt = Number(lastSeenAt);
+    if (fields.lastSeenAt !== undefined) record.lastSeenAt = Number(fields.lastSeenAt);
+    for (const [field, value] of Object.entries(fields))
+      if (field.startsWith(BACKEND_FIELD))
+        record.backendSessions[field.slice(BACKEND_FIELD.length)] = JSON.parse(value) as BackendSessionRecord;
     return record;
+  }
+
+  async setBackendSession(
+    id: string,
+    server: string,
+    backend: BackendSessionRecord | undefined,
+  ): Promise<void> {
+    await setBackendScript.run(
+      this.connection.client,
+      [this.key(id)],
+      [`${BACKEND_FIELD}${server}`, backend ? JSON.stringify(backend) : ''],
+    );
   }
 
   async touch(id: string, ttlMs: number): Promise<boolean> {

@@ -1,0 +1,205 @@
+/**
+ * One client session served by two gateway processes that share Redis, behind a round-robin balancer:
+ * every request may land on either process, a dropped stream resumes on the other one, and killing a
+ * process mid-session loses nothing (the client never re-initializes). Real Redis, real processes, the
+ * official SDK client, an HTTP backend (server-everything over Streamable HTTP).
+ */
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { MCP_HEADERS } from '../helpers/gateway.js';
+import { freePort, ROOT, spawnUntil, startEverythingHttp, stopChild } from '../helpers/net.js';
+import { startRoundRobinProxy, type RoundRobinProxy } from '../helpers/round-robin-proxy.js';
+import { connectSdk } from '../helpers/sdk-clients.js';
+
+const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const MAIN = `${ROOT}dist/cli/main.js`;
+
+describe('one session across two gateway processes sharing Redis', { timeout: 90_000 }, () => {
+  const prefix = `mcpgw-test-${randomBytes(6).toString('hex')}`;
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-replicas-'));
+  let backend: ChildProcess | undefined;
+  let backendUrl = '';
+  const gateways: ChildProcess[] = [];
+  const proxies: RoundRobinProxy[] = [];
+  let redis: Redis;
+
+  async function startReplica(): Promise<{ url: string; child: ChildProcess }> {
+    const port = await freePort();
+    const file = join(dir, `gw${port}.json`);
+    writeFileSync(
+      file,
+      JSON.stringify({
+        role: 'single',
+        listen: { host: '127.0.0.1', port },
+        log: { level: 'info' },
+        sessions: { store: 'redis' },
+        redis: { url: REDIS_URL, keyPrefix: prefix },
+        servers: [{ name: 'everything', transport: 'streamable-http', url: backendUrl }],
+      }),
+    );
+    const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);
+    gateways.push(child);
+    return { url: `http://127.0.0.1:${port}`, child };
+  }
+
+  /** Two replicas behind a fresh round-robin balancer. */
+  async function cluster(): Promise<{ proxy: RoundRobinProxy; replicas: ChildProcess[] }> {
+    const replicas = await Promise.all([startReplica(), startReplica()]);
+    const proxy = await startRoundRobinProxy(replicas.map((r) => r.url));
+    proxies.push(proxy);
+    return { proxy, replicas: replicas.map((r) => r.child) };
+  }
+
+  before(async () => {
+    redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+    await redis.ping().catch((err: unknown) => {
+      throw new Error(`these tests need a real Redis at ${REDIS_URL} (set MCPGW_TEST_REDIS_URL): ${err}`);
+    });
+    const b = await startEverythingHttp('streamableHttp');
+    backend = b.child;
+    backendUrl = b.url;
+  });
+
+  after(async () => {
+    await Promise.all(proxies.map((p) => p.close()));
+    await Promise.all(gateways.map((g) => stopChild(g)));
+    await stopChild(backend);
+    let cursor = '0';
+    do {
+      const [nextCursor, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+      if (keys.length > 0) await redis.del(...keys);
+      cursor = nextCursor;
+    } while (cursor !== '0');
+    await redis.quit();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('calls land on both processes, and the session survives killing one of them', async () => {
+    const { proxy, replicas } = await cluster();
+    const client = await connectSdk('v2', `${proxy.url}/mcp`);
+    const echo = async (i: number) => {
+      const r = await client.callTool({ name: 'everything__echo', arguments: { message: `m${i}` } });
+      assert.equal(r.content[0].text, `Echo: m${i}`);
+    };
+    const { tools } = await client.listTools();
+    assert.ok(tools.some((t: any) => t.name === 'everything__echo'));
+    for (let i = 0; i < 6; i++) await echo(i);
+    const posts = proxy.routed.filter((r) => r.method === 'POST' && r.rpcMethod === 'tools/call');
+    assert.deepEqual(new Set(posts.map((r) => r.upstream)), new Set([0, 1]), 'both processes served calls');
+
+    // Kill one process outright (no graceful shutdown): the other must carry on with the same session.
+    const victim = replicas[0]!;
+    const gone = new Promise((r) => victim.once('exit', r));
+    victim.kill('SIGKILL');
+    await gone;
+    for (let i = 6; i < 12; i++) await echo(i);
+    const { tools: again } = await client.listTools();
+    assert.equal(again.length, tools.length);
+
+    const initializes = proxy.routed.filter((r) => r.rpcMethod === 'initialize');
+    assert.equal(initializes.length, 1, 'the client never re-initialized');
+    const sids = new Set(proxy.routed.map((r) => r.sessionId).filter((s) => s !== undefined));
+    assert.equal(sids.size, 1, 'one session id throughout');
+    await client.close();
+  });
+
+  test('a stream dropped on one process resumes on the other: nothing lost, nothing twice', async () => {
+    const { proxy } = await cluster();
+    const mcp = `${proxy.url}/mcp`;
+    const init = await fetch(mcp, {
+      method: 'POST',
+      headers: MCP_HEADERS,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'rr', version: '1' } },
+      }),
+    });
+    const sid = init.headers.get('mcp-session-id')!;
+    await init.text();
+    const headers = { ...MCP_HEADERS, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    await (
+      await fetch(mcp, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+      })
+    ).text();
+
+    const res = await fetch(mcp, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: {
+          name: 'everything__trigger-long-running-operation',
+          arguments: { duration: 1.2, steps: 12 },
+          _meta: { progressToken: 'p' },
+        },
+      }),
+    });
+    const servedBy = proxy.routed.at(-1)!.upstream;
+    const first = await readEvents(res, (evs) => progress(evs).length >= 3);
+    const lastId = first.at(-1)!.id!;
+
+    // The resume goes to the other process (round robin), which never saw this request.
+    const resumed = await fetch(mcp, {
+      method: 'GET',
+      headers: { ...headers, accept: 'text/event-stream', 'last-event-id': lastId },
+    });
+    assert.equal(resumed.status, 200);
+    assert.notEqual(proxy.routed.at(-1)!.upstream, servedBy, 'resumed on the other process');
+    const rest = await readEvents(resumed, () => false);
+    assert.deepEqual([...progress(first), ...progress(rest)], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    const answers = rest.filter((e) => e.message?.id === 2);
+    assert.equal(answers.length, 1, 'the response arrives once');
+    assert.match(answers[0]!.message.result.content[0].text, /Long running operation completed/);
+  });
+});
+
+interface Ev {
+  id?: string;
+  message?: any;
+}
+
+const progress = (evs: Ev[]) =>
+  evs.filter((e) => e.message?.method === 'notifications/progress').map((e) => e.message.params.progress);
+
+/** Reads SSE events until `enough` says so (then drops the connection) or the server ends the stream. */
+async function readEvents(res: Response, enough: (evs: Ev[]) => boolean): Promise<Ev[]> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const out: Ev[] = [];
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return out;
+    buf += decoder.decode(value, { stream: true });
+    let cut: number;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const ev: Ev = {};
+      let data = '';
+      for (const line of block.split('\n')) {
+        if (line.startsWith('id:')) ev.id = line.slice(3).trim();
+        else if (line.startsWith('data:')) data += line.slice(5).trim();
+      }
+      if (data) ev.message = JSON.parse(data);
+      if (ev.id || ev.message) out.push(ev);
+      if (enough(out)) {
+        await reader.cancel();
+        return out;
+      }
+    }
+  }
+}
