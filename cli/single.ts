@@ -2,7 +2,8 @@
  * Composition root of the single role: edge and core in one process, joined by a function call, on the
  * embedded stores (no external service needed). Tests build nodes with the same function.
  */
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MemoryEventStore } from '../shared/adapters/memory/event-store.js';
 import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
@@ -43,7 +44,7 @@ export async function loadPlugins(
     const spec =
       p.module.startsWith('.') || isAbsolute(p.module)
         ? pathToFileURL(resolve(baseDir, p.module)).href
-        : p.module;
+        : packageSpecifier(p.module, baseDir);
     const mod = (await import(spec)) as { default?: PluginFactory };
     if (typeof mod.default !== 'function')
       throw new Error(`plugin ${p.module}: the default export must be a factory function`);
@@ -53,6 +54,18 @@ export async function loadPlugins(
     plugins.push(plugin);
   }
   return plugins;
+}
+
+/**
+ * An npm package plugin is looked up from the config file's directory (its node_modules), like any
+ * dependency of the deployment; failing that, from the gateway's own installation.
+ */
+function packageSpecifier(name: string, baseDir: string): string {
+  try {
+    return pathToFileURL(createRequire(join(baseDir, 'mcpgw.config')).resolve(name)).href;
+  } catch {
+    return name;
+  }
 }
 
 export async function startSingleNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningNode> {

@@ -8,7 +8,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { createParser } from 'eventsource-parser';
-import { classify, type JsonRpcId, type JsonRpcMessage } from '../../shared/mcp/jsonrpc.js';
+import { brokenResponseId, classify, type JsonRpcId, type JsonRpcMessage } from '../../shared/mcp/jsonrpc.js';
 import { backendError, upstreamAgent, type HttpTransportOptions } from './http-common.js';
 import {
   BackendHttpError,
@@ -213,7 +213,18 @@ export class LegacySseTransport implements UpstreamTransport {
     } catch {
       return this.bad(data);
     }
-    if (classify(v) === 'invalid') return this.bad(data);
+    if (classify(v) === 'invalid') {
+      this.bad(data);
+      const id = brokenResponseId(v);
+      if (id !== undefined && this.state !== 'gone')
+        deliver(
+          this,
+          this.o.log,
+          backendError(id, 'GW_BACKEND_PROTOCOL_ERROR', 'legacy SSE backend sent an invalid response'),
+          NO_CONTEXT,
+        );
+      return;
+    }
     if (this.state !== 'gone') deliver(this, this.o.log, v as JsonRpcMessage, NO_CONTEXT);
   }
 

@@ -12,7 +12,8 @@
  * Restarts are the caller's job (core/backends/server-backend.ts creates a new transport with backoff).
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { classify, type JsonRpcId, type JsonRpcMessage } from '../../shared/mcp/jsonrpc.js';
+import { brokenResponseId, classify, type JsonRpcId, type JsonRpcMessage } from '../../shared/mcp/jsonrpc.js';
+import { backendError } from './http-common.js';
 import type { UpstreamMessageContext, UpstreamTransport } from './transport.js';
 
 /** The part of a pino logger the transports use. */
@@ -305,7 +306,20 @@ export class StdioTransport implements UpstreamTransport {
       if (line.trim().length !== 0) this.report(line, 'a line that is not JSON');
       return;
     }
-    if (classify(msg) === 'invalid') return this.report(line, 'a line that is not a JSON-RPC message');
+    if (classify(msg) === 'invalid') {
+      this.report(line, 'a line that is not a JSON-RPC message');
+      const id = brokenResponseId(msg);
+      if (id !== undefined)
+        this.deliver(
+          backendError(
+            id,
+            'GW_BACKEND_PROTOCOL_ERROR',
+            `backend "${this.o.serverName}" sent an invalid response`,
+          ),
+          NO_CONTEXT,
+        );
+      return;
+    }
     this.deliver(msg as JsonRpcMessage, NO_CONTEXT);
   }
 

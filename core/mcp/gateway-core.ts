@@ -237,7 +237,12 @@ export class GatewayCore implements CoreService {
       for (const [uri, subs] of byUri) {
         if (subs.delete(session) && subs.size === 0) {
           byUri.delete(uri);
-          this.backends.get(server)?.existingClientFor(session)?.notify('resources/unsubscribe', { uri });
+          // The last subscriber left: the backend's one subscription for every session goes too.
+          void this.backends
+            .get(server)
+            ?.existingClientFor(session)
+            ?.call('resources/unsubscribe', { uri }, { timeoutMs: this.timeoutMs(server) })
+            .catch(() => {});
         }
       }
     }

@@ -35,16 +35,24 @@ export function applyEnvOverrides(
   env: NodeJS.ProcessEnv,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = structuredClone(raw);
+  const topLevel = new Set(Object.keys(configSchema.shape));
   for (const [key, value] of Object.entries(env)) {
-    if (!key.startsWith(ENV_PREFIX) || value === undefined || key === 'MCPGW_CONFIG') continue;
+    if (!key.startsWith(ENV_PREFIX) || value === undefined) continue;
     const path = key.slice(ENV_PREFIX.length).toLowerCase().split('__').map(camel);
-    let node: Record<string, unknown> = out;
-    for (const seg of path.slice(0, -1)) {
-      const next = node[seg];
-      if (typeof next !== 'object' || next === null || Array.isArray(next)) node[seg] = {};
-      node = node[seg] as Record<string, unknown>;
+    // Only variables that name a configuration key are overrides; other MCPGW_* variables (tooling,
+    // tests) are none of the configuration's business.
+    if (!topLevel.has(path[0]!)) continue;
+    // Numeric segments index arrays: MCPGW_SERVERS__0__URL sets servers[0].url.
+    let node: Record<string, unknown> | unknown[] = out;
+    for (let i = 0; i < path.length - 1; i++) {
+      const seg = path[i]!;
+      const wantArray = /^\d+$/.test(path[i + 1]!);
+      const next = (node as Record<string, unknown>)[seg];
+      const fits = typeof next === 'object' && next !== null && Array.isArray(next) === wantArray;
+      if (!fits) (node as Record<string, unknown>)[seg] = wantArray ? [] : {};
+      node = (node as Record<string, unknown>)[seg] as Record<string, unknown> | unknown[];
     }
-    node[path[path.length - 1]!] = parseYaml(value);
+    (node as Record<string, unknown>)[path[path.length - 1]!] = parseYaml(value);
   }
   return out;
 }

@@ -84,6 +84,15 @@ export function classify(msg: unknown): MessageKind {
   return 'invalid';
 }
 
+/**
+ * The id of an invalid message that can only have meant to answer a request (an id, no method), so
+ * that the request gets a clean error at once instead of waiting for an answer that never comes.
+ */
+export function brokenResponseId(msg: unknown): JsonRpcId | undefined {
+  if (!isObject(msg) || typeof msg.method === 'string' || !isId(msg.id)) return undefined;
+  return msg.id as JsonRpcId;
+}
+
 export function isFailure(msg: JsonRpcResponse): msg is JsonRpcFailure {
   return 'error' in msg;
 }

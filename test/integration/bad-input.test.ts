@@ -32,7 +32,7 @@ describe('bad input gets the answer the spec names', () => {
           transport: 'stdio',
           command: process.execPath,
           args: [SCRIPTED],
-          env: { FIXTURE_CATALOG: JSON.stringify({ tools: ['hello'], garbage: true }) },
+          env: { FIXTURE_CATALOG: JSON.stringify({ tools: ['hello', 'broken_answer'], garbage: true }) },
         },
         { name: 'garbage', transport: 'streamable-http', url: `http://127.0.0.1:${port}/mcp` },
       ],
@@ -269,6 +269,22 @@ describe('bad input gets the answer the spec names', () => {
       },
     });
     assert.deepEqual(JSON.parse(ok.json.result.content[0].text), { tool: 'hello', arguments: { a: 1 } });
+  });
+
+  test('a stdio backend whose answer is malformed gives a clean error at once, not a timeout', async () => {
+    const started = Date.now();
+    const r = await raw(mcp, {
+      headers: session(),
+      body: {
+        jsonrpc: '2.0',
+        id: 19,
+        method: 'tools/call',
+        params: { name: 'scripted__broken_answer', arguments: {} },
+      },
+    });
+    assert.equal(r.json.error.code, -32603);
+    assert.equal(r.json.error.data.code, 'GW_BACKEND_PROTOCOL_ERROR');
+    assert.ok(Date.now() - started < 5000, 'answered long before the request timeout');
   });
 
   test('notifications and responses get 202 with no body', async () => {

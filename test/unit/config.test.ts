@@ -126,3 +126,26 @@ test('environment overrides and ${VAR} interpolation', () => {
     /MISSING_VAR is not set/,
   );
 });
+
+test('environment overrides reach array entries, and unrelated MCPGW_* variables are ignored', () => {
+  const cfg = validateConfig(
+    {
+      servers: [
+        { name: 'a', transport: 'streamable-http', url: 'http://127.0.0.1:1/mcp' },
+        { name: 'b', transport: 'stdio', command: 'node', args: ['x.js'] },
+      ],
+    },
+    'env',
+    {
+      MCPGW_SERVERS__0__URL: 'http://127.0.0.1:2/mcp',
+      MCPGW_SERVERS__1__ARGS: '[y.js, stdio]',
+      MCPGW_TEST_LOG: 'debug',
+      MCPGW_SKIP_NPX_CONFORMANCE: '1',
+    },
+  );
+  const [a, b] = cfg.servers;
+  assert.ok(a && a.transport !== 'stdio' && a.url === 'http://127.0.0.1:2/mcp');
+  assert.ok(b && b.transport === 'stdio');
+  assert.deepEqual(b.args, ['y.js', 'stdio']);
+  assert.equal(cfg.servers.length, 2);
+});
