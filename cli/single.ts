@@ -10,7 +10,9 @@ import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
 import { MemoryRegistryStore } from '../shared/adapters/memory/registry-store.js';
 import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
 import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
+import { RedisReplicaChannel } from '../shared/adapters/redis/replica-channel.js';
 import { RedisSessionStore } from '../shared/adapters/redis/session-store.js';
+import type { ReplicaChannel } from '../shared/ports/replica-channel.js';
 import type { EventStore } from '../shared/ports/event-store.js';
 import type { SessionStore } from '../shared/ports/session-store.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
@@ -72,15 +74,17 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const log = opts.log ?? createLogger(config.log.level);
   const plugins = await loadPlugins(config, opts.baseDir ?? process.cwd(), log);
   // Ports on their embedded adapters; cluster adapters (Redis, Postgres, NATS) plug in here later.
-  const { sessions, events } = sessionStores(config);
+  const { sessions, events, replicas } = sessionStores(config);
   const registry = new MemoryRegistryStore();
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
 
-  const core = new GatewayCore({ config, log, plugins, sessions });
+  const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
-  const { app } = buildEdgeApp({ config, core, sessions, events, log });
+  const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log });
+  // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
+  await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
@@ -98,13 +102,23 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       (closed ??= (async () => {
         await app.close();
         await core.close();
-        await Promise.all([sessions.close(), events.close(), registry.close(), bus.close()]);
+        await Promise.all([
+          sessions.close(),
+          events.close(),
+          registry.close(),
+          bus.close(),
+          replicas?.close(),
+        ]);
       })()),
   };
 }
 
-/** Sessions and SSE logs: in memory for one node, in Redis when replicas share them. */
-function sessionStores(config: GatewayConfig): { sessions: SessionStore; events: EventStore } {
+/** Sessions and SSE logs: in memory for one node, in Redis (with a channel between replicas) when shared. */
+function sessionStores(config: GatewayConfig): {
+  sessions: SessionStore;
+  events: EventStore;
+  replicas?: ReplicaChannel;
+} {
   if (config.sessions.store === 'memory' || !config.redis)
     return {
       sessions: new MemorySessionStore(),
@@ -118,6 +132,7 @@ function sessionStores(config: GatewayConfig): { sessions: SessionStore; events:
       ...config.sessions.eventRetention,
       sessionTtlMs: config.sessions.idleTimeoutMs,
     }),
+    replicas: new RedisReplicaChannel(url, { keyPrefix }),
   };
 }
 

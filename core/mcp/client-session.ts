@@ -15,6 +15,7 @@ import {
   type JsonRpcResponse,
 } from '../../shared/mcp/jsonrpc.js';
 import { isClientSafeName, NameMap, splitExposedName, exposedName } from '../../shared/mcp/names.js';
+import { serverRequestId } from '../../shared/mcp/request-ids.js';
 import { negotiateVersion } from '../../shared/mcp/versions.js';
 import type { CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { SessionRecord } from '../../shared/ports/session-store.js';
@@ -467,11 +468,12 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     }
   }
 
-  respond(res: JsonRpcResponse): void {
+  respond(res: JsonRpcResponse): boolean {
     const resolve = res.id === null ? undefined : this.outgoing.get(String(res.id));
-    if (!resolve) return;
+    if (!resolve) return false;
     this.outgoing.delete(String(res.id));
     resolve(res);
+    return true;
   }
 
   /** Sends a server-to-client request on `sink` and resolves to the client's answer. */
@@ -482,7 +484,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     signal: AbortSignal,
   ): Promise<JsonRpcResponse> {
     if (this.closed) return Promise.resolve(toRpcError(0, new GatewayError('GW_CLIENT_GONE')));
-    const id = `mcpgw-${this.id.slice(0, 8)}-${++this.nextOutgoing}`;
+    const id = serverRequestId(this.core.replicaId, ++this.nextOutgoing);
     return new Promise((resolve) => {
       const onAbort = () => {
         if (!this.outgoing.delete(id)) return;

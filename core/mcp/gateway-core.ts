@@ -55,6 +55,8 @@ export interface GatewayCoreOptions {
   plugins?: GatewayPlugin[];
   /** Where backend sessions are recorded, so that another replica can continue a client session. */
   sessions?: SessionStore;
+  /** Names this replica in the ids of requests it sends clients (ReplicaChannel.replicaId). */
+  replicaId?: string;
 }
 
 export class GatewayCore implements CoreService {
@@ -62,6 +64,7 @@ export class GatewayCore implements CoreService {
   readonly catalog: CatalogCache;
   readonly serverInfo = GATEWAY_CLIENT_INFO;
   readonly pageSize: number;
+  readonly replicaId: string;
   private readonly backends = new Map<string, ServerBackend>();
   private readonly sessions = new Set<ClientSession>();
   /** Calls in flight per server, oldest first: where a shared backend's requests are routed. */
@@ -77,6 +80,7 @@ export class GatewayCore implements CoreService {
   constructor(private readonly opts: GatewayCoreOptions) {
     this.log = opts.log;
     this.pageSize = opts.config.aggregate.pageSize;
+    this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
     const events = this.backendEvents();
     for (const s of opts.config.servers)

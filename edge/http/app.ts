@@ -8,6 +8,7 @@ import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
 import type { CoreService } from '../../shared/ports/core-service.js';
 import type { EventStore } from '../../shared/ports/event-store.js';
+import type { ReplicaChannel } from '../../shared/ports/replica-channel.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
 import { LegacySseEndpoint } from './legacy-sse.js';
 import { McpEndpoint } from './mcp-endpoint.js';
@@ -19,6 +20,8 @@ export interface EdgeAppOptions {
   sessions: SessionStore;
   /** SSE event logs, so that clients can resume dropped streams with Last-Event-ID. */
   events: EventStore;
+  /** Other replicas serving the same sessions (absent on a single node). */
+  replicas?: ReplicaChannel;
   log: Logger;
 }
 

@@ -108,7 +108,7 @@ export class LegacySseEndpoint {
       return void reply.code(202).send();
     }
     if (kind === 'response') {
-      session.core.respond(msg as JsonRpcResponse);
+      session.core.respond(msg as JsonRpcResponse); // one replica holds a legacy session: no forwarding
       return void reply.code(202).send();
     }
     const request = msg as JsonRpcRequest;

@@ -20,6 +20,8 @@ import {
 import { negotiateVersion, SUPPORTED_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { EventStore } from '../../shared/ports/event-store.js';
+import type { ReplicaChannel, ReplicaMessage } from '../../shared/ports/replica-channel.js';
+import { replicaOfRequestId } from '../../shared/mcp/request-ids.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 
@@ -49,6 +51,8 @@ export interface McpEndpointOptions {
   core: CoreService;
   sessions: SessionStore;
   events: EventStore;
+  /** Other replicas serving the same sessions (absent on a single node). */
+  replicas?: ReplicaChannel;
   log: Logger;
 }
 
@@ -107,10 +111,15 @@ export class McpEndpoint {
 
     if (kind === 'notification') {
       session.core.notify(msg as JsonRpcNotification);
+      // The call it cancels may be in flight on another replica.
+      if (this.o.replicas && (msg as JsonRpcNotification).method === 'notifications/cancelled')
+        this.toReplicas(() =>
+          this.o.replicas!.broadcast({ kind: 'notify', sessionId: session.id, message: msg }),
+        );
       return void reply.code(202).send();
     }
     if (kind === 'response') {
-      session.core.respond(msg as JsonRpcResponse);
+      if (!session.core.respond(msg as JsonRpcResponse)) this.toIssuer(session, msg as JsonRpcResponse);
       return void reply.code(202).send();
     }
     const request = msg as JsonRpcRequest;
@@ -186,10 +195,45 @@ export class McpEndpoint {
     return void reply.code(200).send();
   }
 
+  /** What another replica sends about a session this replica serves. */
+  onReplicaMessage(m: ReplicaMessage): void {
+    const session = this.live.get(m.sessionId);
+    if (!session) return;
+    switch (m.kind) {
+      case 'response':
+        session.core.respond(m.message as JsonRpcResponse);
+        return;
+      case 'notify':
+        session.core.notify(m.message as JsonRpcNotification);
+        return;
+      case 'event':
+        if (m.streamId === GET_STREAM) session.getStream.deliverLogged(m.eventId, m.message);
+        return;
+    }
+  }
+
+  /** A client's answer to a request another replica sent it goes to that replica. */
+  private toIssuer(session: EdgeSession, response: JsonRpcResponse): void {
+    const issuer = replicaOfRequestId(response.id);
+    if (!this.o.replicas || !issuer || issuer === this.o.replicas.replicaId) return;
+    this.toReplicas(() =>
+      this.o.replicas!.send(issuer, { kind: 'response', sessionId: session.id, message: response }),
+    );
+  }
+
+  private toReplicas(send: () => Promise<void>): void {
+    send().catch((err: unknown) => this.o.log.warn({ err }, 'could not reach the other replicas'));
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.sweeper);
-    await Promise.all([...this.live.values()].map((s) => this.end(s, 'gateway shutting down')));
+    // Sessions other replicas can continue are only let go of; on a single node they end here.
+    await Promise.all(
+      [...this.live.values()].map((s) =>
+        this.o.replicas ? this.evict(s) : this.end(s, 'gateway shutting down'),
+      ),
+    );
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -250,7 +294,7 @@ export class McpEndpoint {
         .send(JSON.stringify(res ?? toRpcError(request.id, new GatewayError('GW_INTERNAL'))));
     }
     session.protocolVersion = String(res.result.protocolVersion);
-    session.getStream = this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT });
+    session.getStream = this.getStreamOf(session);
     this.live.set(id, session);
     this.o.log.debug({ sessionId: id, scope, clientInfo: request.params?.clientInfo }, 'session initialized');
     reply
@@ -261,13 +305,38 @@ export class McpEndpoint {
   }
 
   /**
+   * The session's GET stream. With other replicas, what it cannot write here is offered to them: the
+   * client's GET connection may be on another replica.
+   */
+  private getStreamOf(session: EdgeSession): SseStream {
+    const replicas = this.o.replicas;
+    if (!replicas) return this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT });
+    return this.newStream(session, GET_STREAM, {
+      onUnwritten: (eventId, message) =>
+        this.toReplicas(() =>
+          replicas.broadcast({
+            kind: 'event',
+            sessionId: session.id,
+            streamId: GET_STREAM,
+            eventId,
+            message,
+          }),
+        ),
+    });
+  }
+
+  /**
    * A stream of the session. POST streams are tracked until their response is sent, so that a client
    * resuming one meanwhile gets the live stream, not just what was logged so far.
    */
   private newStream(
     session: EdgeSession,
     streamId: string,
-    extra: { keepUndelivered?: number; follow?: FollowOptions } = {},
+    extra: {
+      keepUndelivered?: number;
+      follow?: FollowOptions;
+      onUnwritten?: (eventId: string, message: unknown) => void;
+    } = {},
   ): SseStream {
     const stream = new SseStream({
       sessionId: session.id,
@@ -328,7 +397,7 @@ export class McpEndpoint {
       postStreams: new Map(),
       inflight: 0,
     };
-    session.getStream = this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT });
+    session.getStream = this.getStreamOf(session);
     session.core = this.o.core.openSession({
       id: sid,
       principal: record.principal,

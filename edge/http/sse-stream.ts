@@ -42,6 +42,8 @@ export interface SseStreamOptions {
    * GET, up to this many events; POST streams keep nothing (a client resumes them with Last-Event-ID).
    */
   keepUndelivered?: number;
+  /** Called with what `send` logged but could not write (no connection attached here). */
+  onUnwritten?: (eventId: string, message: unknown) => void;
   /**
    * A stream this replica does not carry: it finished here already, or another replica is carrying it.
    * Resuming replays it from the EventStore and follows it there until its end marker.
@@ -95,10 +97,17 @@ export class SseStream {
   send(message: unknown): void {
     void this.enqueue(async () => {
       const id = await this.o.events.append(this.o.sessionId, this.o.streamId, message);
-      if (this.write(sseEvent(message, id)) || !this.o.keepUndelivered) return;
+      if (this.write(sseEvent(message, id))) return;
+      this.o.onUnwritten?.(id, message);
+      if (!this.o.keepUndelivered) return;
       this.undelivered.push({ id, message });
       if (this.undelivered.length > this.o.keepUndelivered) this.undelivered.shift();
     });
+  }
+
+  /** Writes an event another replica logged, if this replica carries the connection. */
+  deliverLogged(eventId: string, message: unknown): void {
+    void this.enqueue(async () => void this.write(sseEvent(message, eventId)));
   }
 
   /** Ends the stream after everything queued so far (a POST stream once its response is sent). */

@@ -21,8 +21,11 @@ export interface CoreSessionHandle {
   request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined>;
   /** A client notification (initialized, cancelled, progress, roots/list_changed...). */
   notify(notification: JsonRpcNotification): void;
-  /** The client's answer to a server-to-client request the core sent it. */
-  respond(response: JsonRpcResponse): void;
+  /**
+   * The client's answer to a server-to-client request the core sent it. False when no such request is
+   * pending here (another replica issued it, or it was already answered or cancelled).
+   */
+  respond(response: JsonRpcResponse): boolean;
   /** Ends the session and its backend sessions. */
   close(): Promise<void>;
   /**

@@ -19,6 +19,7 @@ import { connectSdk } from '../helpers/sdk-clients.js';
 
 const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MAIN = `${ROOT}dist/cli/main.js`;
+const SCRIPTED = `${ROOT}dist/test/fixtures/scripted-server.js`;
 
 describe('one session across two gateway processes sharing Redis', { timeout: 90_000 }, () => {
   const prefix = `mcpgw-test-${randomBytes(6).toString('hex')}`;
@@ -40,7 +41,11 @@ describe('one session across two gateway processes sharing Redis', { timeout: 90
         log: { level: 'info' },
         sessions: { store: 'redis' },
         redis: { url: REDIS_URL, keyPrefix: prefix },
-        servers: [{ name: 'everything', transport: 'streamable-http', url: backendUrl }],
+        servers: [
+          { name: 'everything', transport: 'streamable-http', url: backendUrl },
+          // stdio backends are per process: each replica runs its own.
+          { name: 'scripted', transport: 'stdio', command: process.execPath, args: [SCRIPTED] },
+        ],
       }),
     );
     const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);
@@ -163,6 +168,76 @@ describe('one session across two gateway processes sharing Redis', { timeout: 90
     const answers = rest.filter((e) => e.message?.id === 2);
     assert.equal(answers.length, 1, 'the response arrives once');
     assert.match(answers[0]!.message.result.content[0].text, /Long running operation completed/);
+  });
+
+  test('a sampling request raised on one process is answered through the other', async () => {
+    const { proxy } = await cluster();
+    let asked = 0;
+    const client = await connectSdk('v2', `${proxy.url}/mcp`, {
+      sampling: (p: any) => {
+        asked++;
+        return {
+          role: 'assistant',
+          content: { type: 'text', text: `sampled:${p.messages?.[0]?.content?.text ?? ''}` },
+          model: 'test-model',
+          stopReason: 'endTurn',
+        };
+      },
+    });
+    // Round robin sends the call and the client's answer to different processes at least once in a few tries.
+    let crossed = 0;
+    for (let i = 0; i < 4; i++) {
+      const from = proxy.routed.length;
+      const r = await client.callTool({
+        name: 'everything__trigger-sampling-request',
+        arguments: { prompt: `q${i}`, maxTokens: 10 },
+      });
+      assert.match(JSON.stringify(r.content), new RegExp(`sampled:[^"]*q${i}`));
+      const mine = proxy.routed.slice(from).filter((x) => x.method === 'POST');
+      const call = mine.find((x) => x.rpcMethod === 'tools/call');
+      const answer = mine.find((x) => x.rpcMethod === undefined);
+      if (call && answer && call.upstream !== answer.upstream) crossed++;
+    }
+    assert.equal(asked, 4);
+    assert.ok(crossed > 0, 'at least one answer landed on the other process');
+    await client.close();
+  });
+
+  test("a message for the client's GET stream reaches it on whichever process holds it", async () => {
+    const { proxy } = await cluster();
+    const mcp = `${proxy.url}/mcp`;
+    const init = await fetch(mcp, {
+      method: 'POST',
+      headers: MCP_HEADERS,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'rr', version: '1' } },
+      }),
+    });
+    const sid = init.headers.get('mcp-session-id')!;
+    await init.text();
+    const headers = { ...MCP_HEADERS, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+    const post = (body: unknown) =>
+      fetch(mcp, { method: 'POST', headers, body: JSON.stringify(body) }).then((r) => r.text());
+    await post({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    const get = await fetch(mcp, { method: 'GET', headers: { ...headers, accept: 'text/event-stream' } });
+    assert.equal(get.status, 200);
+    const holder = proxy.routed.at(-1)!.upstream;
+    // Strict round robin: the next request runs on the process that does not hold the GET stream, and
+    // the stdio backend it changes is that process's own.
+    await post({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'scripted__change', arguments: {} },
+    });
+    assert.notEqual(proxy.routed.at(-1)!.upstream, holder, 'the change ran on the other process');
+    const events = await readEvents(get, (evs) =>
+      evs.some((e) => e.message?.method === 'notifications/tools/list_changed'),
+    );
+    assert.ok(events.some((e) => e.message?.method === 'notifications/tools/list_changed'));
   });
 });
 
