@@ -24,7 +24,8 @@ e.g. MCPGW_LISTEN__PORT=9000, MCPGW_LOG__LEVEL=debug. String values may use \${V
 The config file may also be given as MCPGW_CONFIG.
 
 Endpoints: POST/GET/DELETE /mcp (every server, names prefixed "server__"),
-/servers/{name}/mcp (one server, its own names), GET /healthz, GET /readyz.
+/servers/{name}/mcp (one server, its own names), legacy HTTP+SSE clients at GET /sse + POST /message
+(and /servers/{name}/sse), GET /healthz, GET /readyz.
 `;
 
 function version(): string {
