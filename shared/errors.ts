@@ -29,11 +29,6 @@ export const ERRORS = {
   GW_UNKNOWN_PROMPT: { http: 200, rpc: RpcCode.InvalidParams, message: 'Unknown prompt' },
   GW_UNKNOWN_RESOURCE: { http: 200, rpc: RpcCode.ResourceNotFound, message: 'Resource not found' },
   GW_INVALID_CURSOR: { http: 200, rpc: RpcCode.InvalidParams, message: 'Invalid cursor' },
-  GW_NOT_INITIALIZED: {
-    http: 400,
-    rpc: RpcCode.ConnectionClosed,
-    message: 'Bad Request: session not initialized',
-  },
   GW_ALREADY_INITIALIZED: {
     http: 400,
     rpc: RpcCode.InvalidRequest,
@@ -90,13 +85,13 @@ export const ERRORS = {
     message: 'Forbidden: the session belongs to another principal',
   },
   GW_UNKNOWN_SERVER: { http: 404, rpc: RpcCode.InvalidParams, message: 'Unknown server' },
-  GW_BACKEND_UNAVAILABLE: { http: 502, rpc: RpcCode.InternalError, message: 'Backend unavailable' },
+  GW_BACKEND_UNAVAILABLE: { http: 200, rpc: RpcCode.InternalError, message: 'Backend unavailable' },
   GW_BACKEND_PROTOCOL_ERROR: {
-    http: 502,
+    http: 200,
     rpc: RpcCode.InternalError,
     message: 'Backend sent an invalid response',
   },
-  GW_BACKEND_TIMEOUT: { http: 504, rpc: RpcCode.InternalError, message: 'Backend did not answer in time' },
+  GW_BACKEND_TIMEOUT: { http: 200, rpc: RpcCode.InternalError, message: 'Backend did not answer in time' },
   GW_CAPABILITY_NOT_DECLARED: {
     http: 200,
     rpc: RpcCode.MethodNotFound,

@@ -251,20 +251,22 @@ export class McpEndpoint {
       scope,
       principal,
       core: undefined as unknown as CoreSessionHandle,
-      protocolVersion: '',
+      // The same negotiation the core runs: known before initialize so that the record and the GET stream
+      // exist while it runs (a backend may already send something, and its sessions get recorded).
+      protocolVersion: negotiateVersion(String(request.params?.protocolVersion)),
       lastSeen: Date.now(),
       getStream: undefined as unknown as SseStream,
       postStreams: new Map(),
       inflight: 0,
     };
-    // The record exists before initialize runs, so that the backend sessions it opens are recorded too.
+    session.getStream = this.getStreamOf(session);
     const now = Date.now();
     await this.o.sessions.put(
       {
         id,
         principal,
         scope,
-        protocolVersion: negotiateVersion(String(request.params?.protocolVersion)),
+        protocolVersion: session.protocolVersion,
         clientInfo: (request.params?.clientInfo as Record<string, unknown>) ?? {},
         clientCapabilities: (request.params?.capabilities as Record<string, unknown>) ?? {},
         backendSessions: {},
@@ -293,8 +295,6 @@ export class McpEndpoint {
         .header('content-type', 'application/json')
         .send(JSON.stringify(res ?? toRpcError(request.id, new GatewayError('GW_INTERNAL'))));
     }
-    session.protocolVersion = String(res.result.protocolVersion);
-    session.getStream = this.getStreamOf(session);
     this.live.set(id, session);
     this.o.log.debug({ sessionId: id, scope, clientInfo: request.params?.clientInfo }, 'session initialized');
     reply

@@ -3,6 +3,7 @@
  * before and after `next`). Config extends it with plugins: pre/post hooks, request and response
  * interceptors and error handlers, as the reference architecture's section 6.3 describes.
  */
+import { GatewayError } from '../errors.js';
 import type { JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
 
 export interface PipelineContext {
@@ -72,6 +73,21 @@ export type PluginFactory = (
   api: PluginApi,
 ) => GatewayPlugin | Promise<GatewayPlugin>;
 
+/** Runs a plugin hook; anything it throws that is not a GatewayError becomes GW_PLUGIN_ERROR naming it. */
+async function blame<T>(plugin: GatewayPlugin, hook: () => T | Promise<T>): Promise<T> {
+  try {
+    return await hook();
+  } catch (err) {
+    if (err instanceof GatewayError) throw err;
+    throw new GatewayError(
+      'GW_PLUGIN_ERROR',
+      `plugin "${plugin.name}" failed: ${(err as Error)?.message ?? String(err)}`,
+      { plugin: plugin.name },
+      { cause: err },
+    );
+  }
+}
+
 /** One stage that runs every plugin's hooks around the rest of the pipeline. */
 export function pluginStage(
   plugins: readonly GatewayPlugin[],
@@ -82,8 +98,8 @@ export function pluginStage(
     async run(ctx, next) {
       try {
         for (const p of plugins) {
-          await p.onRequest?.(ctx);
-          const replaced = await p.interceptRequest?.(ctx.request, ctx);
+          await blame(p, () => p.onRequest?.(ctx));
+          const replaced = await blame(p, () => p.interceptRequest?.(ctx.request, ctx));
           if (replaced) ctx.request = replaced;
         }
         await next();

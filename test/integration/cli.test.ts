@@ -29,6 +29,16 @@ test('--help lists the commands', async () => {
     assert.ok(r.stdout.includes(s), s);
 });
 
+test('an unknown flag or command is a usage error (exit 2, the help), not a stack trace', async () => {
+  for (const args of [['--bogus'], ['frobnicate']]) {
+    const r = await mcpgw(args);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.match(r.stderr, /^mcpgw: /);
+    assert.ok(r.stderr.includes('mcpgw start --config FILE'), 'the help follows');
+    assert.ok(!r.stderr.includes('    at '), 'no stack trace');
+  }
+});
+
 test('config check accepts the demo config and reports every problem of a bad one with its path', async () => {
   const ok = await mcpgw(['config', 'check', 'deploy/demo/mcpgw.yaml']);
   assert.equal(ok.code, 0, ok.stderr);

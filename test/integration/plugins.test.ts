@@ -30,7 +30,11 @@ before(async () => {
       plugins: [
         {
           module: './plugin-example.js',
-          options: { blockedTools: ['scripted__forbidden'], softFail: ['nowhere__optional'] },
+          options: {
+            blockedTools: ['scripted__forbidden'],
+            softFail: ['nowhere__optional'],
+            crashOn: ['scripted__hello_crash'],
+          },
         },
       ],
       servers: [
@@ -56,6 +60,14 @@ test('a pre-processing hook refuses a request with a clear error', async () => {
   const r = await call(1, 'scripted__forbidden');
   assert.equal(r.error.data.code, 'GW_PLUGIN_ERROR');
   assert.match(r.error.message, /blocked by policy/);
+});
+
+test('a hook that throws a plain error gives GW_PLUGIN_ERROR naming the plugin', async () => {
+  const r = await call(7, 'scripted__hello_crash');
+  assert.equal(r.error.code, -32603);
+  assert.equal(r.error.data.code, 'GW_PLUGIN_ERROR');
+  assert.equal(r.error.data.plugin, 'example');
+  assert.match(r.error.message, /plugin "example" failed: a bug in the plugin/);
 });
 
 test('a request interceptor rewrites the request and a response interceptor stamps the result', async () => {
