@@ -27,9 +27,18 @@ export interface InitializeResult extends JsonObject {
 /** Whatever the caller attached to a call; handed back with messages related to that call. */
 export type CallContext = unknown;
 
+/**
+ * A cheap cancellation handle for the hot path: `call` fills in `cancel`, the caller invokes it. (An
+ * AbortController per forwarded request cost about 13 µs of the gateway's ~120 µs at concurrency 1.)
+ */
+export interface CallHandle {
+  cancel?: (reason: string) => void;
+}
+
 export interface CallOptions {
   context?: CallContext;
   signal?: AbortSignal;
+  handle?: CallHandle;
   timeoutMs: number;
 }
 
@@ -134,30 +143,30 @@ export class BackendClient {
     const msg: JsonRpcRequest =
       params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params };
     return new Promise<JsonRpcResponse>((resolve, reject) => {
-      const onAbort = () => {
+      const cancel = (reason: string) => {
         const p = this.pending.get(id);
         if (!p) return;
         clearTimeout(p.timer);
         this.pending.delete(id);
         void this.transport
-          .send({
-            jsonrpc: '2.0',
-            method: 'notifications/cancelled',
-            params: { requestId: id, reason: String(opts.signal?.reason ?? 'cancelled by client') },
-          })
+          .send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } })
           .catch(() => {});
         reject(new CallAbortedError());
       };
+      const onAbort = () => cancel(String(opts.signal?.reason ?? 'cancelled by client'));
       const entry: Pending = {
         context: opts.context,
         timeoutMs: opts.timeoutMs,
         timer: this.startTimer(id, method, opts.timeoutMs),
-        resolve: (r) => {
-          opts.signal?.removeEventListener('abort', onAbort);
-          resolve(r);
-        },
+        resolve: opts.signal
+          ? (r) => {
+              opts.signal!.removeEventListener('abort', onAbort);
+              resolve(r);
+            }
+          : resolve,
       };
       this.pending.set(id, entry);
+      if (opts.handle) opts.handle.cancel = cancel;
       if (opts.signal) {
         if (opts.signal.aborted) return onAbort();
         opts.signal.addEventListener('abort', onAbort, { once: true });

@@ -19,7 +19,7 @@ import { serverRequestId } from '../../shared/mcp/request-ids.js';
 import { negotiateVersion } from '../../shared/mcp/versions.js';
 import type { CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { SessionRecord } from '../../shared/ports/session-store.js';
-import { CallAbortedError, type BackendClient } from '../backends/backend-client.js';
+import { CallAbortedError, type BackendClient, type CallHandle } from '../backends/backend-client.js';
 import type { ServerBackend, SessionOwner } from '../backends/server-backend.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
@@ -53,7 +53,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   logLevel: string | undefined;
   readonly subscriptions = new Map<string, { server: string; uri: string }>();
 
-  private readonly inflight = new Map<JsonRpcId, AbortController>();
+  private readonly inflight = new Map<JsonRpcId, CallHandle>();
   private readonly outgoing = new Map<string, (r: JsonRpcResponse) => void>();
   private nextOutgoing = 0;
   private readonly tools = new NameMap();
@@ -424,24 +424,24 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   ): Promise<JsonRpcResponse | undefined> {
     const backend = this.core.backend(server);
     if (!backend) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${server}`, { server });
-    const client = await backend.clientFor(this);
+    const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
     const ctx: CallContext = { session: this, sink, server, clientRequestId: req.id };
-    const ctrl = new AbortController();
-    this.inflight.set(req.id, ctrl);
+    const handle: CallHandle = {};
+    this.inflight.set(req.id, handle);
     const progress = this.core.mapProgress(params, ctx, client);
+    const untrack = this.core.trackCall(ctx);
     try {
-      const res = await this.core.trackCall(ctx, () =>
-        client.call(req.method, progress.params, {
-          context: ctx,
-          signal: ctrl.signal,
-          timeoutMs: this.core.timeoutMs(server),
-        }),
-      );
+      const res = await client.call(req.method, progress.params, {
+        context: ctx,
+        handle,
+        timeoutMs: this.core.timeoutMs(server),
+      });
       return { ...res, id: req.id } as JsonRpcResponse;
     } catch (err) {
       if (err instanceof CallAbortedError) return undefined;
       throw err;
     } finally {
+      untrack();
       this.inflight.delete(req.id);
       progress.release();
     }
@@ -454,7 +454,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         return;
       case 'notifications/cancelled': {
         const id = n.params?.requestId as JsonRpcId | undefined;
-        if (id !== undefined) this.inflight.get(id)?.abort(n.params?.reason ?? 'cancelled by client');
+        if (id !== undefined)
+          this.inflight.get(id)?.cancel?.(String(n.params?.reason ?? 'cancelled by client'));
         return;
       }
       case 'notifications/roots/list_changed':
@@ -540,7 +541,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   private async end(keepBackendSessions: boolean): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const c of this.inflight.values()) c.abort('client session ended');
+    for (const c of this.inflight.values()) c.cancel?.('client session ended');
     this.inflight.clear();
     for (const [id, resolve] of this.outgoing) resolve(toRpcError(id, new GatewayError('GW_CLIENT_GONE')));
     this.outgoing.clear();

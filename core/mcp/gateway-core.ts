@@ -76,6 +76,7 @@ export class GatewayCore implements CoreService {
   private readonly sharedLevels = new Map<string, string>();
   private readonly rootsSession = new Map<string, ClientSession>();
   private readonly pipeline: (ctx: PipelineContext) => Promise<void>;
+  private readonly hasPlugins: boolean;
 
   constructor(private readonly opts: GatewayCoreOptions) {
     this.log = opts.log;
@@ -86,6 +87,7 @@ export class GatewayCore implements CoreService {
     for (const s of opts.config.servers)
       if (s.enabled) this.backends.set(s.name, createBackend(s, events, opts.log));
     const plugins = opts.plugins ?? [];
+    this.hasPlugins = plugins.length > 0;
     // The core's request pipeline, top to bottom:
     this.pipeline = compose([
       // plugins: pre-hooks and request interceptors see the request before routing; response
@@ -150,6 +152,12 @@ export class GatewayCore implements CoreService {
     request: JsonRpcRequest,
     dispatch: Dispatch,
   ): Promise<JsonRpcResponse | undefined> {
+    // Without plugins the pipeline is the dispatch stage alone: skip the context and the composed chain.
+    if (!this.hasPlugins)
+      return dispatch(request).catch((err: unknown) => {
+        if (!(err instanceof GatewayError)) this.log.error({ err, method: request.method }, 'request failed');
+        return toRpcError(request.id, err);
+      });
     const ctx: PipelineContext = {
       request,
       session,
@@ -182,15 +190,12 @@ export class GatewayCore implements CoreService {
     };
   }
 
-  async trackCall<T>(ctx: CallContext, run: () => Promise<T>): Promise<T> {
+  /** Records a call in flight (where a shared backend's own requests are routed); returns its removal. */
+  trackCall(ctx: CallContext): () => void {
     let set = this.calls.get(ctx.server);
     if (!set) this.calls.set(ctx.server, (set = new Set()));
     set.add(ctx);
-    try {
-      return await run();
-    } finally {
-      set.delete(ctx);
-    }
+    return () => set.delete(ctx);
   }
 
   async subscribeShared(session: ClientSession, server: string, uri: string): Promise<JsonRpcResponse> {

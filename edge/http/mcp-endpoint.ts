@@ -29,6 +29,7 @@ import { SseStream, type FollowOptions } from './sse-stream.js';
 const BACKLOG_LIMIT = 1000;
 /** The id of the session's GET stream in the EventStore (POST streams get random ids). */
 const GET_STREAM = 'get';
+const TOUCH_EVERY_MS = 1000;
 /** A POST stream another replica carries is followed in the EventStore at this pace, for at most this long. */
 const FOLLOW: FollowOptions = { pollMs: 50, maxMs: 10 * 60_000 };
 
@@ -43,6 +44,8 @@ interface EdgeSession {
   getStream: SseStream;
   /** POST answer streams whose response has not been sent yet. */
   postStreams: Map<string, SseStream>;
+  /** When this replica last refreshed the shared record. */
+  lastTouched: number;
   inflight: number;
 }
 
@@ -103,7 +106,11 @@ export class McpEndpoint {
       if (sid !== undefined) return this.refuse(reply, 'GW_ALREADY_INITIALIZED', (msg as JsonRpcRequest).id);
       return this.initialize(msg as JsonRpcRequest, reply, scope, principal);
     }
-    const session = await this.lookup(reply, sid, scope, principal, idOf(msg));
+    const live = typeof sid === 'string' ? this.live.get(sid) : undefined;
+    const session =
+      live && live.scope === scope && live.principal === principal
+        ? live
+        : await this.lookup(reply, sid, scope, principal, idOf(msg));
     if (!session) return;
     if (!this.versionOk(req, reply, idOf(msg))) return;
     session.lastSeen = Date.now();
@@ -257,6 +264,7 @@ export class McpEndpoint {
       lastSeen: Date.now(),
       getStream: undefined as unknown as SseStream,
       postStreams: new Map(),
+      lastTouched: Date.now(),
       inflight: 0,
     };
     session.getStream = this.getStreamOf(session);
@@ -395,6 +403,7 @@ export class McpEndpoint {
       lastSeen: Date.now(),
       getStream: undefined as unknown as SseStream,
       postStreams: new Map(),
+      lastTouched: Date.now(),
       inflight: 0,
     };
     session.getStream = this.getStreamOf(session);
@@ -410,8 +419,14 @@ export class McpEndpoint {
     return session;
   }
 
-  /** Keeps the shared record alive; a record that is gone was ended elsewhere (or expired): end it here. */
+  /**
+   * Keeps the shared record alive, at most once a second per session (with Redis each touch is a round
+   * trip); a record that is gone was ended elsewhere (or expired): end it here.
+   */
   private touch(session: EdgeSession): void {
+    const now = Date.now();
+    if (now - session.lastTouched < TOUCH_EVERY_MS) return;
+    session.lastTouched = now;
     void this.o.sessions.touch(session.id, this.o.config.sessions.idleTimeoutMs).then(
       (known) => {
         if (!known) void this.end(session, 'ended elsewhere or expired');

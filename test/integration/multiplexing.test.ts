@@ -109,10 +109,15 @@ describe('one stdio process, many sessions', { timeout: 30_000 }, () => {
     assert.equal(c.status, 202);
     const r = await call;
     assert.equal(r.status, 202, 'a cancelled request gets no answer');
-    const cancels = sent()
-      .split('\n')
-      .filter((l) => l.includes('notifications/cancelled'))
-      .map((l) => JSON.parse(l));
+    // The cancellation is written to the backend as the client's request ends: wait for it to land.
+    let cancels: any[] = [];
+    for (let i = 0; i < 100 && !cancels.some((m) => m.params.requestId === backendId); i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 20));
+      cancels = sent()
+        .split('\n')
+        .filter((l) => l.includes('notifications/cancelled'))
+        .map((l) => JSON.parse(l));
+    }
     assert.ok(
       cancels.some((m) => m.params.requestId === backendId),
       `the backend got a cancellation for ${JSON.stringify(backendId)}: ${JSON.stringify(cancels)}`,
