@@ -102,6 +102,11 @@ export const ERRORS = {
     rpc: RpcCode.InternalError,
     message: 'No client request in flight to relay this server request to',
   },
+  GW_CLIENT_AMBIGUOUS: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'Calls of several client sessions are in flight: the request cannot be tied to one of them',
+  },
   GW_CLIENT_GONE: {
     http: 200,
     rpc: RpcCode.InternalError,

@@ -45,6 +45,9 @@ const REQUIRED_CAPABILITY: Record<string, string> = {
   'roots/list': 'roots',
 };
 
+/** pickCall's answer when calls of several sessions are in flight on a shared backend. */
+const AMBIGUOUS = Symbol('ambiguous');
+
 /** The session's own handler, run by the last stage with the (possibly intercepted) request. */
 type Dispatch = (request: JsonRpcRequest) => Promise<JsonRpcResponse | undefined>;
 const DISPATCH = 'mcpgw.dispatch';
@@ -296,7 +299,16 @@ export class GatewayCore implements CoreService {
     signal: AbortSignal,
   ): Promise<JsonObject | JsonRpcResponse> {
     const capability = REQUIRED_CAPABILITY[req.method];
-    const ctx = related ?? this.pickCall(server, owner, capability);
+    const picked = related ?? this.pickCall(server, owner);
+    if (picked === AMBIGUOUS)
+      return toRpcError(
+        req.id,
+        new GatewayError(
+          'GW_CLIENT_AMBIGUOUS',
+          `Calls of several client sessions are in flight on "${server}": ${req.method} cannot be tied to one of them`,
+        ),
+      );
+    const ctx = picked;
     const session =
       ctx?.session ?? owner ?? (req.method === 'roots/list' ? this.rootsSession.get(server) : undefined);
     if (!session)
@@ -320,24 +332,24 @@ export class GatewayCore implements CoreService {
   }
 
   /**
-   * For a shared backend, the most recent in-flight call whose client can answer `capability`; failing
-   * that, the most recent call at all (its client then gets the capability error, not a stranger).
+   * The call a backend's own request or notification belongs to, when the transport cannot say (stdio
+   * carries no relation): the most recent call in flight, provided every call in flight on that backend
+   * belongs to one client session. With several sessions in flight the gateway cannot know whose call
+   * caused it, and guessing would hand one user's prompt to another: AMBIGUOUS.
    */
   private pickCall(
     server: string,
     owner: ClientSession | undefined,
-    capability: string | undefined,
-  ): CallContext | undefined {
+  ): CallContext | undefined | typeof AMBIGUOUS {
     const set = this.calls.get(server);
     if (!set) return undefined;
-    let capable: CallContext | undefined;
-    let any: CallContext | undefined;
+    let last: CallContext | undefined;
     for (const c of set) {
       if (owner && c.session !== owner) continue;
-      any = c;
-      if (!capability || c.session.clientCapabilities[capability] !== undefined) capable = c;
+      if (last && last.session !== c.session) return AMBIGUOUS;
+      last = c;
     }
-    return capable ?? any;
+    return last;
   }
 
   private onBackendNotification(
@@ -389,7 +401,8 @@ export class GatewayCore implements CoreService {
       default: {
         // Anything else (elicitation/complete, task status, custom): to the caller it concerns.
         if (related) return related.sink.send(n);
-        const call = this.pickCall(server, owner, undefined);
+        const call = this.pickCall(server, owner);
+        if (call === AMBIGUOUS) return; // nobody can be told safely
         if (call) return call.sink.send(n);
         if (owner) owner.sendUnrelated(n);
       }

@@ -107,3 +107,57 @@ test("the client's answer to a sampling request reaches the backend with the bac
   assert.match(String(backendSaw.id), /^srv-req-\d+$/);
   assert.equal(backendSaw.result.content.text, 'sampled');
 });
+
+test("a stdio backend's request is never guessed onto another session: with two sessions in flight it fails", async () => {
+  const a = await rawSession(mcp, { sampling: {} });
+  const b = await rawSession(mcp, { sampling: {} });
+  const call = (sid: string, id: number) =>
+    fetch(mcp, {
+      method: 'POST',
+      headers: { ...MCP_HEADERS, 'mcp-session-id': sid },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id,
+        method: 'tools/call',
+        params: { name: 's__ask', arguments: {} },
+      }),
+    });
+  // A's call asks A (the only session in flight) and waits for A's answer.
+  const resA = await call(a, 21);
+  const reader = resA.body!.getReader();
+  let textA = '';
+  let askA: any;
+  while (!askA) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, 'stream ended before the sampling request');
+    textA += Buffer.from(value).toString();
+    askA = sseMessages(textA).find((m) => m.method === 'sampling/createMessage');
+  }
+  // B's call now asks too, with A's call still in flight: nobody can tell whose it is, so nobody is asked.
+  const resB = await call(b, 22);
+  assert.equal(resB.headers.get('content-type'), 'application/json', 'B was not asked anything');
+  const answerB = JSON.parse(((await resB.json()) as any).result.content[0].text);
+  assert.equal(answerB.error.data.code, 'GW_CLIENT_AMBIGUOUS');
+  // A answers its own request and gets its result; it never saw B's request.
+  await raw(mcp, {
+    headers: { ...MCP_HEADERS, 'mcp-session-id': a },
+    body: {
+      jsonrpc: '2.0',
+      id: askA.id,
+      result: {
+        role: 'assistant',
+        content: { type: 'text', text: 'for A' },
+        model: 'm',
+        stopReason: 'endTurn',
+      },
+    },
+  });
+  while (!sseMessages(textA).some((m) => m.id === 21)) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    textA += Buffer.from(value).toString();
+  }
+  const msgs = sseMessages(textA);
+  assert.equal(msgs.filter((m) => m.method === 'sampling/createMessage').length, 1);
+  assert.equal(JSON.parse(msgs.find((m) => m.id === 21).result.content[0].text).result.content.text, 'for A');
+});
