@@ -72,6 +72,31 @@ export const ERRORS = {
     rpc: RpcCode.ConnectionClosed,
     message: 'Conflict: only one GET stream is allowed per session',
   },
+  GW_INVALID_ENVELOPE: {
+    http: 400,
+    rpc: RpcCode.InvalidParams,
+    message: 'Invalid params: the 2026-07-28 request envelope (params._meta) is missing or malformed',
+  },
+  GW_UNSUPPORTED_VERSION: {
+    http: 400,
+    rpc: RpcCode.UnsupportedVersion,
+    message: 'Unsupported protocol version',
+  },
+  GW_HEADER_MISMATCH: {
+    http: 400,
+    rpc: RpcCode.HeaderMismatch,
+    message: 'An Mcp-* header does not match the request body',
+  },
+  GW_METHOD_NOT_FOUND_MODERN: {
+    http: 404,
+    rpc: RpcCode.MethodNotFound,
+    message: 'Method not found in protocol 2026-07-28',
+  },
+  GW_NOT_SUPPORTED_YET: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'Not supported by this gateway yet',
+  },
   GW_UNKNOWN_EVENT_ID: {
     http: 400,
     rpc: RpcCode.ConnectionClosed,

@@ -23,6 +23,7 @@ import type { EventStore } from '../../shared/ports/event-store.js';
 import type { ReplicaChannel, ReplicaMessage } from '../../shared/ports/replica-channel.js';
 import { replicaOfRequestId } from '../../shared/mcp/request-ids.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
@@ -61,12 +62,14 @@ export interface McpEndpointOptions {
 
 export class McpEndpoint {
   private readonly live = new Map<string, EdgeSession>();
+  private readonly modern: ModernEndpoint;
   /** Sessions being continued from the SessionStore, so that concurrent requests share one restore. */
   private readonly restoring = new Map<string, Promise<EdgeSession | undefined>>();
   private readonly sweeper: NodeJS.Timeout;
   private closing = false;
 
   constructor(private readonly o: McpEndpointOptions) {
+    this.modern = new ModernEndpoint(o);
     const idle = o.config.sessions.idleTimeoutMs;
     this.sweeper = setInterval(
       () => void this.expireIdle(),
@@ -100,6 +103,15 @@ export class McpEndpoint {
     const kind = classify(msg);
     if (kind === 'invalid') return this.refuse(reply, 'GW_INVALID_REQUEST', idOf(msg));
     const principal = this.principalOf(req);
+    // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
+    if (hasModernEnvelope(msg)) return this.modern.post(req, reply, scope, msg as JsonRpcMessage, principal);
+    if (isModernVersion(req.headers['mcp-protocol-version']))
+      return this.refuse(
+        reply,
+        'GW_INVALID_ENVELOPE',
+        idOf(msg),
+        'Invalid params: a 2026-07-28 request carries its protocol version, capabilities and client info in params._meta',
+      );
     const sid = req.headers['mcp-session-id'];
 
     if (kind === 'request' && (msg as JsonRpcRequest).method === 'initialize') {
@@ -234,6 +246,7 @@ export class McpEndpoint {
 
   async close(): Promise<void> {
     this.closing = true;
+    await this.modern.close();
     clearInterval(this.sweeper);
     // Sessions other replicas can continue are only let go of; on a single node they end here.
     await Promise.all(

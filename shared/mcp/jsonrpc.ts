@@ -57,6 +57,12 @@ export const RpcCode = {
   ResourceNotFound: -32002,
   RequestTimeout: -32001,
   UrlElicitationRequired: -32042,
+  /** 2026-07-28: an Mcp-* header disagrees with the body. */
+  HeaderMismatch: -32020,
+  /** 2026-07-28: a request needs a client capability the envelope does not declare. */
+  MissingCapability: -32021,
+  /** 2026-07-28: the envelope names a protocol version the server does not speak. */
+  UnsupportedVersion: -32022,
 } as const;
 
 function isId(v: unknown): v is JsonRpcId {

@@ -1,0 +1,384 @@
+/**
+ * The 2026-07-28 (stateless) era on `/mcp` and `/servers/{name}/mcp`, beside the 2025 era: a request
+ * whose `params._meta` carries `io.modelcontextprotocol/protocolVersion` comes here (see
+ * docs/adr/0004-protocol-eras.md). There is no initialize and no session: each request says who the
+ * client is. The checks run in the order the SDK's 2026 server runs them (envelope, version, headers,
+ * method), each with its status and code.
+ *
+ * Behind the checks, requests that carry the same principal, scope, capabilities and client info share
+ * one core context (a core session initialized with them and kept while used), so that names, cursors and
+ * HTTP backend sessions are not rebuilt for every request.
+ *
+ * Not yet (docs/adr/0004): `subscriptions/listen` (answered with GW_NOT_SUPPORTED_YET), input_required
+ * (sampling, elicitation and roots are withheld from backends for 2026 clients), 2026 backends.
+ */
+import { createHash } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError, toRpcError, type ErrorCode } from '../../shared/errors.js';
+import type { GatewayConfig } from '../../shared/config/schema.js';
+import type { Logger } from '../../shared/log.js';
+import {
+  RpcCode,
+  type JsonObject,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../../shared/mcp/jsonrpc.js';
+import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
+import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import { openSse, sseEvent } from './sse.js';
+
+const PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
+const CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
+const CLIENT_INFO = 'io.modelcontextprotocol/clientInfo';
+const LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
+const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+const ENVELOPE_KEYS = [PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL];
+
+/** The requests of 2026-07-28; anything else is 404 / -32601 in this era. */
+const MODERN_METHODS = new Set([
+  'server/discover',
+  'subscriptions/listen',
+  'tools/list',
+  'tools/call',
+  'prompts/list',
+  'prompts/get',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'completion/complete',
+]);
+/** Results a client may cache: they carry `ttlMs` and `cacheScope`. */
+const CACHEABLE = new Set([
+  'server/discover',
+  'tools/list',
+  'prompts/list',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+]);
+/** The body field each method's `Mcp-Name` header must equal. */
+const NAME_FIELD: Record<string, string> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+};
+/** Until input_required translation exists, backends never get to ask a 2026 client anything. */
+const WITHHELD_CAPABILITIES = ['sampling', 'elicitation', 'roots'];
+
+/** True when a message claims the 2026 era (its envelope carries a protocol version). */
+export function hasModernEnvelope(msg: unknown): boolean {
+  const meta = (msg as { params?: { _meta?: unknown } }).params?._meta;
+  return typeof meta === 'object' && meta !== null && PROTOCOL_VERSION in meta;
+}
+
+export function isModernVersion(v: unknown): boolean {
+  return typeof v === 'string' && MODERN_PROTOCOL_VERSIONS.includes(v);
+}
+
+interface Context {
+  handle: CoreSessionHandle;
+  /** The InitializeResult the core gave this context (capabilities, serverInfo, instructions). */
+  init: JsonObject;
+  lastUsed: number;
+  inflight: number;
+}
+
+export interface ModernEndpointOptions {
+  config: GatewayConfig;
+  core: CoreService;
+  log: Logger;
+}
+
+export class ModernEndpoint {
+  private readonly contexts = new Map<string, Promise<Context | JsonRpcResponse>>();
+  private readonly sweeper: NodeJS.Timeout;
+  private nextId = 0;
+
+  constructor(private readonly o: ModernEndpointOptions) {
+    const idle = o.config.sessions.idleTimeoutMs;
+    this.sweeper = setInterval(
+      () => void this.expireIdle(),
+      Math.min(Math.max(idle / 4, 50), 30_000),
+    ).unref();
+  }
+
+  /** One 2026 message (already parsed and classified as a JSON-RPC message). */
+  async post(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    scope: string,
+    msg: JsonRpcMessage,
+    principal: string,
+  ): Promise<void> {
+    // Notifications (a cancellation also closes its stream) and stray responses: accepted, nothing to do.
+    if (!('method' in msg) || !('id' in msg)) return void reply.code(202).send();
+    const request = msg as JsonRpcRequest;
+    const meta = request.params!._meta as JsonObject;
+    const version = meta[PROTOCOL_VERSION];
+    const caps = meta[CLIENT_CAPABILITIES];
+    if (typeof version !== 'string')
+      return refuse(reply, 'GW_INVALID_ENVELOPE', request.id, `${PROTOCOL_VERSION} must be a string`, {
+        envelope: { key: PROTOCOL_VERSION, problem: 'must be a string' },
+      });
+    if (typeof caps !== 'object' || caps === null || Array.isArray(caps))
+      return refuse(reply, 'GW_INVALID_ENVELOPE', request.id, `${CLIENT_CAPABILITIES} is required`, {
+        envelope: { missing: [CLIENT_CAPABILITIES] },
+      });
+    if (!MODERN_PROTOCOL_VERSIONS.includes(version))
+      return refuse(reply, 'GW_UNSUPPORTED_VERSION', request.id, `Unsupported protocol version: ${version}`, {
+        supported: MODERN_PROTOCOL_VERSIONS,
+        requested: version,
+      });
+    const mismatch = headerMismatch(req, request, version);
+    if (mismatch)
+      return refuse(
+        reply,
+        'GW_HEADER_MISMATCH',
+        request.id,
+        `Header ${mismatch.name} (${mismatch.header}) does not match the body (${mismatch.body})`,
+        { mismatch: { header: mismatch.header, body: mismatch.body } },
+      );
+    if (!MODERN_METHODS.has(request.method))
+      return refuse(reply, 'GW_METHOD_NOT_FOUND_MODERN', request.id, `Method not found: ${request.method}`);
+
+    reply.hijack();
+    const res = reply.raw;
+    if (request.method === 'subscriptions/listen')
+      return writeJson(
+        res,
+        toRpcError(
+          request.id,
+          new GatewayError(
+            'GW_NOT_SUPPORTED_YET',
+            'subscriptions/listen is not supported by this gateway yet',
+          ),
+        ),
+      );
+    const ctx = await this.contextFor(principal, scope, caps as JsonObject, meta[CLIENT_INFO]);
+    if (!('handle' in ctx)) return writeJson(res, { ...ctx, id: request.id });
+    const serverInfo = (ctx.init.serverInfo as JsonObject | undefined) ?? {};
+    if (request.method === 'server/discover') return writeJson(res, discoverResult(request.id, ctx.init));
+
+    // Fresh ids inside the shared context: concurrent clients (or one client's parallel requests) may
+    // reuse the same id, and each stream's close must cancel its own call.
+    const internalId = `m${++this.nextId}`;
+    const answer = new ModernResponder(res);
+    let done = false;
+    res.on('close', () => {
+      if (done) return;
+      // In 2026-07-28 closing the response stream is the cancellation.
+      ctx.handle.notify({
+        jsonrpc: '2.0',
+        method: 'notifications/cancelled',
+        params: { requestId: internalId, reason: 'the client closed the stream' },
+      });
+    });
+    ctx.inflight++;
+    ctx.lastUsed = Date.now();
+    try {
+      const out = await ctx.handle.request(
+        { jsonrpc: '2.0', id: internalId, method: request.method, params: withoutEnvelope(request.params!) },
+        answer,
+      );
+      done = true;
+      if (out) answer.finish(shapeResult(request.method, { ...out, id: request.id }, serverInfo));
+    } catch (err) {
+      done = true;
+      answer.finish(toRpcError(request.id, err));
+    } finally {
+      ctx.inflight--;
+      ctx.lastUsed = Date.now();
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    const all = [...this.contexts.values()];
+    this.contexts.clear();
+    await Promise.all(all.map(async (p) => ((c) => ('handle' in c ? c.handle.close() : undefined))(await p)));
+  }
+
+  /** The shared core context for this caller, created (initialized) on first use. */
+  private contextFor(
+    principal: string,
+    scope: string,
+    caps: JsonObject,
+    info: unknown,
+  ): Promise<Context | JsonRpcResponse> {
+    const capabilities: JsonObject = { ...caps };
+    for (const c of WITHHELD_CAPABILITIES) delete capabilities[c];
+    const clientInfo =
+      typeof info === 'object' && info !== null ? (info as JsonObject) : { name: 'unknown', version: '0' };
+    const key = createHash('sha256')
+      .update(JSON.stringify([principal, scope, capabilities, clientInfo]))
+      .digest('base64url')
+      .slice(0, 24);
+    let p = this.contexts.get(key);
+    if (!p) {
+      p = this.openContext(`ctx-${key}`, principal, scope, capabilities, clientInfo);
+      this.contexts.set(key, p);
+      // A failed initialize is not kept: the next request tries again.
+      void p.then((c) => {
+        if (!('handle' in c)) this.contexts.delete(key);
+      });
+    }
+    return p;
+  }
+
+  private async openContext(
+    id: string,
+    principal: string,
+    scope: string,
+    capabilities: JsonObject,
+    clientInfo: JsonObject,
+  ): Promise<Context | JsonRpcResponse> {
+    const handle = this.o.core.openSession({ id, principal, scope, unrelated: { send: () => {} } });
+    let init: JsonRpcResponse | undefined;
+    try {
+      init = await handle.request(
+        {
+          jsonrpc: '2.0',
+          id: 0,
+          method: 'initialize',
+          params: { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities, clientInfo },
+        },
+        { send: () => {} },
+      );
+    } catch (err) {
+      init = toRpcError(0, err);
+    }
+    if (!init || 'error' in init) {
+      await handle.close();
+      return init ?? toRpcError(0, new GatewayError('GW_INTERNAL'));
+    }
+    handle.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
+    return { handle, init: init.result, lastUsed: Date.now(), inflight: 0 };
+  }
+
+  private async expireIdle(): Promise<void> {
+    const limit = Date.now() - this.o.config.sessions.idleTimeoutMs;
+    for (const [key, p] of this.contexts) {
+      const c = await p;
+      if (!('handle' in c) || c.inflight > 0 || c.lastUsed >= limit) continue;
+      this.contexts.delete(key);
+      await c.handle
+        .close()
+        .catch((err: unknown) => this.o.log.warn({ err }, 'closing a 2026 context failed'));
+    }
+  }
+}
+
+/** The answer to one 2026 request: JSON, or SSE once a related message (progress) must go first. */
+class ModernResponder implements MessageSink {
+  private streaming = false;
+
+  constructor(private readonly res: ServerResponse) {}
+
+  send(message: JsonRpcMessage): void {
+    if (this.res.destroyed) return;
+    if (!this.streaming) {
+      openSse(this.res, {});
+      this.streaming = true;
+    }
+    this.res.write(sseEvent(message));
+  }
+
+  finish(response: JsonRpcResponse): void {
+    if (this.res.destroyed) return;
+    if (!this.streaming) return writeJson(this.res, response);
+    this.res.write(sseEvent(response));
+    this.res.end();
+  }
+}
+
+function writeJson(res: ServerResponse, body: unknown, status = 200): void {
+  if (res.destroyed) return;
+  const text = JSON.stringify(body);
+  res
+    .writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+    .end(text);
+}
+
+function refuse(
+  reply: FastifyReply,
+  code: ErrorCode,
+  id: string | number,
+  message: string,
+  detail?: Record<string, unknown>,
+): void {
+  const err = new GatewayError(code, message, detail);
+  reply
+    .code(err.httpStatus)
+    .header('content-type', 'application/json')
+    .send(JSON.stringify(toRpcError(id, err)));
+}
+
+/** The first Mcp-* header that disagrees with the body, if any (a missing one disagrees too). */
+function headerMismatch(
+  req: FastifyRequest,
+  request: JsonRpcRequest,
+  version: string,
+): { name: string; header: string; body: string } | undefined {
+  const check = (name: string, body: string) => {
+    const raw = req.headers[name.toLowerCase()];
+    const header = typeof raw === 'string' ? decodeHeader(raw) : undefined;
+    return header === body ? undefined : { name, header: header ?? '(missing)', body };
+  };
+  const field = NAME_FIELD[request.method];
+  const named = field === undefined ? undefined : request.params?.[field];
+  return (
+    check('MCP-Protocol-Version', version) ??
+    check('Mcp-Method', request.method) ??
+    (typeof named === 'string' ? check('Mcp-Name', named) : undefined)
+  );
+}
+
+/** Header values outside visible ASCII travel as `=?base64?...?=`. */
+function decodeHeader(v: string): string | undefined {
+  const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(v);
+  if (!m) return v;
+  try {
+    return Buffer.from(m[1]!, 'base64').toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function withoutEnvelope(params: JsonObject): JsonObject {
+  const meta = { ...(params._meta as JsonObject) };
+  for (const k of ENVELOPE_KEYS) delete meta[k];
+  const out: JsonObject = { ...params };
+  if (Object.keys(meta).length > 0) out._meta = meta;
+  else delete out._meta;
+  return out;
+}
+
+function discoverResult(id: string | number, init: JsonObject): JsonRpcResponse {
+  const result: JsonObject = {
+    supportedVersions: [...MODERN_PROTOCOL_VERSIONS],
+    capabilities: init.capabilities ?? {},
+    resultType: 'complete',
+    ttlMs: 0,
+    cacheScope: 'private',
+    _meta: { [SERVER_INFO]: init.serverInfo ?? {} },
+  };
+  if (typeof init.instructions === 'string') result.instructions = init.instructions;
+  return { jsonrpc: '2.0', id, result };
+}
+
+/** Gives a 2025-shaped answer the fields a 2026 client requires. */
+function shapeResult(method: string, res: JsonRpcResponse, serverInfo: JsonObject): JsonRpcResponse {
+  if ('error' in res)
+    return res.error.code === RpcCode.ResourceNotFound
+      ? { ...res, error: { ...res.error, code: RpcCode.InvalidParams } } // -32002 is gone in 2026-07-28
+      : res;
+  const result: JsonObject = { ...res.result, resultType: res.result.resultType ?? 'complete' };
+  result._meta = { ...(res.result._meta as JsonObject | undefined), [SERVER_INFO]: serverInfo };
+  if (CACHEABLE.has(method)) {
+    result.ttlMs ??= 0;
+    result.cacheScope ??= 'private';
+  }
+  return { ...res, result };
+}
