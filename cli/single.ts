@@ -12,6 +12,8 @@ import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
 import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
 import { RedisReplicaChannel } from '../shared/adapters/redis/replica-channel.js';
 import { RedisSessionStore } from '../shared/adapters/redis/session-store.js';
+import { sharedSecret } from '../shared/adapters/redis/shared-secret.js';
+import { useCursorKey } from '../shared/mcp/cursor.js';
 import type { ReplicaChannel } from '../shared/ports/replica-channel.js';
 import type { EventStore } from '../shared/ports/event-store.js';
 import type { SessionStore } from '../shared/ports/session-store.js';
@@ -75,6 +77,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const plugins = await loadPlugins(config, opts.baseDir ?? process.cwd(), log);
   // Ports on their embedded adapters; cluster adapters (Redis, Postgres, NATS) plug in here later.
   const { sessions, events, replicas } = sessionStores(config);
+  // Replicas continue each other's sessions, so they must accept each other's pagination cursors.
+  if (config.sessions.store === 'redis' && config.redis)
+    useCursorKey(await sharedSecret(config.redis.url, 'cursors', { keyPrefix: config.redis.keyPrefix }));
   const registry = new MemoryRegistryStore();
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');

@@ -4,7 +4,14 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 
-const key = randomBytes(32);
+/** Random per process on a single node; replicas that share sessions install one shared key at start. */
+let key: Buffer = randomBytes(32);
+
+/** Makes cursors issued by any replica holding the same key valid on every other one. */
+export function useCursorKey(shared: Buffer): void {
+  if (shared.length < 32) throw new RangeError('the cursor key must be at least 32 bytes');
+  key = shared;
+}
 
 function sign(payload: string): string {
   return createHmac('sha256', key).update(payload).digest('base64url').slice(0, 16);

@@ -16,6 +16,7 @@ import { MCP_HEADERS } from '../helpers/gateway.js';
 import { freePort, ROOT, spawnUntil, startEverythingHttp, stopChild } from '../helpers/net.js';
 import { startRoundRobinProxy, type RoundRobinProxy } from '../helpers/round-robin-proxy.js';
 import { connectSdk } from '../helpers/sdk-clients.js';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 
 const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MAIN = `${ROOT}dist/cli/main.js`;
@@ -30,12 +31,13 @@ describe('one session across two gateway processes sharing Redis', { timeout: 90
   const proxies: RoundRobinProxy[] = [];
   let redis: Redis;
 
-  async function startReplica(): Promise<{ url: string; child: ChildProcess }> {
+  async function startReplica(extra: object = {}): Promise<{ url: string; child: ChildProcess }> {
     const port = await freePort();
     const file = join(dir, `gw${port}.json`);
     writeFileSync(
       file,
       JSON.stringify({
+        ...extra,
         role: 'single',
         listen: { host: '127.0.0.1', port },
         log: { level: 'info' },
@@ -54,8 +56,8 @@ describe('one session across two gateway processes sharing Redis', { timeout: 90
   }
 
   /** Two replicas behind a fresh round-robin balancer. */
-  async function cluster(): Promise<{ proxy: RoundRobinProxy; replicas: ChildProcess[] }> {
-    const replicas = await Promise.all([startReplica(), startReplica()]);
+  async function cluster(extra: object = {}): Promise<{ proxy: RoundRobinProxy; replicas: ChildProcess[] }> {
+    const replicas = await Promise.all([startReplica(extra), startReplica(extra)]);
     const proxy = await startRoundRobinProxy(replicas.map((r) => r.url));
     proxies.push(proxy);
     return { proxy, replicas: replicas.map((r) => r.child) };
@@ -238,6 +240,43 @@ describe('one session across two gateway processes sharing Redis', { timeout: 90
       evs.some((e) => e.message?.method === 'notifications/tools/list_changed'),
     );
     assert.ok(events.some((e) => e.message?.method === 'notifications/tools/list_changed'));
+  });
+
+  test('a cursor from one process pages on through the other (2025 sessions and 2026 requests)', async () => {
+    const { proxy } = await cluster({ aggregate: { pageSize: 3 } });
+    const mcp = `${proxy.url}/mcp`;
+    const pages = async (list: (cursor?: string) => Promise<any>) => {
+      const names: string[] = [];
+      let cursor: string | undefined;
+      let n = 0;
+      do {
+        const r = await list(cursor);
+        assert.ok(r.tools, JSON.stringify(r));
+        names.push(...r.tools.map((t: any) => t.name));
+        cursor = r.nextCursor;
+        n++;
+      } while (cursor && n < 50);
+      return { names, n };
+    };
+    // The SDK client follows nextCursor by itself: count the pages at the balancer.
+    const listed = () => proxy.routed.filter((r) => r.rpcMethod === 'tools/list');
+    const c25 = await connectSdk('v2', mcp);
+    const old = await pages((cursor) => c25.listTools(cursor ? { cursor } : {}));
+    assert.ok(listed().length > 2, `several pages: ${listed().length} for ${old.names.length} tools`);
+    assert.equal(new Set(listed().map((r) => r.upstream)).size, 2, 'pages were served by both processes');
+    assert.equal(new Set(old.names).size, old.names.length, 'no name twice');
+    await c25.close();
+
+    const before = listed().length;
+    const c26 = new Client({ name: 'rr-2026', version: '1' }, {
+      capabilities: {},
+      versionNegotiation: { mode: { pin: '2026-07-28' } },
+    } as any);
+    await c26.connect(new StreamableHTTPClientTransport(new URL(mcp)));
+    const modern = await pages((cursor) => c26.listTools(cursor ? { cursor } : {}));
+    assert.ok(listed().length - before > 2, 'several 2026 pages');
+    assert.deepEqual(modern.names, old.names, 'the same list, page by page, in either era');
+    await c26.close();
   });
 });
 
