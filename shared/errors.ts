@@ -92,6 +92,11 @@ export const ERRORS = {
     rpc: RpcCode.MethodNotFound,
     message: 'Method not found in protocol 2026-07-28',
   },
+  GW_INVALID_REQUEST_STATE: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: 'Invalid or expired requestState',
+  },
   GW_NOT_SUPPORTED_YET: {
     http: 200,
     rpc: RpcCode.InternalError,

@@ -9,10 +9,13 @@
  * one core context (a core session initialized with them and kept while used), so that names, cursors and
  * HTTP backend sessions are not rebuilt for every request.
  *
- * Not yet (docs/adr/0004): `subscriptions/listen` (answered with GW_NOT_SUPPORTED_YET), input_required
- * (sampling, elicitation and roots are withheld from backends for 2026 clients), 2026 backends.
+ * A backend's own requests (sampling, elicitation, roots) reach a 2026 client as `input_required` rounds
+ * (modern-call.ts): the backend call is kept running on this replica between rounds.
+ *
+ * Not yet (docs/adr/0004): `subscriptions/listen` (answered with GW_NOT_SUPPORTED_YET), continuing a
+ * round on another replica, 2026 backends.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, toRpcError, type ErrorCode } from '../../shared/errors.js';
@@ -27,7 +30,9 @@ import {
 } from '../../shared/mcp/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import { ModernCall, type CallEvent } from './modern-call.js';
 import { openSse, sseEvent } from './sse.js';
+import type { ReplicaChannel } from '../../shared/ports/replica-channel.js';
 
 const PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
 const CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
@@ -64,8 +69,22 @@ const NAME_FIELD: Record<string, string> = {
   'prompts/get': 'name',
   'resources/read': 'uri',
 };
-/** Until input_required translation exists, backends never get to ask a 2026 client anything. */
-const WITHHELD_CAPABILITIES = ['sampling', 'elicitation', 'roots'];
+/** The methods whose result may be `input_required` (a backend may ask the client things meanwhile). */
+const MULTI_ROUND = new Set(['tools/call', 'prompts/get', 'resources/read']);
+/** How long a call waits for the client's next round (a person may be answering an elicitation). */
+const ROUND_TTL_MS = 10 * 60_000;
+const STATE_PREFIX = 'mcpgw1.';
+
+/** A call waiting for the client's answers, under its requestState. */
+interface Parked {
+  call: ModernCall;
+  ctx: Context;
+  internalId: string;
+  method: string;
+  principal: string;
+  scope: string;
+  timer?: NodeJS.Timeout;
+}
 
 /** True when a message claims the 2026 era (its envelope carries a protocol version). */
 export function hasModernEnvelope(msg: unknown): boolean {
@@ -89,9 +108,11 @@ export interface ModernEndpointOptions {
   config: GatewayConfig;
   core: CoreService;
   log: Logger;
+  replicas?: ReplicaChannel;
 }
 
 export class ModernEndpoint {
+  private readonly parked = new Map<string, Parked>();
   private readonly contexts = new Map<string, Promise<Context | JsonRpcResponse>>();
   private readonly sweeper: NodeJS.Timeout;
   private nextId = 0;
@@ -161,40 +182,118 @@ export class ModernEndpoint {
     const serverInfo = (ctx.init.serverInfo as JsonObject | undefined) ?? {};
     if (request.method === 'server/discover') return writeJson(res, discoverResult(request.id, ctx.init));
 
-    // Fresh ids inside the shared context: concurrent clients (or one client's parallel requests) may
-    // reuse the same id, and each stream's close must cancel its own call.
-    const internalId = `m${++this.nextId}`;
+    const params = request.params!;
+    let entry: Parked;
+    if (params.requestState !== undefined) {
+      // A retry with the client's answers: continue the call this state names.
+      const found =
+        typeof params.requestState === 'string' ? this.parked.get(params.requestState) : undefined;
+      if (!found || found.principal !== principal || found.scope !== scope || found.method !== request.method)
+        return writeJson(
+          res,
+          toRpcError(
+            request.id,
+            new GatewayError('GW_INVALID_REQUEST_STATE', 'Invalid or expired requestState', {
+              reason: 'invalid_request_state',
+            }),
+          ),
+        );
+      this.parked.delete(params.requestState as string);
+      clearTimeout(found.timer);
+      const answers = params.inputResponses;
+      found.call.answer(typeof answers === 'object' && answers !== null ? (answers as JsonObject) : {}, (r) =>
+        found.ctx.handle.respond(r),
+      );
+      entry = found;
+    } else {
+      entry = this.forward(ctx, request, principal, scope);
+    }
+
     const answer = new ModernResponder(res);
-    let done = false;
+    entry.call.attach(answer);
+    let answered = false;
     res.on('close', () => {
-      if (done) return;
       // In 2026-07-28 closing the response stream is the cancellation.
-      ctx.handle.notify({
-        jsonrpc: '2.0',
-        method: 'notifications/cancelled',
-        params: { requestId: internalId, reason: 'the client closed the stream' },
-      });
+      if (!answered) this.cancel(entry, 'the client closed the stream');
     });
+    const event: CallEvent = await entry.call.next();
+    answered = true;
+    if (event.kind === 'final') {
+      if (event.response)
+        answer.finish(shapeResult(request.method, { ...event.response, id: request.id }, serverInfo));
+      else
+        answer.finish(
+          toRpcError(request.id, new GatewayError('GW_INTERNAL', 'the call ended without an answer')),
+        );
+      return;
+    }
+    const state = `${STATE_PREFIX}${this.o.replicas?.replicaId ?? 'local'}.${randomBytes(18).toString('base64url')}`;
+    entry.timer = setTimeout(() => {
+      this.parked.delete(state);
+      this.cancel(entry, 'the client did not come back with its answers in time');
+    }, ROUND_TTL_MS).unref();
+    this.parked.set(state, entry);
+    answer.finish(
+      shapeResult(
+        request.method,
+        {
+          jsonrpc: '2.0',
+          id: request.id,
+          result: { resultType: 'input_required', inputRequests: event.inputRequests, requestState: state },
+        },
+        serverInfo,
+      ),
+    );
+  }
+
+  /** Sends a request into the core context with an id of its own, followed by a ModernCall. */
+  private forward(ctx: Context, request: JsonRpcRequest, principal: string, scope: string): Parked {
+    // Fresh ids inside the shared context: concurrent clients (or one client's parallel requests) may
+    // reuse the same id, and each call must be cancellable on its own.
+    const internalId = `m${++this.nextId}`;
+    const call = new ModernCall(
+      MULTI_ROUND.has(request.method)
+        ? undefined
+        : (askId, method) =>
+            ctx.handle.respond(
+              toRpcError(
+                askId,
+                new GatewayError(
+                  'GW_CAPABILITY_NOT_DECLARED',
+                  `${method} cannot be relayed during ${request.method}`,
+                ),
+              ),
+            ),
+    );
     ctx.inflight++;
     ctx.lastUsed = Date.now();
-    try {
-      const out = await ctx.handle.request(
-        { jsonrpc: '2.0', id: internalId, method: request.method, params: withoutEnvelope(request.params!) },
-        answer,
-      );
-      done = true;
-      if (out) answer.finish(shapeResult(request.method, { ...out, id: request.id }, serverInfo));
-    } catch (err) {
-      done = true;
-      answer.finish(toRpcError(request.id, err));
-    } finally {
-      ctx.inflight--;
-      ctx.lastUsed = Date.now();
-    }
+    const answer = ctx.handle.request(
+      { jsonrpc: '2.0', id: internalId, method: request.method, params: withoutEnvelope(request.params!) },
+      call.sink,
+    );
+    call.run(answer);
+    void answer
+      .catch(() => undefined)
+      .finally(() => {
+        ctx.inflight--;
+        ctx.lastUsed = Date.now();
+      });
+    return { call, ctx, internalId, method: request.method, principal, scope };
+  }
+
+  private cancel(entry: Parked, reason: string): void {
+    if (entry.call.finished) return;
+    entry.ctx.handle.notify({
+      jsonrpc: '2.0',
+      method: 'notifications/cancelled',
+      params: { requestId: entry.internalId, reason },
+    });
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    for (const p of this.parked.values()) clearTimeout(p.timer);
+    this.parked.clear();
     const all = [...this.contexts.values()];
     this.contexts.clear();
     await Promise.all(all.map(async (p) => ((c) => ('handle' in c ? c.handle.close() : undefined))(await p)));
@@ -208,7 +307,6 @@ export class ModernEndpoint {
     info: unknown,
   ): Promise<Context | JsonRpcResponse> {
     const capabilities: JsonObject = { ...caps };
-    for (const c of WITHHELD_CAPABILITIES) delete capabilities[c];
     const clientInfo =
       typeof info === 'object' && info !== null ? (info as JsonObject) : { name: 'unknown', version: '0' };
     const key = createHash('sha256')

@@ -251,23 +251,82 @@ describe('the 2026-07-28 era beside the 2025 era', { timeout: 60_000 }, () => {
     assert.ok(cancelled, 'the backend was told to cancel its call');
   });
 
-  test('a backend cannot ask a 2026 client anything yet: the call ends with an error, never a hang', async () => {
-    let asked = 0;
-    const c = await modernClient(mcp, { pin: V }, { sampling: {} });
-    c.setRequestHandler('sampling/createMessage' as any, async () => {
-      asked++;
+  test("a 2025 backend's sampling and elicitation reach a 2026 client as input_required rounds", async () => {
+    let sampled = 0;
+    let elicited = 0;
+    const c = await modernClient(mcp, { pin: V }, { sampling: {}, elicitation: {} });
+    c.setRequestHandler('sampling/createMessage' as any, async (req: any) => {
+      sampled++;
+      const text = req.params?.messages?.[0]?.content?.text ?? '';
       return {
         role: 'assistant',
-        content: { type: 'text', text: 'x' },
+        content: { type: 'text', text: `sampled:${text}` },
         model: 'm',
         stopReason: 'endTurn',
       } as any;
     });
-    const r: any = await c
-      .callTool({ name: 'everything__trigger-sampling-request', arguments: { prompt: 'p', maxTokens: 5 } })
-      .catch((err: unknown) => ({ thrown: String(err) }));
-    assert.equal(asked, 0);
-    assert.ok(r.thrown || r.isError || /error/i.test(JSON.stringify(r.content)), JSON.stringify(r));
+    c.setRequestHandler('elicitation/create' as any, async () => {
+      elicited++;
+      return { action: 'accept', content: { name: 'Ada Lovelace', check: true } } as any;
+    });
+    const s: any = await c.callTool({
+      name: 'everything__trigger-sampling-request',
+      arguments: { prompt: 'two-eras', maxTokens: 5 },
+    });
+    assert.equal(sampled, 1);
+    assert.match(JSON.stringify(s.content), /sampled:[^"]*two-eras/);
+    const e: any = await c.callTool({ name: 'everything__trigger-elicitation-request', arguments: {} });
+    assert.equal(elicited, 1);
+    assert.match(JSON.stringify(e.content), /Ada Lovelace/);
     await c.close();
+  });
+
+  test('the round on the wire: input_required with inputRequests and requestState; a bad state is refused', async () => {
+    const call = (extra: object) =>
+      raw(mcp, {
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': V,
+          'mcp-method': 'tools/call',
+          'mcp-name': 'everything__trigger-sampling-request',
+        },
+        body: {
+          jsonrpc: '2.0',
+          id: 3,
+          method: 'tools/call',
+          params: {
+            name: 'everything__trigger-sampling-request',
+            arguments: { prompt: 'raw', maxTokens: 5 },
+            ...extra,
+            _meta: { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': { sampling: {} } },
+          },
+        },
+      });
+    const first = await call({});
+    assert.equal(first.json.result.resultType, 'input_required');
+    const [key, ask] = Object.entries(first.json.result.inputRequests)[0] as [string, any];
+    assert.equal(ask.method, 'sampling/createMessage');
+    assert.equal(ask.id, undefined, 'embedded requests carry no id');
+    const state = first.json.result.requestState;
+    assert.equal(typeof state, 'string');
+    const forged = await call({ requestState: `${state}x`, inputResponses: {} });
+    assert.equal(forged.json.error.code, -32602);
+    assert.equal(forged.json.error.data.reason, 'invalid_request_state');
+    const done = await call({
+      requestState: state,
+      inputResponses: {
+        [key]: {
+          role: 'assistant',
+          content: { type: 'text', text: 'raw answer' },
+          model: 'm',
+          stopReason: 'endTurn',
+        },
+      },
+    });
+    assert.equal(done.json.result.resultType, 'complete');
+    assert.match(JSON.stringify(done.json.result.content), /raw answer/);
+    const reused = await call({ requestState: state, inputResponses: {} });
+    assert.equal(reused.json.error.data.reason, 'invalid_request_state', 'a state is good for one retry');
   });
 });
