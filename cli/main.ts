@@ -10,6 +10,8 @@ import { ConfigError, loadConfigFile } from '../shared/config/load.js';
 import { createLogger } from '../shared/log.js';
 import { configBaseDir, startSingleNode } from './single.js';
 import { renderConfigDocs } from './config-docs.js';
+import { auditExport, auditPrune, auditVerify, auditVerifyEvidence, UsageError } from './audit.js';
+import { vaultList, vaultPut, vaultRotateKey } from './vault.js';
 
 const HELP = `mcpgw - a federated, hierarchical MCP gateway
 
@@ -17,7 +19,28 @@ Usage:
   mcpgw start --config FILE        Run a node in the role FILE names (role: single = edge + core)
   mcpgw config check FILE          Validate FILE; print every problem with its path; exit 1 on any
   mcpgw config docs                Print the configuration reference (Markdown) generated from the schema
+  mcpgw audit verify --config FILE [--region R] [--from T] [--to T]
+                                   Recompute the audit hash chains; name every altered, deleted or
+                                   inserted record by sequence number; exit 1 on any break
+  mcpgw audit export --config FILE [--region R] [--from T] [--to T] [--evidence] [--out FILE]
+                                   Write the records as JSONL (for a SIEM); --evidence writes an evidence
+                                   package instead (records, each hash, and the hash the range chains to)
+  mcpgw audit verify-evidence FILE Check an evidence package on its own
+  mcpgw audit prune --config FILE [--before T]
+                                   Delete records older than T (default: audit.retentionDays), keeping a
+                                   checkpoint so the rest stays verifiable
+  mcpgw vault list --config FILE   List stored credentials (never their secrets)
+  mcpgw vault put ID --config FILE --kind K [--server S] [--owner U]
+                                   Store a credential; its secret is read as JSON from stdin
+                                   (api-key: {"apiKey"}; oauth-client: {"clientId","clientSecret","tokenUrl"};
+                                   oauth-token: {"accessToken","refreshToken","tokenUrl","clientId",...})
+  mcpgw vault rotate-key --config FILE
+                                   Re-encrypt every credential with the current key (MCPGW_VAULT_KEY or
+                                   vault.keyFile); older keys come from MCPGW_VAULT_PREVIOUS_KEYS or
+                                   vault.previousKeyFiles
   mcpgw --help | --version
+
+Times (T) are ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z.
 
 Config files are YAML or JSON. Environment overrides: MCPGW_<PATH>, path segments joined by "__",
 e.g. MCPGW_LISTEN__PORT=9000, MCPGW_LOG__LEVEL=debug. String values may use \${VAR}.
@@ -43,6 +66,15 @@ async function main(argv: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },
+        region: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        before: { type: 'string' },
+        out: { type: 'string', short: 'o' },
+        evidence: { type: 'boolean' },
+        kind: { type: 'string' },
+        server: { type: 'string' },
+        owner: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -81,6 +113,39 @@ async function main(argv: string[]): Promise<number> {
     );
     return 0;
   }
+  if (cmd === 'audit' && sub === 'verify-evidence') {
+    if (!arg) return usage('audit verify-evidence needs a FILE');
+    return guarded(() => auditVerifyEvidence(arg, (t) => process.stdout.write(t)));
+  }
+  if (cmd === 'audit' || cmd === 'vault') {
+    const file = values.config ?? process.env.MCPGW_CONFIG;
+    if (!file) return usage(`${cmd} ${sub ?? ''} needs --config FILE`.replace('  ', ' '));
+    const out = (t: string) => void process.stdout.write(t);
+    const run: Record<
+      string,
+      (cfg: Awaited<ReturnType<typeof loadConfigFile>>, dir: string) => Promise<number>
+    > = {
+      'audit verify': (cfg, dir) => auditVerify(cfg, dir, values, out),
+      'audit export': (cfg, dir) => auditExport(cfg, dir, values, process.stdout),
+      'audit prune': (cfg, dir) => auditPrune(cfg, dir, values, out),
+      'vault list': (cfg, dir) => vaultList(cfg, dir, out),
+      'vault rotate-key': (cfg, dir) => vaultRotateKey(cfg, dir, out),
+      'vault put': (cfg, dir) => vaultPut(cfg, dir, arg, values, process.stdin, out),
+    };
+    const command = run[`${cmd} ${sub}`];
+    if (!command) return usage(`unknown command "${positionals.join(' ')}"`);
+    let cfg;
+    try {
+      cfg = await loadConfigFile(file);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${err.message}\n`);
+        return 1;
+      }
+      throw err;
+    }
+    return guarded(() => command(cfg, configBaseDir(file)));
+  }
   if (cmd === 'start') {
     const file = values.config ?? process.env.MCPGW_CONFIG;
     if (!file) return usage('start needs --config FILE');
@@ -114,6 +179,20 @@ async function main(argv: string[]): Promise<number> {
     return -1; // keep running
   }
   return usage(`unknown command "${positionals.join(' ')}"`);
+}
+
+/** Runs a command; a UsageError is the user's mistake (exit 2 with the message), anything else a failure. */
+async function guarded(fn: () => Promise<number>): Promise<number> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`mcpgw: ${err.message}\n`);
+      return 2;
+    }
+    process.stderr.write(`mcpgw: ${(err as Error)?.message ?? String(err)}\n`);
+    return 1;
+  }
 }
 
 function usage(problem: string): number {

@@ -7,7 +7,6 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MemoryEventStore } from '../shared/adapters/memory/event-store.js';
 import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
-import { MemoryRegistryStore } from '../shared/adapters/memory/registry-store.js';
 import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
 import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
 import { RedisReplicaChannel } from '../shared/adapters/redis/replica-channel.js';
@@ -22,11 +21,14 @@ import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp } from '../edge/http/app.js';
+import { openNodeStores, serversToStart, type NodeStores } from './stores.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
   core: GatewayCore;
+  /** The registry, audit trail and vault of this node. */
+  stores: NodeStores;
   close(): Promise<void>;
 }
 
@@ -80,11 +82,19 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   // Replicas continue each other's sessions, so they must accept each other's pagination cursors.
   if (config.sessions.store === 'redis' && config.redis)
     useCursorKey(await sharedSecret(config.redis.url, 'cursors', { keyPrefix: config.redis.keyPrefix }));
-  const registry = new MemoryRegistryStore();
+  // The registry is what runs: seeded from the file, changed by operators (docs/registry.md).
+  const stores = await openNodeStores(config, { baseDir: opts.baseDir ?? process.cwd(), log });
+  const servers = await serversToStart(config, stores.registry);
   const bus = new InProcessBus();
-  for (const s of config.servers) await registry.upsert(s, 'config');
 
-  const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId });
+  const core = new GatewayCore({
+    config: { ...config, servers },
+    log,
+    plugins,
+    sessions,
+    replicaId: replicas?.replicaId,
+    audit: stores.audit,
+  });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log });
@@ -96,24 +106,25 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `http://${host}:${port}`;
   log.info(
-    { url, role: config.role, region: config.region, servers: config.servers.map((s) => s.name) },
+    {
+      url,
+      role: config.role,
+      region: config.region,
+      store: config.store.kind,
+      servers: servers.map((s) => s.name),
+    },
     'mcpgw listening',
   );
   let closed: Promise<void> | undefined;
   return {
     url,
     core,
+    stores,
     close: () =>
       (closed ??= (async () => {
         await app.close();
         await core.close();
-        await Promise.all([
-          sessions.close(),
-          events.close(),
-          registry.close(),
-          bus.close(),
-          replicas?.close(),
-        ]);
+        await Promise.all([sessions.close(), events.close(), stores.close(), bus.close(), replicas?.close()]);
       })()),
   };
 }

@@ -144,6 +144,23 @@ export const ERRORS = {
   },
   GW_PLUGIN_ERROR: { http: 500, rpc: RpcCode.InternalError, message: 'A pipeline plugin failed' },
   GW_SHUTTING_DOWN: { http: 503, rpc: RpcCode.InternalError, message: 'The gateway is shutting down' },
+  // ---- stores, vault and audit (registry branch)
+  GW_AUDIT_UNAVAILABLE: {
+    http: 503,
+    rpc: RpcCode.InternalError,
+    message: 'Refused: the audit trail cannot be written and this server handles data that must be audited',
+  },
+  GW_REGISTRY_CONFLICT: {
+    http: 409,
+    rpc: RpcCode.InvalidRequest,
+    message: 'Conflict: the server changed since it was read (version mismatch)',
+  },
+  GW_CREDENTIAL_UNAVAILABLE: {
+    http: 502,
+    rpc: RpcCode.InternalError,
+    message: 'The upstream credential is missing, cannot be decrypted, or could not be refreshed',
+  },
+  // ---- end of stores, vault and audit
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
 } as const satisfies Record<string, ErrorSpec>;
 

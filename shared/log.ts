@@ -28,6 +28,24 @@ export const REDACT_PATHS = [
   '*.password',
   'secret',
   '*.secret',
+  // credentials of the vault and OAuth token answers, wherever an object carrying them is logged
+  'apiKey',
+  '*.apiKey',
+  'clientSecret',
+  '*.clientSecret',
+  'accessToken',
+  '*.accessToken',
+  'refreshToken',
+  '*.refreshToken',
+  'access_token',
+  '*.access_token',
+  'refresh_token',
+  '*.refresh_token',
+  'client_secret',
+  '*.client_secret',
+  '*.*.secret',
+  'MCPGW_VAULT_KEY',
+  '*.MCPGW_VAULT_KEY',
 ];
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {

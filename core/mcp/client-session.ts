@@ -424,6 +424,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   ): Promise<JsonRpcResponse | undefined> {
     const backend = this.core.backend(server);
     if (!backend) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${server}`, { server });
+    this.core.beforeForward(this, req, server);
     const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
     const ctx: CallContext = { session: this, sink, server, clientRequestId: req.id };
     const handle: CallHandle = {};

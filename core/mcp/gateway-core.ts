@@ -7,6 +7,7 @@ import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import type { AuditSink, Classification } from '../../shared/ports/audit-sink.js';
 import {
   rpcError,
   RpcCode,
@@ -36,6 +37,7 @@ import {
   type SessionOwner,
 } from '../backends/server-backend.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
+import { auditEvent, AUDITED_METHODS } from './audit-record.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
 
 /** Which client capability a server-to-client request needs. */
@@ -60,6 +62,8 @@ export interface GatewayCoreOptions {
   sessions?: SessionStore;
   /** Names this replica in the ids of requests it sends clients (ReplicaChannel.replicaId). */
   replicaId?: string;
+  /** Where a record of every tools/call, prompts/get and resources/read goes (enqueued, never awaited). */
+  audit?: AuditSink;
 }
 
 export class GatewayCore implements CoreService {
@@ -80,6 +84,9 @@ export class GatewayCore implements CoreService {
   private readonly rootsSession = new Map<string, ClientSession>();
   private readonly pipeline: (ctx: PipelineContext) => Promise<void>;
   private readonly hasPlugins: boolean;
+  private readonly audit: AuditSink | undefined;
+  /** The server each audited call in flight was routed to, by session and request id. */
+  private readonly routes = new Map<string, string>();
 
   constructor(private readonly opts: GatewayCoreOptions) {
     this.log = opts.log;
@@ -91,6 +98,7 @@ export class GatewayCore implements CoreService {
       if (s.enabled) this.backends.set(s.name, createBackend(s, events, opts.log));
     const plugins = opts.plugins ?? [];
     this.hasPlugins = plugins.length > 0;
+    this.audit = opts.audit;
     // The core's request pipeline, top to bottom:
     this.pipeline = compose([
       // plugins: pre-hooks and request interceptors see the request before routing; response
@@ -151,6 +159,64 @@ export class GatewayCore implements CoreService {
   }
 
   async runPipeline(
+    session: ClientSession,
+    request: JsonRpcRequest,
+    dispatch: Dispatch,
+  ): Promise<JsonRpcResponse | undefined> {
+    if (this.audit && AUDITED_METHODS.has(request.method)) return this.audited(session, request, dispatch);
+    return this.runStages(session, request, dispatch);
+  }
+
+  /** One audit record per call, enqueued once the answer is known; the write happens off this path. */
+  private async audited(
+    session: ClientSession,
+    request: JsonRpcRequest,
+    dispatch: Dispatch,
+  ): Promise<JsonRpcResponse | undefined> {
+    const started = performance.now();
+    const key = `${session.id}\n${String(request.id)}`;
+    try {
+      const response = await this.runStages(session, request, dispatch);
+      const server = this.routes.get(key);
+      this.audit!.record(
+        auditEvent({
+          region: this.opts.config.region,
+          principal: session.principal,
+          sessionId: session.id,
+          request,
+          response,
+          server,
+          classification: this.classification(server),
+          latencyMs: performance.now() - started,
+        }),
+      );
+      return response;
+    } finally {
+      this.routes.delete(key);
+    }
+  }
+
+  /**
+   * Called as an audited call is forwarded: remembers where it went, and refuses it when the audit
+   * trail is failing and the server's data is of a class that must not go unaudited.
+   */
+  beforeForward(session: ClientSession, request: JsonRpcRequest, server: string): void {
+    if (!this.audit || !AUDITED_METHODS.has(request.method)) return;
+    this.routes.set(`${session.id}\n${String(request.id)}`, server);
+    const classification = this.classification(server);
+    if (this.audit.mustRefuse(classification))
+      throw new GatewayError(
+        'GW_AUDIT_UNAVAILABLE',
+        `Refused: the audit trail is failing and "${server}" handles ${classification} data`,
+        { server, classification },
+      );
+  }
+
+  private classification(server: string | undefined): Classification {
+    return (server && this.backends.get(server)?.config.classification) || 'Internal';
+  }
+
+  private async runStages(
     session: ClientSession,
     request: JsonRpcRequest,
     dispatch: Dispatch,

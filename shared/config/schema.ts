@@ -39,6 +39,12 @@ const common = {
   description: z.string().optional().describe('Free text for operators.'),
   enabled: z.boolean().default(true).describe('A disabled server is neither started nor listed.'),
   timeouts,
+  classification: z
+    .enum(['Public', 'Internal', 'Confidential', 'Restricted'])
+    .default('Internal')
+    .describe(
+      'Data classification of what this server handles; recorded with every audit record, and `audit.refuseOnFailure` names the classes whose calls are refused while the audit sink fails.',
+    ),
 };
 
 const stdioServer = z
@@ -244,6 +250,113 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    // ---- stores, vault and audit (registry branch)
+    store: z
+      .object({
+        kind: z
+          .enum(['embedded', 'postgres', 'memory'])
+          .default('embedded')
+          .describe(
+            'Where the registry, the credential vault and the audit trail live: `embedded` (PGlite, Postgres in-process, no server needed), `postgres` (a server shared by every gateway; needs `store.url`), or `memory` (nothing kept; tests and throwaway nodes).',
+          ),
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// or postgresql:// URL')
+          .optional()
+          .describe('Postgres connection URL for `kind: postgres`, e.g. postgres://mcpgw@db:5432/mcpgw.'),
+        schema: z
+          .string()
+          .regex(
+            /^[a-z_][a-z0-9_]{0,39}$/,
+            'lowercase letters, digits and "_" (at most 40), not starting with a digit',
+          )
+          .default('mcpgw')
+          .describe('Schema holding every table (one per deployment or tenant sharing a database).'),
+        dataDir: z
+          .string()
+          .optional()
+          .describe(
+            'Data directory of the embedded store (relative to the config file); absent keeps it in memory, lost at exit.',
+          ),
+        poolSize: z.number().int().min(1).max(100).default(10).describe('Postgres connections per gateway.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('The store of the registry, vault and audit trail.'),
+    vault: z
+      .object({
+        keyFile: z
+          .string()
+          .optional()
+          .describe(
+            'File holding the vault key (base64 of 32 bytes), relative to the config file. The environment variable MCPGW_VAULT_KEY takes precedence.',
+          ),
+        previousKeyFiles: z
+          .array(z.string())
+          .default([])
+          .describe(
+            'Older keys still able to decrypt (during a rotation); MCPGW_VAULT_PREVIOUS_KEYS (comma-separated base64) adds more.',
+          ),
+        refreshBeforeMs: z
+          .number()
+          .int()
+          .positive()
+          .default(60_000)
+          .describe('OAuth access tokens are refreshed this long before they expire.'),
+      })
+      .strict()
+      .prefault({})
+      .describe('The credential vault: upstream API keys and OAuth credentials, encrypted with AES-256-GCM.'),
+    audit: z
+      .object({
+        enabled: z
+          .boolean()
+          .default(false)
+          .describe('Write an audit record for every tools/call, prompts/get and resources/read.'),
+        sink: z
+          .enum(['memory', 'postgres'])
+          .default('postgres')
+          .describe(
+            '`postgres`: the hash-chained table in the store (`store`); `memory`: this process only.',
+          ),
+        flushMs: z
+          .number()
+          .int()
+          .min(1)
+          .default(200)
+          .describe('Buffered records are written at least this often.'),
+        batchSize: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(500)
+          .describe('A batch is written as soon as it has this many records.'),
+        maxPending: z
+          .number()
+          .int()
+          .min(1)
+          .default(100_000)
+          .describe('Records held while the sink fails; beyond this the oldest are dropped (and counted).'),
+        refuseOnFailure: z
+          .array(z.enum(['Public', 'Internal', 'Confidential', 'Restricted']))
+          .default(['Restricted'])
+          .describe(
+            'Classifications whose calls are refused (GW_AUDIT_UNAVAILABLE) while the sink fails, rather than run unaudited.',
+          ),
+        retentionDays: z
+          .number()
+          .int()
+          .positive()
+          .optional()
+          .describe(
+            'Records older than this are pruned (a checkpoint keeps the chain verifiable); absent keeps them all.',
+          ),
+      })
+      .strict()
+      .prefault({})
+      .describe('The audit trail (docs/audit.md).'),
+    // ---- end of stores, vault and audit
     plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
     servers: z.array(serverSchema).default([]).describe('Backend MCP servers.'),
   })
@@ -254,6 +367,18 @@ export const configSchema = z
         code: 'custom',
         path: ['sessions', 'store'],
         message: 'sessions.store "redis" needs redis.url',
+      });
+    if (cfg.store.kind === 'postgres' && !cfg.store.url)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['store', 'url'],
+        message: 'store.kind "postgres" needs store.url',
+      });
+    if (cfg.audit.enabled && cfg.audit.sink === 'postgres' && cfg.store.kind === 'memory')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['audit', 'sink'],
+        message: 'audit.sink "postgres" needs store.kind embedded or postgres (not memory)',
       });
     const seen = new Set<string>();
     cfg.servers.forEach((s, i) => {
@@ -270,4 +395,7 @@ export const configSchema = z
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type ServerConfig = z.infer<typeof serverSchema>;
 export type StdioServerConfig = Extract<ServerConfig, { transport: 'stdio' }>;
+export type StoreConfig = GatewayConfig['store'];
+export type AuditConfig = GatewayConfig['audit'];
+export type VaultConfig = GatewayConfig['vault'];
 export type HttpServerConfig = Exclude<ServerConfig, { transport: 'stdio' }>;

@@ -9,6 +9,9 @@ export async function startGateway(doc: Record<string, unknown>): Promise<Runnin
       role: 'single',
       listen: { host: '127.0.0.1', port: 0 },
       log: { level: process.env.MCPGW_TEST_LOG ?? 'silent' },
+      // Nodes of protocol tests keep nothing: the embedded store's start-up (seconds of WASM) is for
+      // the store tests, which ask for it.
+      store: { kind: 'memory' },
       ...doc,
     },
     'test',

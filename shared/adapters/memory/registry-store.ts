@@ -1,13 +1,24 @@
 import type { ServerConfig } from '../../config/schema.js';
-import type { RegistryChange, RegistryEntry, RegistryStore } from '../../ports/registry-store.js';
+import {
+  RegistryConflictError,
+  type RegistryChange,
+  type RegistryEntry,
+  type RegistryStore,
+  type RegistryVersion,
+  type WriteOptions,
+} from '../../ports/registry-store.js';
 
-/** In-process RegistryStore, seeded from the config file on a single node. */
+/** In-process RegistryStore for a node that keeps nothing (`store.kind: memory`). */
 export class MemoryRegistryStore implements RegistryStore {
   private readonly entries = new Map<string, RegistryEntry>();
+  /** Every version per name; the last one tells whether the server is live or deleted. */
+  private readonly versions = new Map<string, RegistryVersion[]>();
   private readonly listeners = new Set<(c: RegistryChange) => void>();
 
   async list(): Promise<RegistryEntry[]> {
-    return [...this.entries.values()].map((e) => structuredClone(e));
+    return [...this.entries.values()]
+      .sort((a, b) => (a.server.name < b.server.name ? -1 : 1))
+      .map((e) => structuredClone(e));
   }
 
   async get(name: string): Promise<RegistryEntry | undefined> {
@@ -15,25 +26,39 @@ export class MemoryRegistryStore implements RegistryStore {
     return e ? structuredClone(e) : undefined;
   }
 
-  async upsert(server: ServerConfig, by: string): Promise<RegistryEntry> {
-    const prev = this.entries.get(server.name);
+  async upsert(server: ServerConfig, by: string, options: WriteOptions = {}): Promise<RegistryEntry> {
+    this.check(server.name, options);
     const entry: RegistryEntry = {
       server: structuredClone(server),
-      version: (prev?.version ?? 0) + 1,
+      version: this.lastVersion(server.name) + 1,
       updatedAt: Date.now(),
       updatedBy: by,
     };
     this.entries.set(server.name, entry);
+    this.record({
+      name: server.name,
+      version: entry.version,
+      op: 'upsert',
+      server: structuredClone(server),
+      changedAt: entry.updatedAt,
+      changedBy: by,
+    });
     this.emit({ type: 'upsert', entry: structuredClone(entry) });
     return structuredClone(entry);
   }
 
-  async delete(name: string, _by: string): Promise<boolean> {
-    const prev = this.entries.get(name);
-    if (!prev) return false;
+  async delete(name: string, by: string, options: WriteOptions = {}): Promise<boolean> {
+    this.check(name, options);
+    if (!this.entries.has(name)) return false;
     this.entries.delete(name);
-    this.emit({ type: 'delete', name, version: prev.version + 1 });
+    const version = this.lastVersion(name) + 1;
+    this.record({ name, version, op: 'delete', changedAt: Date.now(), changedBy: by });
+    this.emit({ type: 'delete', name, version });
     return true;
+  }
+
+  async history(name: string): Promise<RegistryVersion[]> {
+    return structuredClone(this.versions.get(name) ?? []);
   }
 
   watch(listener: (change: RegistryChange) => void): () => void {
@@ -43,6 +68,22 @@ export class MemoryRegistryStore implements RegistryStore {
 
   async close(): Promise<void> {
     this.listeners.clear();
+  }
+
+  private check(name: string, { expectedVersion }: WriteOptions): void {
+    if (expectedVersion === undefined) return;
+    const actual = this.entries.get(name)?.version ?? 0;
+    if (actual !== expectedVersion) throw new RegistryConflictError(name, expectedVersion, actual);
+  }
+
+  private lastVersion(name: string): number {
+    return this.versions.get(name)?.at(-1)?.version ?? 0;
+  }
+
+  private record(v: RegistryVersion): void {
+    const list = this.versions.get(v.name) ?? [];
+    list.push(v);
+    this.versions.set(v.name, list);
   }
 
   private emit(change: RegistryChange): void {

@@ -1,0 +1,75 @@
+/**
+ * The stores of a node, opened from `store`, `audit` and `vault`: the registry (seeded from the config
+ * file), the audit sink and the credential vault, all on one database (embedded PGlite by default, a
+ * Postgres server in a cluster) or in memory.
+ */
+import { MemoryAuditLog } from '../shared/adapters/memory/audit-log.js';
+import { MemoryRegistryStore } from '../shared/adapters/memory/registry-store.js';
+import { PostgresAuditLog } from '../shared/adapters/postgres/audit-log.js';
+import { openStoreDatabase } from '../shared/adapters/postgres/open.js';
+import { PostgresRegistryStore } from '../shared/adapters/postgres/registry-store.js';
+import type { SqlDatabase } from '../shared/adapters/postgres/sql.js';
+import { BufferedAuditSink } from '../shared/audit/buffered-sink.js';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import type { Logger } from '../shared/log.js';
+import type { AuditLog, AuditSink } from '../shared/ports/audit-sink.js';
+import type { RegistryStore } from '../shared/ports/registry-store.js';
+import { seedRegistry } from '../core/registry/seed.js';
+
+export interface NodeStores {
+  db: SqlDatabase | undefined;
+  registry: RegistryStore;
+  auditLog: AuditLog | undefined;
+  audit: AuditSink | undefined;
+  close(): Promise<void>;
+}
+
+export async function openNodeStores(
+  config: GatewayConfig,
+  opts: { baseDir: string; log: Logger },
+): Promise<NodeStores> {
+  const db = await openStoreDatabase(config.store, opts);
+  try {
+    const registry: RegistryStore = db ? await PostgresRegistryStore.open(db) : new MemoryRegistryStore();
+    const report = await seedRegistry(registry, config.servers, opts.log);
+    opts.log.debug({ ...report }, 'registry seeded from the config file');
+    let auditLog: AuditLog | undefined;
+    let audit: AuditSink | undefined;
+    if (config.audit.enabled) {
+      auditLog = config.audit.sink === 'postgres' && db ? new PostgresAuditLog(db) : new MemoryAuditLog();
+      audit = new BufferedAuditSink(auditLog, {
+        ...config.audit,
+        log: opts.log.child({ component: 'audit' }),
+      });
+    }
+    return {
+      db,
+      registry,
+      auditLog,
+      audit,
+      close: async () => {
+        await audit?.close();
+        await registry.close();
+        await db?.close();
+      },
+    };
+  } catch (err) {
+    await db?.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** The servers to start: the registry's, in the config file's order first, then the rest by name. */
+export async function serversToStart(
+  config: GatewayConfig,
+  registry: RegistryStore,
+): Promise<GatewayConfig['servers']> {
+  const entries = await registry.list();
+  const order = new Map(config.servers.map((s, i) => [s.name, i]));
+  return entries
+    .map((e) => e.server)
+    .sort(
+      (a, b) =>
+        (order.get(a.name) ?? Infinity) - (order.get(b.name) ?? Infinity) || (a.name < b.name ? -1 : 1),
+    );
+}

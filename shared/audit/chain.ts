@@ -1,0 +1,167 @@
+/**
+ * The hash chain of a region's audit records (docs/audit.md): each record's hash is
+ * sha256(prevHash || canonical JSON of the record), with the record's sequence number inside, so that
+ * editing, deleting or appending a record without recomputing everything after it shows.
+ */
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../canonical-json.js';
+import type { AuditEvent, AuditRecord, ChainBreak, ChainPoint } from '../ports/audit-sink.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+export const HASH_ALGORITHM =
+  'hash = sha256_hex(prevHash_hex || canonical_json(record minus prevHash and hash, keys sorted, v=1))';
+
+type Hashed = Omit<AuditRecord, 'prevHash' | 'hash'>;
+
+/** The exact bytes that are hashed: every field but the two hashes, keys sorted, a format version. */
+export function canonicalRecord(r: Hashed): string {
+  return canonicalJson({
+    v: 1,
+    region: r.region,
+    seq: r.seq,
+    at: r.at,
+    subject: r.subject,
+    tenant: r.tenant,
+    method: r.method,
+    target: r.target,
+    server: r.server,
+    decision: r.decision,
+    outcome: r.outcome,
+    errorCode: r.errorCode,
+    latencyMs: r.latencyMs,
+    argsHash: r.argsHash,
+    classification: r.classification,
+    requestId: r.requestId,
+    traceId: r.traceId,
+  });
+}
+
+export function recordHash(prevHash: string, r: Hashed): string {
+  return createHash('sha256').update(prevHash).update(canonicalRecord(r)).digest('hex');
+}
+
+/** SHA-256 of the canonical JSON of a call's arguments; the arguments themselves are never kept. */
+export function argumentsHash(args: unknown): string | null {
+  if (args === undefined) return null;
+  let text: string;
+  try {
+    text = canonicalJson(args);
+  } catch {
+    text = String(JSON.stringify(args)); // NaN or Infinity cannot come from JSON; kept for safety
+  }
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Places events after `head` in the chain: the records to store and the new head. */
+export function chainEvents(
+  head: ChainPoint,
+  region: string,
+  events: readonly AuditEvent[],
+): { records: AuditRecord[]; head: ChainPoint } {
+  let { seq, hash } = head;
+  const records = events.map((e) => {
+    const body: Hashed = {
+      region,
+      seq: ++seq,
+      at: new Date(e.at).toISOString(),
+      subject: e.subject,
+      tenant: e.tenant,
+      method: e.method,
+      target: e.target ?? null,
+      server: e.server ?? null,
+      decision: e.decision,
+      outcome: e.outcome,
+      errorCode: e.errorCode ?? null,
+      latencyMs: Math.round(e.latencyMs * 1000) / 1000,
+      argsHash: argumentsHash(e.args),
+      classification: e.classification,
+      requestId: e.requestId ?? null,
+      traceId: e.traceId ?? null,
+    };
+    const record: AuditRecord = { ...body, prevHash: hash, hash: recordHash(hash, body) };
+    hash = record.hash;
+    return record;
+  });
+  return { records, head: { seq, hash } };
+}
+
+/**
+ * Walks a region's records in sequence order from `anchor` and names every break by sequence number:
+ * - altered: the stored hash does not match the record's contents, or the record was rewritten with a
+ *   recomputed hash (the next record chains to another hash);
+ * - deleted: sequence numbers are missing (in the middle, or at the end against the chain head);
+ * - inserted: a record past the chain head.
+ */
+export class ChainVerifier {
+  readonly breaks: ChainBreak[] = [];
+  checked = 0;
+  firstSeq: number | undefined;
+  private prevSeq: number;
+  private prevHash: string;
+  /** The previous record failed its own hash: the next link says nothing new. */
+  private prevBroken = false;
+
+  constructor(
+    private readonly region: string,
+    anchor: ChainPoint,
+    private readonly head?: ChainPoint,
+  ) {
+    this.prevSeq = anchor.seq;
+    this.prevHash = anchor.hash;
+  }
+
+  get lastSeq(): number {
+    return this.prevSeq;
+  }
+
+  add(r: AuditRecord): void {
+    if (this.head && r.seq > this.head.seq) {
+      this.break(
+        'inserted',
+        r.seq,
+        `record ${r.seq} inserted: past the chain head (record ${this.head.seq})`,
+      );
+      return;
+    }
+    this.checked++;
+    this.firstSeq ??= r.seq;
+    const gap = r.seq > this.prevSeq + 1;
+    if (gap) this.deleted(this.prevSeq + 1, r.seq - 1);
+    const intact = recordHash(r.prevHash, r) === r.hash;
+    if (!intact) {
+      this.break('altered', r.seq, `record ${r.seq} altered: its contents do not match its hash`);
+    } else if (!gap && !this.prevBroken && r.prevHash !== this.prevHash) {
+      this.break(
+        'altered',
+        this.prevSeq,
+        `record ${this.prevSeq} altered: rewritten with a recomputed hash (record ${r.seq} chains to another hash)`,
+      );
+    }
+    this.prevBroken = !intact;
+    this.prevSeq = r.seq;
+    this.prevHash = r.hash;
+  }
+
+  /** Ends the walk at the chain head: records missing at the end, or a last record that is not the head. */
+  finish(): ChainBreak[] {
+    const h = this.head;
+    if (h && this.prevSeq < h.seq) this.deleted(this.prevSeq + 1, h.seq);
+    else if (h && this.prevSeq === h.seq && this.prevHash !== h.hash && !this.prevBroken)
+      this.break('altered', h.seq, `record ${h.seq} altered: its hash is not the chain head's`);
+    return this.breaks;
+  }
+
+  private deleted(from: number, to: number): void {
+    this.breaks.push({
+      region: this.region,
+      kind: 'deleted',
+      seq: from,
+      ...(to > from ? { toSeq: to } : {}),
+      message: to > from ? `records ${from}-${to} deleted` : `record ${from} deleted`,
+    });
+  }
+
+  private break(kind: ChainBreak['kind'], seq: number, message: string): void {
+    this.breaks.push({ region: this.region, kind, seq, message });
+  }
+}
