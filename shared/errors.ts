@@ -145,6 +145,12 @@ export const ERRORS = {
   GW_PLUGIN_ERROR: { http: 500, rpc: RpcCode.InternalError, message: 'A pipeline plugin failed' },
   GW_SHUTTING_DOWN: { http: 503, rpc: RpcCode.InternalError, message: 'The gateway is shutting down' },
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
+  // 2026 backends (docs/adr/0004-protocol-eras.md (c), (d))
+  GW_TOO_MANY_INPUT_ROUNDS: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'The backend kept asking for input past the round limit',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

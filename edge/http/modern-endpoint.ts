@@ -12,8 +12,9 @@
  * A backend's own requests (sampling, elicitation, roots) reach a 2026 client as `input_required` rounds
  * (modern-call.ts): the backend call is kept running on this replica between rounds.
  *
- * Not yet (docs/adr/0004): `subscriptions/listen` (answered with GW_NOT_SUPPORTED_YET), continuing a
- * round on another replica, 2026 backends.
+ * `subscriptions/listen` streams (modern-listen.ts) carry the context's unrelated messages.
+ *
+ * Not yet (docs/adr/0004): continuing a round on another replica.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -31,6 +32,7 @@ import {
 import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import { ModernCall, type CallEvent } from './modern-call.js';
+import { honoredFilter, openListenStream, type ListenStream } from './modern-listen.js';
 import { openSse, sseEvent } from './sse.js';
 import type { ReplicaChannel } from '../../shared/ports/replica-channel.js';
 
@@ -102,6 +104,10 @@ interface Context {
   init: JsonObject;
   lastUsed: number;
   inflight: number;
+  /** Open listen streams of this context: its unrelated messages go to each. */
+  listeners: Set<MessageSink>;
+  /** Resource URIs this context is subscribed to, with how many listens hold each. */
+  uris: Map<string, number>;
 }
 
 export interface ModernEndpointOptions {
@@ -113,6 +119,7 @@ export interface ModernEndpointOptions {
 
 export class ModernEndpoint {
   private readonly parked = new Map<string, Parked>();
+  private readonly listens = new Set<ListenStream>();
   private readonly contexts = new Map<string, Promise<Context | JsonRpcResponse>>();
   private readonly sweeper: NodeJS.Timeout;
   private nextId = 0;
@@ -166,25 +173,33 @@ export class ModernEndpoint {
 
     reply.hijack();
     const res = reply.raw;
-    if (request.method === 'subscriptions/listen')
+    const requested = request.params!.notifications;
+    if (
+      request.method === 'subscriptions/listen' &&
+      (typeof requested !== 'object' || requested === null || Array.isArray(requested))
+    )
       return writeJson(
         res,
         toRpcError(
           request.id,
-          new GatewayError(
-            'GW_NOT_SUPPORTED_YET',
-            'subscriptions/listen is not supported by this gateway yet',
-          ),
+          new GatewayError('GW_INVALID_PARAMS', 'subscriptions/listen: "notifications" must be an object'),
         ),
       );
     const ctx = await this.contextFor(principal, scope, caps as JsonObject, meta[CLIENT_INFO]);
     if (!('handle' in ctx)) return writeJson(res, { ...ctx, id: request.id });
     const serverInfo = (ctx.init.serverInfo as JsonObject | undefined) ?? {};
     if (request.method === 'server/discover') return writeJson(res, discoverResult(request.id, ctx.init));
+    if (request.method === 'subscriptions/listen')
+      return this.listen(res, request, ctx, requested as JsonObject, serverInfo);
 
     const params = request.params!;
     let entry: Parked;
-    if (params.requestState !== undefined) {
+    // Our own states name a parked call; any other one is a 2026 backend's, passed through verbatim.
+    if (
+      typeof params.requestState === 'string'
+        ? params.requestState.startsWith(STATE_PREFIX)
+        : params.requestState !== undefined
+    ) {
       // A retry with the client's answers: continue the call this state names.
       const found =
         typeof params.requestState === 'string' ? this.parked.get(params.requestState) : undefined;
@@ -246,6 +261,59 @@ export class ModernEndpoint {
     );
   }
 
+  /** One `subscriptions/listen` stream on this context (modern-listen.ts), open until the client closes it. */
+  private async listen(
+    res: ServerResponse,
+    request: JsonRpcRequest,
+    ctx: Context,
+    requested: JsonObject,
+    serverInfo: JsonObject,
+  ): Promise<void> {
+    const honored = honoredFilter(requested, (ctx.init.capabilities as JsonObject | undefined) ?? {});
+    ctx.inflight++;
+    // Resource updates need the context subscribed to each URI (once per context, however many listens).
+    const uris: string[] = [];
+    for (const uri of (honored.resourceSubscriptions as string[] | undefined) ?? []) {
+      const held = ctx.uris.get(uri) ?? 0;
+      if (held === 0) {
+        const r = await ctx.handle.request(
+          { jsonrpc: '2.0', id: `m${++this.nextId}`, method: 'resources/subscribe', params: { uri } },
+          { send: () => {} },
+        );
+        if (!r || 'error' in r) continue;
+      }
+      ctx.uris.set(uri, held + 1);
+      uris.push(uri);
+    }
+    if (honored.resourceSubscriptions) {
+      if (uris.length > 0) honored.resourceSubscriptions = uris;
+      else delete honored.resourceSubscriptions;
+    }
+    const stream = openListenStream(res, request, honored, serverInfo);
+    if (Object.keys(honored).length === 0) stream.end(); // nothing to listen for: ended at once
+    ctx.listeners.add(stream.sink);
+    this.listens.add(stream);
+    await stream.closed;
+    this.listens.delete(stream);
+    ctx.listeners.delete(stream.sink);
+    for (const uri of uris) {
+      const left = (ctx.uris.get(uri) ?? 1) - 1;
+      if (left > 0) {
+        ctx.uris.set(uri, left);
+        continue;
+      }
+      ctx.uris.delete(uri);
+      void ctx.handle
+        .request(
+          { jsonrpc: '2.0', id: `m${++this.nextId}`, method: 'resources/unsubscribe', params: { uri } },
+          { send: () => {} },
+        )
+        .catch(() => undefined);
+    }
+    ctx.inflight--;
+    ctx.lastUsed = Date.now();
+  }
+
   /** Sends a request into the core context with an id of its own, followed by a ModernCall. */
   private forward(ctx: Context, request: JsonRpcRequest, principal: string, scope: string): Parked {
     // Fresh ids inside the shared context: concurrent clients (or one client's parallel requests) may
@@ -292,6 +360,8 @@ export class ModernEndpoint {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    for (const l of this.listens) l.end();
+    this.listens.clear();
     for (const p of this.parked.values()) clearTimeout(p.timer);
     this.parked.clear();
     const all = [...this.contexts.values()];
@@ -332,7 +402,9 @@ export class ModernEndpoint {
     capabilities: JsonObject,
     clientInfo: JsonObject,
   ): Promise<Context | JsonRpcResponse> {
-    const handle = this.o.core.openSession({ id, principal, scope, unrelated: { send: () => {} } });
+    const listeners = new Set<MessageSink>();
+    const unrelated: MessageSink = { send: (m) => listeners.forEach((l) => l.send(m)) };
+    const handle = this.o.core.openSession({ id, principal, scope, unrelated, modern: true });
     let init: JsonRpcResponse | undefined;
     try {
       init = await handle.request(
@@ -352,7 +424,7 @@ export class ModernEndpoint {
       return init ?? toRpcError(0, new GatewayError('GW_INTERNAL'));
     }
     handle.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    return { handle, init: init.result, lastUsed: Date.now(), inflight: 0 };
+    return { handle, init: init.result, lastUsed: Date.now(), inflight: 0, listeners, uris: new Map() };
   }
 
   private async expireIdle(): Promise<void> {
