@@ -255,8 +255,9 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     const missing: any = await bare
       .callTool({ name: 'modern__confirm', arguments: {} })
       .catch((e: Error) => e);
-    // The backend sees the envelope without elicitation and answers -32021; either way nobody is asked.
-    assert.ok(missing instanceof Error || missing.isError === true, JSON.stringify(missing));
+    // The backend sees the envelope without elicitation and refuses (-32021): nobody is asked.
+    assert.ok(missing instanceof Error, JSON.stringify(missing));
+    assert.equal((missing as any).code, -32021, String(missing));
     await Promise.all([c.close(), bare.close()]);
   });
 
@@ -319,5 +320,30 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     const u: any = await updated;
     assert.equal(u.uri, 'note://modern-only');
     await c.close();
+  });
+
+  test('a stdio server pinned to 2026: discover instead of initialize, the envelope on each call', async () => {
+    const g = await startGateway({
+      servers: [
+        {
+          name: 'shouter',
+          transport: 'stdio',
+          protocol: '2026',
+          command: process.execPath,
+          args: [`${ROOT}dist/test/fixtures/modern-stdio.js`],
+        },
+      ],
+    });
+    try {
+      for (const kind of KINDS) {
+        const c = await connect(kind, `${g.url}/mcp`);
+        const r: any = await c.callTool({ name: 'shouter__shout', arguments: { text: kind } });
+        assert.equal(r.content[0].text, kind.toUpperCase());
+        if (kind !== '2026') assert.equal(r.resultType, undefined);
+        await c.close();
+      }
+    } finally {
+      await g.close();
+    }
   });
 });
