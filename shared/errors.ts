@@ -151,6 +151,11 @@ export const ERRORS = {
     rpc: RpcCode.InternalError,
     message: 'The backend kept asking for input past the round limit',
   },
+  GW_CONTINUATION_LOST: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'The replica holding this multi-round call is gone',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -14,7 +14,8 @@
  *
  * `subscriptions/listen` streams (modern-listen.ts) carry the context's unrelated messages.
  *
- * Not yet (docs/adr/0004): continuing a round on another replica.
+ * A retry that lands on another replica than the one holding its round is sent there over the
+ * ReplicaChannel, and the round's progress and answer come back the same way.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -25,6 +26,7 @@ import type { Logger } from '../../shared/log.js';
 import {
   RpcCode,
   type JsonObject,
+  type JsonRpcId,
   type JsonRpcMessage,
   type JsonRpcRequest,
   type JsonRpcResponse,
@@ -34,7 +36,7 @@ import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/p
 import { ModernCall, type CallEvent } from './modern-call.js';
 import { honoredFilter, openListenStream, type ListenStream } from './modern-listen.js';
 import { openSse, sseEvent } from './sse.js';
-import type { ReplicaChannel } from '../../shared/ports/replica-channel.js';
+import type { ReplicaChannel, ReplicaMessage } from '../../shared/ports/replica-channel.js';
 
 const PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
 const CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
@@ -76,6 +78,8 @@ const MULTI_ROUND = new Set(['tools/call', 'prompts/get', 'resources/read']);
 /** How long a call waits for the client's next round (a person may be answering an elicitation). */
 const ROUND_TTL_MS = 10 * 60_000;
 const STATE_PREFIX = 'mcpgw1.';
+/** How long a retry sent to the replica holding its round waits for that replica to acknowledge it. */
+const CONTINUE_ACK_MS = 3000;
 
 /** A call waiting for the client's answers, under its requestState. */
 interface Parked {
@@ -120,6 +124,10 @@ export interface ModernEndpointOptions {
 export class ModernEndpoint {
   private readonly parked = new Map<string, Parked>();
   private readonly listens = new Set<ListenStream>();
+  /** Retries sent to the replica holding their round, by token: where its messages go. */
+  private readonly remote = new Map<string, (message: unknown, final: boolean) => void>();
+  /** Rounds run here for a retry held by another replica, by token: how to cancel each. */
+  private readonly remoteCancels = new Map<string, () => void>();
   private readonly contexts = new Map<string, Promise<Context | JsonRpcResponse>>();
   private readonly sweeper: NodeJS.Timeout;
   private nextId = 0;
@@ -173,6 +181,9 @@ export class ModernEndpoint {
 
     reply.hijack();
     const res = reply.raw;
+    const owner = ownerOfState(request.params!.requestState);
+    if (owner !== undefined && this.o.replicas && owner !== this.o.replicas.replicaId)
+      return this.continueElsewhere(res, request, owner, principal, scope);
     const requested = request.params!.notifications;
     if (
       request.method === 'subscriptions/listen' &&
@@ -201,9 +212,8 @@ export class ModernEndpoint {
         : params.requestState !== undefined
     ) {
       // A retry with the client's answers: continue the call this state names.
-      const found =
-        typeof params.requestState === 'string' ? this.parked.get(params.requestState) : undefined;
-      if (!found || found.principal !== principal || found.scope !== scope || found.method !== request.method)
+      const found = this.resume(params.requestState, principal, scope, request.method, params.inputResponses);
+      if (!found)
         return writeJson(
           res,
           toRpcError(
@@ -213,21 +223,29 @@ export class ModernEndpoint {
             }),
           ),
         );
-      this.parked.delete(params.requestState as string);
-      clearTimeout(found.timer);
-      const answers = params.inputResponses;
-      found.call.answer(typeof answers === 'object' && answers !== null ? (answers as JsonObject) : {}, (r) =>
-        found.ctx.handle.respond(r),
-      );
       entry = found;
     } else {
       entry = this.forward(ctx, request, principal, scope);
     }
 
     const answer = new ModernResponder(res);
-    entry.call.attach(answer);
+    res.on('close', () => answer.closed());
+    await this.round(entry, request, serverInfo, answer);
+  }
+
+  /**
+   * Waits for what the call does next and answers `out` with it: the final result, or the next round
+   * of questions under a fresh requestState (the call parked here until the retry).
+   */
+  private async round(
+    entry: Parked,
+    request: { id: JsonRpcId; method: string },
+    serverInfo: JsonObject,
+    out: RoundOutput,
+  ): Promise<void> {
+    entry.call.attach(out);
     let answered = false;
-    res.on('close', () => {
+    out.onClose(() => {
       // In 2026-07-28 closing the response stream is the cancellation.
       if (!answered) this.cancel(entry, 'the client closed the stream');
     });
@@ -235,9 +253,9 @@ export class ModernEndpoint {
     answered = true;
     if (event.kind === 'final') {
       if (event.response)
-        answer.finish(shapeResult(request.method, { ...event.response, id: request.id }, serverInfo));
+        out.finish(shapeResult(request.method, { ...event.response, id: request.id }, serverInfo));
       else
-        answer.finish(
+        out.finish(
           toRpcError(request.id, new GatewayError('GW_INTERNAL', 'the call ended without an answer')),
         );
       return;
@@ -248,7 +266,7 @@ export class ModernEndpoint {
       this.cancel(entry, 'the client did not come back with its answers in time');
     }, ROUND_TTL_MS).unref();
     this.parked.set(state, entry);
-    answer.finish(
+    out.finish(
       shapeResult(
         request.method,
         {
@@ -259,6 +277,133 @@ export class ModernEndpoint {
         serverInfo,
       ),
     );
+  }
+
+  /** Takes the call a requestState names, if it is parked here for this caller, and hands it the answers. */
+  private resume(
+    state: unknown,
+    principal: string,
+    scope: string,
+    method: string,
+    answers: unknown,
+  ): Parked | undefined {
+    const found = typeof state === 'string' ? this.parked.get(state) : undefined;
+    if (!found || found.principal !== principal || found.scope !== scope || found.method !== method)
+      return undefined;
+    this.parked.delete(state as string);
+    clearTimeout(found.timer);
+    found.call.answer(typeof answers === 'object' && answers !== null ? (answers as JsonObject) : {}, (r) =>
+      found.ctx.handle.respond(r),
+    );
+    return found;
+  }
+
+  /**
+   * A retry whose round another replica holds: sent there over the ReplicaChannel, and its progress and
+   * answer relayed back to this client (docs/adr/0004 (d)). The owner acknowledges at once; no
+   * acknowledgement means it is gone, and the call with it.
+   */
+  private continueElsewhere(
+    res: ServerResponse,
+    request: JsonRpcRequest,
+    owner: string,
+    principal: string,
+    scope: string,
+  ): Promise<void> {
+    const replicas = this.o.replicas!;
+    const token = `${replicas.replicaId}.${++this.nextId}`;
+    const answer = new ModernResponder(res);
+    const params = request.params!;
+    return new Promise<void>((resolve) => {
+      let finished = false;
+      const done = () => {
+        finished = true;
+        clearTimeout(timer);
+        this.remote.delete(token);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const lost = new GatewayError(
+          'GW_CONTINUATION_LOST',
+          'The replica holding this call is gone: the call cannot be continued',
+          { reason: 'continuation_lost' },
+        );
+        answer.finish(
+          request.method === 'tools/call'
+            ? {
+                jsonrpc: '2.0',
+                id: request.id,
+                result: {
+                  resultType: 'complete',
+                  content: [{ type: 'text', text: lost.message }],
+                  isError: true,
+                },
+              }
+            : toRpcError(request.id, lost),
+        );
+        done();
+      }, CONTINUE_ACK_MS);
+      this.remote.set(token, (message, final) => {
+        clearTimeout(timer);
+        if (message === null) return; // the owner has it
+        if (!final) return answer.send(message as JsonRpcMessage);
+        answer.finish({ ...(message as JsonRpcResponse), id: request.id });
+        done();
+      });
+      res.on('close', () => {
+        if (finished) return;
+        done();
+        this.toReplica(owner, { ...continueMessage(), cancel: true });
+      });
+      const continueMessage = () => ({
+        kind: 'continue' as const,
+        sessionId: token,
+        from: replicas.replicaId,
+        state: params.requestState as string,
+        principal,
+        scope,
+        method: request.method,
+        inputResponses: params.inputResponses,
+      });
+      this.toReplica(owner, continueMessage());
+    });
+  }
+
+  /** What other replicas send about 2026 rounds (mcp-endpoint.ts routes `continue` and `continued` here). */
+  onReplicaMessage(m: ReplicaMessage): void {
+    if (m.kind === 'continued') return this.remote.get(m.sessionId)?.(m.message, m.final);
+    if (m.kind !== 'continue') return;
+    const reply = (message: unknown, final: boolean) =>
+      this.toReplica(m.from, { kind: 'continued', sessionId: m.sessionId, message, final });
+    if (m.cancel) return this.remoteCancels.get(m.sessionId)?.();
+    reply(null, false);
+    const entry = this.resume(m.state, m.principal, m.scope, m.method, m.inputResponses);
+    if (!entry)
+      return reply(
+        toRpcError(
+          0,
+          new GatewayError('GW_INVALID_REQUEST_STATE', 'Invalid or expired requestState', {
+            reason: 'invalid_request_state',
+          }),
+        ),
+        true,
+      );
+    const out: RoundOutput = {
+      send: (message) => reply(message, false),
+      finish: (response) => {
+        this.remoteCancels.delete(m.sessionId);
+        reply(response, true);
+      },
+      onClose: (fn) => void this.remoteCancels.set(m.sessionId, fn),
+    };
+    const serverInfo = (entry.ctx.init.serverInfo as JsonObject | undefined) ?? {};
+    void this.round(entry, { id: 0, method: m.method }, serverInfo, out);
+  }
+
+  private toReplica(replica: string, message: ReplicaMessage): void {
+    this.o.replicas
+      ?.send(replica, message)
+      .catch((err: unknown) => this.o.log.warn({ err }, 'could not reach the other replica'));
   }
 
   /** One `subscriptions/listen` stream on this context (modern-listen.ts), open until the client closes it. */
@@ -440,11 +585,36 @@ export class ModernEndpoint {
   }
 }
 
+/** Where a round's progress and answer go: this replica's HTTP response, or another replica. */
+interface RoundOutput extends MessageSink {
+  finish(response: JsonRpcResponse): void;
+  /** `fn` runs if the client goes away before the answer. */
+  onClose(fn: () => void): void;
+}
+
+/** The replica a requestState of ours names (`mcpgw1.{replicaId}.{random}`). */
+function ownerOfState(state: unknown): string | undefined {
+  if (typeof state !== 'string' || !state.startsWith(STATE_PREFIX)) return undefined;
+  const rest = state.slice(STATE_PREFIX.length);
+  const dot = rest.indexOf('.');
+  return dot > 0 ? rest.slice(0, dot) : undefined;
+}
+
 /** The answer to one 2026 request: JSON, or SSE once a related message (progress) must go first. */
-class ModernResponder implements MessageSink {
+class ModernResponder implements RoundOutput {
   private streaming = false;
+  private readonly onClosed: (() => void)[] = [];
 
   constructor(private readonly res: ServerResponse) {}
+
+  onClose(fn: () => void): void {
+    this.onClosed.push(fn);
+  }
+
+  /** The response closed (answered or not): the round's close handlers run. */
+  closed(): void {
+    for (const fn of this.onClosed.splice(0)) fn();
+  }
 
   send(message: JsonRpcMessage): void {
     if (this.res.destroyed) return;
