@@ -211,8 +211,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const result: JsonObject = { [kind]: page.page };
     if (page.nextCursor) result.nextCursor = page.nextCursor;
     if (this.modern) {
-      // The least of the contributing servers' hints (0 for 2025 servers and for one left out); the
-      // aggregate depends on the caller, so it is never for shared caches.
+      // The least of the contributing servers' hints (aggregate.listTtlMs for 2025 servers, 0 for one
+      // left out); the aggregate depends on the caller, so it is never for shared caches.
       result.ttlMs = hints.length > 0 ? Math.min(...hints) : 0;
       result.cacheScope = 'private';
     }
@@ -227,7 +227,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
           const client = await b.clientFor(this);
           if (!this.core.catalog.declares(client, kind)) return { server: b.name, items: [] };
           const items = await this.core.catalog.list(client, kind);
-          hints?.push(this.core.catalog.ttlOf(client, kind) ?? 0);
+          hints?.push(this.core.catalog.ttlOf(client, kind) ?? this.core.listTtlMs);
           return { server: b.name, items };
         } catch (err) {
           hints?.push(0);

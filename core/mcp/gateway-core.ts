@@ -69,6 +69,8 @@ export class GatewayCore implements CoreService {
   readonly catalog: CatalogCache;
   readonly serverInfo = GATEWAY_CLIENT_INFO;
   readonly pageSize: number;
+  /** The ttlMs a 2025 server contributes to a merged list for a 2026 client. */
+  readonly listTtlMs: number;
   readonly replicaId: string;
   private readonly backends = new Map<string, ServerBackend>();
   private readonly sessions = new Set<ClientSession>();
@@ -86,6 +88,7 @@ export class GatewayCore implements CoreService {
   constructor(private readonly opts: GatewayCoreOptions) {
     this.log = opts.log;
     this.pageSize = opts.config.aggregate.pageSize;
+    this.listTtlMs = opts.config.aggregate.listTtlMs;
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
     const events = this.backendEvents();

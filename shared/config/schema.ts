@@ -247,6 +247,14 @@ export const configSchema = z
           .max(10_000)
           .default(100)
           .describe('Items per page of merged lists on /mcp.'),
+        listTtlMs: z
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .describe(
+            'The `ttlMs` a 2025 server contributes to a merged list on /mcp answered to a 2026 client (2026 servers give their own; the list gets the least).',
+          ),
       })
       .strict()
       .prefault({}),

@@ -347,3 +347,55 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     }
   });
 });
+
+describe('protocol: auto when a server changes era', { timeout: 60_000 }, () => {
+  test('a 2025 server replaced by a 2026 one on the same URL: probed again, switched, announced', async () => {
+    const port = await freePort();
+    let legacy: ChildProcess | undefined = await spawnUntil(
+      process.execPath,
+      [`${ROOT}dist/test/fixtures/conformance-server.js`, '--port', String(port)],
+      /listening/,
+    );
+    let modern: ModernServer | undefined;
+    const gw = await startGateway({
+      aggregate: { listTtlMs: 1500 },
+      servers: [{ name: 'flip', transport: 'streamable-http', url: `http://127.0.0.1:${port}/mcp` }],
+    });
+    try {
+      // Only a 2025 server contributes: a 2026 client's merged list gets aggregate.listTtlMs.
+      const list = await raw(`${gw.url}/mcp`, {
+        headers: { ...MCP_HEADERS, 'mcp-protocol-version': V, 'mcp-method': 'tools/list' },
+        body: { jsonrpc: '2.0', id: 1, method: 'tools/list', params: { _meta: ENVELOPE } },
+      });
+      assert.equal(list.json.result.ttlMs, 1500);
+      const before: any = await (
+        await connectSdk('v1', `${gw.url}/mcp`)
+      ).callTool({
+        name: 'flip__test_simple_text',
+        arguments: {},
+      });
+      assert.match(before.content[0].text, /simple text/);
+
+      await stopChild(legacy);
+      legacy = undefined;
+      modern = await startModernServer({ name: 'flipped', port });
+      const c = await connectSdk('v1', `${gw.url}/mcp`);
+      // Each list_changed is a cue to look again, until the list shows the 2026 server's tools.
+      const switched = new Promise<void>((resolve) =>
+        c.onNotification('notifications/tools/list_changed', async () => {
+          const { tools } = await c.listTools();
+          if (tools.some((t: any) => t.name === 'flip__echo')) resolve();
+        }),
+      );
+      // The new session's initialize is refused (400): the gateway probes again and switches to 2026.
+      await assert.rejects(c.callTool({ name: 'flip__echo', arguments: { message: 'x' } }));
+      await switched;
+      const after: any = await c.callTool({ name: 'flip__echo', arguments: { message: 'after' } });
+      assert.equal(after.content[0].text, 'Echo: after');
+      await c.close();
+    } finally {
+      await gw.close();
+      await Promise.all([stopChild(legacy), modern?.close()]);
+    }
+  });
+});
