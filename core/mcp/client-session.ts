@@ -457,7 +457,15 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       if (client instanceof ModernBackendClient) {
         // A 2026 client reads input_required itself; a 2025 one is asked for real (input-rounds.ts).
         if (!this.modern && isInputRequired(res))
-          res = await this.serveRounds(res, req.method, progress.params, sink, handle, send);
+          res = await this.serveRounds(
+            res,
+            req.method,
+            progress.params,
+            sink,
+            handle,
+            send,
+            clientToken(params),
+          );
         if (!res) return undefined;
         if (!this.modern && 'result' in res) res = { ...res, result: legacyResult(res.result) };
       }
@@ -480,12 +488,26 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     sink: MessageSink,
     handle: CallHandle,
     send: (p: JsonObject | undefined) => Promise<JsonRpcResponse>,
+    progressToken: unknown,
   ): Promise<JsonRpcResponse | undefined> {
     const ctrl = new AbortController();
     // Between backend requests a cancellation has no POST to abort: it stops the rounds instead.
     const cancelBetween = (reason: string) => ctrl.abort(reason);
     handle.cancel = cancelBetween;
     return serveInputRounds(first, {
+      // A client that asked for progress hears that the call waits on it.
+      ...(progressToken !== undefined && {
+        onRound: (round: number) =>
+          sink.send({
+            jsonrpc: '2.0',
+            method: 'notifications/progress',
+            params: {
+              progressToken,
+              progress: round,
+              message: `waiting for the client's input (round ${round})`,
+            },
+          }),
+      }),
       method,
       params,
       clientCapabilities: this.clientCapabilities,
@@ -609,6 +631,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   clientOf(server: string): BackendClient | undefined {
     return this.core.backend(server)?.existingClientFor(this);
   }
+}
+
+function clientToken(params: JsonObject | undefined): unknown {
+  return (params?._meta as JsonObject | undefined)?.progressToken;
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];

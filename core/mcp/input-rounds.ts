@@ -36,6 +36,8 @@ export interface InputRoundsOptions {
   resend(params: JsonObject): Promise<JsonRpcResponse | undefined>;
   /** Aborts while the client cancels the call between backend requests. */
   signal: AbortSignal;
+  /** Told at each round, so that a client that asked for progress sees the call waiting on it. */
+  onRound?(round: number): void;
 }
 
 export function isInputRequired(res: JsonRpcResponse | undefined): boolean {
@@ -52,6 +54,7 @@ export async function serveInputRounds(
     if (!res || !isInputRequired(res)) return res;
     const { id, result: r } = res as { id: JsonRpcId; result: JsonObject };
     const requests = isObject(r.inputRequests) ? Object.entries(r.inputRequests) : [];
+    o.onRound?.(round + 1);
     if (requests.length === 0 && r.requestState === undefined)
       return toRpcError(
         res.id,

@@ -235,8 +235,13 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
       const summary: any = await c.callTool({ name: 'dual__summarize', arguments: {} });
       assert.equal(summary.content[0].text, 'summary=short');
       // Roots, then a state-only round (requestState echoed verbatim), then an elicitation.
-      const two: any = await c.callTool({ name: 'modern__two-rounds', arguments: {} });
+      const rounds: number[] = [];
+      const two: any = await c.callTool(
+        { name: 'modern__two-rounds', arguments: {} },
+        { onprogress: (p: any) => rounds.push(p.progress) },
+      );
       assert.equal(two.content[0].text, 'roots=1 name=ada');
+      assert.deepEqual(rounds, [1, 2, 3], 'a progress notification per round');
       assert.deepEqual(asked, ['elicit:Sure?', 'sample:summarize this', 'roots', 'elicit:Name?']);
       assert.equal(confirm.resultType, undefined);
       await c.close();
