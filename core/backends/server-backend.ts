@@ -206,6 +206,7 @@ class StdioBackend implements ServerBackend {
       this.lastError = undefined;
       this.log.info({ server: c.name, backend: client.initializeResult?.serverInfo }, 'stdio backend ready');
       this.events.availabilityChanged(c.name);
+      if (client instanceof ModernBackendClient) listenOverStdio(client, this.log);
     } catch (err) {
       await client.close();
       this.failed((err as Error).message);
@@ -240,6 +241,29 @@ class StdioBackend implements ServerBackend {
     this.restartTimer = setTimeout(() => void this.start(), delay);
     this.restartTimer.unref();
   }
+}
+
+/**
+ * A 2026 process announces list changes only to a `subscriptions/listen` request, held open for the
+ * life of the process; its notifications arrive unrelated to any call, as a 2025 process's do.
+ */
+function listenOverStdio(client: ModernBackendClient, log: Logger): void {
+  const caps = (client.initializeResult?.capabilities ?? {}) as Record<
+    string,
+    { listChanged?: unknown } | undefined
+  >;
+  const notifications: JsonObject = {};
+  if (caps.tools?.listChanged) notifications.toolsListChanged = true;
+  if (caps.prompts?.listChanged) notifications.promptsListChanged = true;
+  if (caps.resources?.listChanged) notifications.resourcesListChanged = true;
+  if (Object.keys(notifications).length === 0) return;
+  void client.call('subscriptions/listen', { notifications }, { timeoutMs: 2 ** 31 - 1 }).then((res) => {
+    if ('error' in res && !client.isClosed)
+      log.warn(
+        { server: client.server, error: res.error.message },
+        'stdio backend refused subscriptions/listen',
+      );
+  });
 }
 
 class HttpBackend implements ServerBackend {

@@ -347,6 +347,16 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
         if (kind !== '2026') assert.equal(r.resultType, undefined);
         await c.close();
       }
+      // Its list change (heard on the gateway's listen over stdio) reaches a 2025 session.
+      const c = await connectSdk('v1', `${g.url}/mcp`);
+      const changed = new Promise<void>((resolve) =>
+        c.onNotification('notifications/tools/list_changed', () => resolve()),
+      );
+      await c.callTool({ name: 'shouter__grow', arguments: {} });
+      await changed;
+      const { tools } = await c.listTools();
+      assert.ok(tools.some((t: any) => t.name === 'shouter__grown'));
+      await c.close();
     } finally {
       await g.close();
     }
