@@ -162,6 +162,17 @@ export const ERRORS = {
   },
   // ---- end of stores, vault and audit
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
+  // 2026 backends (docs/adr/0004-protocol-eras.md (c), (d))
+  GW_TOO_MANY_INPUT_ROUNDS: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'The backend kept asking for input past the round limit',
+  },
+  GW_CONTINUATION_LOST: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'The replica holding this multi-round call is gone',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

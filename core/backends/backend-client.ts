@@ -15,6 +15,7 @@ import {
   type JsonRpcRequest,
   type JsonRpcResponse,
 } from '../../shared/mcp/jsonrpc.js';
+import type { EnvelopeOwner } from '../../shared/mcp/eras.js';
 import type { UpstreamTransport } from './transport.js';
 
 export interface InitializeResult extends JsonObject {
@@ -40,6 +41,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   handle?: CallHandle;
   timeoutMs: number;
+  /** The client the call is made for: a 2026 backend gets its capabilities and info in the envelope. */
+  owner?: EnvelopeOwner;
 }
 
 export interface BackendClientHandlers {

@@ -17,6 +17,8 @@ import type { Logger } from '../../shared/log.js';
 import type { BackendSessionRecord } from '../../shared/ports/session-store.js';
 import { LATEST_PROTOCOL_VERSION } from '../../shared/mcp/versions.js';
 import { BackendClient, type CallContext, type InitializeResult } from './backend-client.js';
+import { AutoEraBackend, ModernHttpBackend } from './modern-backend.js';
+import { ModernBackendClient } from './modern-client.js';
 import { LegacySseTransport } from './sse.js';
 import { StdioTransport } from './stdio.js';
 import { StreamableHttpTransport } from './streamable-http.js';
@@ -86,9 +88,19 @@ const RELAY_CAPABILITIES: JsonObject = {
 };
 
 export function createBackend(config: ServerConfig, events: BackendEvents, log: Logger): ServerBackend {
-  return config.transport === 'stdio'
-    ? new StdioBackend(config, events, log)
-    : new HttpBackend(config, events, log);
+  if (config.transport === 'stdio') return new StdioBackend(config, events, log);
+  // Streamable HTTP servers may be of either era (modern-backend.ts); legacy SSE ones are 2024-11-05.
+  if (config.transport === 'streamable-http' && config.protocol === '2026')
+    return new ModernHttpBackend(config, events, log, GATEWAY_CLIENT_INFO);
+  if (config.transport === 'streamable-http' && config.protocol === 'auto')
+    return new AutoEraBackend(
+      config,
+      events,
+      log,
+      GATEWAY_CLIENT_INFO,
+      () => new HttpBackend(config, events, log),
+    );
+  return new HttpBackend(config, events, log);
 }
 
 class StdioBackend implements ServerBackend {
@@ -163,11 +175,21 @@ class StdioBackend implements ServerBackend {
       serverName: c.name,
       shutdownGraceMs: c.shutdownGraceMs,
     });
-    const client: BackendClient = new BackendClient(c.name, transport, {
-      onRequest: (req, related, signal) => this.events.request(c.name, undefined, req, related, signal),
-      onNotification: (n, related) => this.events.notification(c.name, undefined, n, related, client),
-      onClose: (reason) => this.onClosed(client, reason),
-    });
+    const handlers = {
+      onRequest: (req: JsonRpcRequest, related: CallContext | undefined, signal: AbortSignal) =>
+        this.events.request(c.name, undefined, req, related, signal),
+      onNotification: (n: JsonRpcNotification, related: CallContext | undefined) =>
+        this.events.notification(c.name, undefined, n, related, client),
+      onClose: (reason?: Error) => this.onClosed(client, reason),
+    };
+    // A 2026 process gets server/discover and an envelope per request with the caller's own capabilities.
+    const client: BackendClient =
+      c.protocol === '2026'
+        ? new ModernBackendClient(c.name, transport, handlers, {
+            clientCapabilities: {},
+            clientInfo: GATEWAY_CLIENT_INFO,
+          })
+        : new BackendClient(c.name, transport, handlers);
     try {
       this.startedAt = Date.now();
       await client.connect(
@@ -184,6 +206,7 @@ class StdioBackend implements ServerBackend {
       this.lastError = undefined;
       this.log.info({ server: c.name, backend: client.initializeResult?.serverInfo }, 'stdio backend ready');
       this.events.availabilityChanged(c.name);
+      if (client instanceof ModernBackendClient) listenOverStdio(client, this.log);
     } catch (err) {
       await client.close();
       this.failed((err as Error).message);
@@ -218,6 +241,29 @@ class StdioBackend implements ServerBackend {
     this.restartTimer = setTimeout(() => void this.start(), delay);
     this.restartTimer.unref();
   }
+}
+
+/**
+ * A 2026 process announces list changes only to a `subscriptions/listen` request, held open for the
+ * life of the process; its notifications arrive unrelated to any call, as a 2025 process's do.
+ */
+function listenOverStdio(client: ModernBackendClient, log: Logger): void {
+  const caps = (client.initializeResult?.capabilities ?? {}) as Record<
+    string,
+    { listChanged?: unknown } | undefined
+  >;
+  const notifications: JsonObject = {};
+  if (caps.tools?.listChanged) notifications.toolsListChanged = true;
+  if (caps.prompts?.listChanged) notifications.promptsListChanged = true;
+  if (caps.resources?.listChanged) notifications.resourcesListChanged = true;
+  if (Object.keys(notifications).length === 0) return;
+  void client.call('subscriptions/listen', { notifications }, { timeoutMs: 2 ** 31 - 1 }).then((res) => {
+    if ('error' in res && !client.isClosed)
+      log.warn(
+        { server: client.server, error: res.error.message },
+        'stdio backend refused subscriptions/listen',
+      );
+  });
 }
 
 class HttpBackend implements ServerBackend {

@@ -34,6 +34,8 @@ const MAX_PAGES = 1000;
 
 export class CatalogCache {
   private readonly cache = new WeakMap<BackendClient, Map<ListKind, Promise<JsonObject[]>>>();
+  /** 2026 backends' cache hints (the least `ttlMs` of a list's pages) and when each list was fetched. */
+  private readonly hints = new WeakMap<BackendClient, Map<ListKind, { ttlMs: number; at: number }>>();
 
   constructor(private readonly timeoutMs: (server: string) => number) {}
 
@@ -46,12 +48,26 @@ export class CatalogCache {
     let byKind = this.cache.get(client);
     if (!byKind) this.cache.set(client, (byKind = new Map()));
     let p = byKind.get(kind);
+    const hint = this.hints.get(client)?.get(kind);
+    // A 2026 list whose server cannot announce changes is good for its ttlMs only.
+    if (p && hint && !this.announces(client, kind) && Date.now() - hint.at >= hint.ttlMs) p = undefined;
     if (!p) {
       p = this.fetchAll(client, kind);
       byKind.set(kind, p);
       p.catch(() => byKind!.delete(kind));
     }
     return p;
+  }
+
+  /** The `ttlMs` a 2026 backend gave the list last fetched (undefined for 2025 backends). */
+  ttlOf(client: BackendClient, kind: ListKind): number | undefined {
+    return this.hints.get(client)?.get(kind)?.ttlMs;
+  }
+
+  private announces(client: BackendClient, kind: ListKind): boolean {
+    const caps = client.initializeResult?.capabilities as
+      Record<string, { listChanged?: unknown }> | undefined;
+    return caps?.[LIST_CAPABILITY[kind]]?.listChanged === true;
   }
 
   invalidate(client: BackendClient, kinds: readonly ListKind[]): void {
@@ -61,6 +77,8 @@ export class CatalogCache {
 
   private async fetchAll(client: BackendClient, kind: ListKind): Promise<JsonObject[]> {
     const items: JsonObject[] = [];
+    const at = Date.now();
+    let ttlMs: number | undefined;
     let cursor: unknown;
     for (let page = 0; page < MAX_PAGES; page++) {
       const res = await client.call(LIST_METHOD[kind], cursor === undefined ? undefined : { cursor }, {
@@ -80,8 +98,15 @@ export class CatalogCache {
           { server: client.server },
         );
       for (const it of got) if (typeof it === 'object' && it !== null) items.push(it as JsonObject);
+      const t = res.result.ttlMs;
+      if (typeof t === 'number' && Number.isFinite(t) && t >= 0) ttlMs = Math.min(ttlMs ?? t, t);
       cursor = res.result.nextCursor;
-      if (typeof cursor !== 'string' || cursor === '') return items;
+      if (typeof cursor !== 'string' || cursor === '') break;
+    }
+    if (ttlMs !== undefined) {
+      let byKind = this.hints.get(client);
+      if (!byKind) this.hints.set(client, (byKind = new Map()));
+      byKind.set(kind, { ttlMs, at });
     }
     return items;
   }

@@ -20,6 +20,9 @@ import { negotiateVersion } from '../../shared/mcp/versions.js';
 import type { CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { SessionRecord } from '../../shared/ports/session-store.js';
 import { CallAbortedError, type BackendClient, type CallHandle } from '../backends/backend-client.js';
+import { ModernBackendClient } from '../backends/modern-client.js';
+import { legacyResult } from '../../shared/mcp/eras.js';
+import { isInputRequired, serveInputRounds } from './input-rounds.js';
 import type { ServerBackend, SessionOwner } from '../backends/server-backend.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
@@ -49,6 +52,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   clientCapabilities: JsonObject = {};
   clientInfo: JsonObject = {};
   initialized = false;
+  /** A 2026-07-28 client (the edge's per-caller context): it reads 2026 result fields itself. */
+  modern = false;
   /** Level set with logging/setLevel, applied to log messages of shared backends. */
   logLevel: string | undefined;
   readonly subscriptions = new Map<string, { server: string; uri: string }>();
@@ -199,23 +204,33 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   // ---------------------------------------------------------------- the aggregate view
 
   private async listAggregate(req: JsonRpcRequest, kind: ListKind): Promise<JsonRpcResponse> {
-    const items = await this.collect(kind);
+    const hints: number[] = [];
+    const items = await this.collect(kind, hints);
     const page = paginate(`${this.id}:${kind}`, items, req.params?.cursor, this.core.pageSize);
     if (!page) throw new GatewayError('GW_INVALID_CURSOR', `Invalid cursor for ${LIST_METHOD[kind]}`);
     const result: JsonObject = { [kind]: page.page };
     if (page.nextCursor) result.nextCursor = page.nextCursor;
+    if (this.modern) {
+      // The least of the contributing servers' hints (aggregate.listTtlMs for 2025 servers, 0 for one
+      // left out); the aggregate depends on the caller, so it is never for shared caches.
+      result.ttlMs = hints.length > 0 ? Math.min(...hints) : 0;
+      result.cacheScope = 'private';
+    }
     return { jsonrpc: '2.0', id: req.id, result };
   }
 
   /** Every item of `kind` across the servers this session sees, renamed for the aggregate. */
-  private async collect(kind: ListKind): Promise<JsonObject[]> {
+  private async collect(kind: ListKind, hints?: number[]): Promise<JsonObject[]> {
     const perServer = await Promise.all(
       this.backends().map(async (b) => {
         try {
           const client = await b.clientFor(this);
           if (!this.core.catalog.declares(client, kind)) return { server: b.name, items: [] };
-          return { server: b.name, items: await this.core.catalog.list(client, kind) };
+          const items = await this.core.catalog.list(client, kind);
+          hints?.push(this.core.catalog.ttlOf(client, kind) ?? this.core.listTtlMs);
+          return { server: b.name, items };
         } catch (err) {
+          hints?.push(0);
           this.core.log.debug(
             { server: b.name, err: (err as Error).message },
             'server left out of the aggregate list',
@@ -431,12 +446,30 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     this.inflight.set(req.id, handle);
     const progress = this.core.mapProgress(params, ctx, client);
     const untrack = this.core.trackCall(ctx);
-    try {
-      const res = await client.call(req.method, progress.params, {
+    const send = (p: JsonObject | undefined) =>
+      client.call(req.method, p, {
         context: ctx,
         handle,
         timeoutMs: this.core.timeoutMs(server),
+        owner: this,
       });
+    try {
+      let res: JsonRpcResponse | undefined = await send(progress.params);
+      if (client instanceof ModernBackendClient) {
+        // A 2026 client reads input_required itself; a 2025 one is asked for real (input-rounds.ts).
+        if (!this.modern && isInputRequired(res))
+          res = await this.serveRounds(
+            res,
+            req.method,
+            progress.params,
+            sink,
+            handle,
+            send,
+            clientToken(params),
+          );
+        if (!res) return undefined;
+        if (!this.modern && 'result' in res) res = { ...res, result: legacyResult(res.result) };
+      }
       return { ...res, id: req.id } as JsonRpcResponse;
     } catch (err) {
       if (err instanceof CallAbortedError) return undefined;
@@ -446,6 +479,51 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       this.inflight.delete(req.id);
       progress.release();
     }
+  }
+
+  /** The rounds of a 2026 backend's input_required answer, asked of this 2025 client on `sink`. */
+  private async serveRounds(
+    first: JsonRpcResponse,
+    method: string,
+    params: JsonObject | undefined,
+    sink: MessageSink,
+    handle: CallHandle,
+    send: (p: JsonObject | undefined) => Promise<JsonRpcResponse>,
+    progressToken: unknown,
+  ): Promise<JsonRpcResponse | undefined> {
+    const ctrl = new AbortController();
+    // Between backend requests a cancellation has no POST to abort: it stops the rounds instead.
+    const cancelBetween = (reason: string) => ctrl.abort(reason);
+    handle.cancel = cancelBetween;
+    return serveInputRounds(first, {
+      // A client that asked for progress hears that the call waits on it.
+      ...(progressToken !== undefined && {
+        onRound: (round: number) =>
+          sink.send({
+            jsonrpc: '2.0',
+            method: 'notifications/progress',
+            params: {
+              progressToken,
+              progress: round,
+              message: `waiting for the client's input (round ${round})`,
+            },
+          }),
+      }),
+      method,
+      params,
+      clientCapabilities: this.clientCapabilities,
+      clientVersion: this.protocolVersion,
+      signal: ctrl.signal,
+      ask: (m, p, signal) => this.requestClient(m, p, sink, signal),
+      resend: async (p) => {
+        if (ctrl.signal.aborted) return undefined;
+        try {
+          return await send(p);
+        } finally {
+          handle.cancel = cancelBetween;
+        }
+      },
+    });
   }
 
   notify(n: JsonRpcNotification): void {
@@ -554,6 +632,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   clientOf(server: string): BackendClient | undefined {
     return this.core.backend(server)?.existingClientFor(this);
   }
+}
+
+function clientToken(params: JsonObject | undefined): unknown {
+  return (params?._meta as JsonObject | undefined)?.progressToken;
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];

@@ -29,6 +29,8 @@ import type {
   ReadinessReport,
 } from '../../shared/ports/core-service.js';
 import type { BackendClient } from '../backends/backend-client.js';
+import { modernBackend } from '../backends/modern-backend.js';
+import { ModernBackendClient } from '../backends/modern-client.js';
 import {
   createBackend,
   GATEWAY_CLIENT_INFO,
@@ -71,6 +73,8 @@ export class GatewayCore implements CoreService {
   readonly catalog: CatalogCache;
   readonly serverInfo = GATEWAY_CLIENT_INFO;
   readonly pageSize: number;
+  /** The ttlMs a 2025 server contributes to a merged list for a 2026 client. */
+  readonly listTtlMs: number;
   readonly replicaId: string;
   private readonly backends = new Map<string, ServerBackend>();
   private readonly sessions = new Set<ClientSession>();
@@ -91,6 +95,7 @@ export class GatewayCore implements CoreService {
   constructor(private readonly opts: GatewayCoreOptions) {
     this.log = opts.log;
     this.pageSize = opts.config.aggregate.pageSize;
+    this.listTtlMs = opts.config.aggregate.listTtlMs;
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
     const events = this.backendEvents();
@@ -137,6 +142,7 @@ export class GatewayCore implements CoreService {
     if (!this.hasScope(o.scope))
       throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${o.scope}`, { server: o.scope });
     const s = new ClientSession(o.id, o.principal, o.scope, o.unrelated, this);
+    s.modern = o.modern ?? false;
     this.sessions.add(s);
     if (o.restore) s.restore(o.restore);
     return s;
@@ -275,6 +281,13 @@ export class GatewayCore implements CoreService {
       subs.add(session);
       return { jsonrpc: '2.0', id: 0, result: {} };
     }
+    const modern = modernBackend(this.backends.get(server));
+    if (modern) {
+      // A 2026 server has no resources/subscribe: its URIs join the upstream listen's filter.
+      byUri.set(uri, new Set([session]));
+      modern.watchResources([...byUri.keys()]);
+      return { jsonrpc: '2.0', id: 0, result: {} };
+    }
     const client = await this.backends.get(server)!.clientFor(session);
     const res = await client.call('resources/subscribe', { uri }, { timeoutMs: this.timeoutMs(server) });
     if (!('error' in res)) byUri.set(uri, new Set([...(byUri.get(uri) ?? []), session]));
@@ -285,6 +298,11 @@ export class GatewayCore implements CoreService {
     const subs = this.sharedSubs.get(server)?.get(uri);
     if (!subs?.delete(session) || subs.size > 0) return { jsonrpc: '2.0', id: 0, result: {} };
     this.sharedSubs.get(server)!.delete(uri);
+    const modern = modernBackend(this.backends.get(server));
+    if (modern) {
+      modern.watchResources([...this.sharedSubs.get(server)!.keys()]);
+      return { jsonrpc: '2.0', id: 0, result: {} };
+    }
     const client = this.backends.get(server)!.existingClientFor(session);
     return client
       ? client.call('resources/unsubscribe', { uri }, { timeoutMs: this.timeoutMs(server) })
@@ -300,7 +318,8 @@ export class GatewayCore implements CoreService {
     }
     if (!min || this.sharedLevels.get(server) === min) return undefined;
     const client = this.backends.get(server)?.existingClientFor({} as SessionOwner);
-    if (!client) return undefined;
+    // A 2026 server has no logging/setLevel: each request's envelope carries its caller's level.
+    if (!client || client instanceof ModernBackendClient) return undefined;
     this.sharedLevels.set(server, min);
     return client.call('logging/setLevel', { level: min }, { timeoutMs: this.timeoutMs(server) });
   }
@@ -315,6 +334,11 @@ export class GatewayCore implements CoreService {
       for (const [uri, subs] of byUri) {
         if (subs.delete(session) && subs.size === 0) {
           byUri.delete(uri);
+          const modern = modernBackend(this.backends.get(server));
+          if (modern) {
+            modern.watchResources([...byUri.keys()]);
+            continue;
+          }
           // The last subscriber left: the backend's one subscription for every session goes too.
           void this.backends
             .get(server)
@@ -490,7 +514,9 @@ export class GatewayCore implements CoreService {
     }
     // Re-apply per-client state to a shared backend that just (re)started.
     const backend = this.backends.get(server);
-    if (backend?.shared && backend.existingClientFor({} as SessionOwner)) {
+    const modern = modernBackend(backend);
+    if (modern) modern.watchResources([...(this.sharedSubs.get(server)?.keys() ?? [])]);
+    else if (backend?.shared && backend.existingClientFor({} as SessionOwner)) {
       this.sharedLevels.delete(server);
       void this.applySharedLogLevel(server);
       const client = backend.existingClientFor({} as SessionOwner)!;

@@ -216,6 +216,7 @@ export class McpEndpoint {
 
   /** What another replica sends about a session this replica serves. */
   onReplicaMessage(m: ReplicaMessage): void {
+    if (m.kind === 'continue' || m.kind === 'continued') return this.modern.onReplicaMessage(m);
     const session = this.live.get(m.sessionId);
     if (!session) return;
     switch (m.kind) {

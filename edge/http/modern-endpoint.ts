@@ -12,8 +12,10 @@
  * A backend's own requests (sampling, elicitation, roots) reach a 2026 client as `input_required` rounds
  * (modern-call.ts): the backend call is kept running on this replica between rounds.
  *
- * Not yet (docs/adr/0004): `subscriptions/listen` (answered with GW_NOT_SUPPORTED_YET), continuing a
- * round on another replica, 2026 backends.
+ * `subscriptions/listen` streams (modern-listen.ts) carry the context's unrelated messages.
+ *
+ * A retry that lands on another replica than the one holding its round is sent there over the
+ * ReplicaChannel, and the round's progress and answer come back the same way.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -24,6 +26,7 @@ import type { Logger } from '../../shared/log.js';
 import {
   RpcCode,
   type JsonObject,
+  type JsonRpcId,
   type JsonRpcMessage,
   type JsonRpcRequest,
   type JsonRpcResponse,
@@ -31,8 +34,9 @@ import {
 import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import { ModernCall, type CallEvent } from './modern-call.js';
+import { honoredFilter, openListenStream, type ListenStream } from './modern-listen.js';
 import { openSse, sseEvent } from './sse.js';
-import type { ReplicaChannel } from '../../shared/ports/replica-channel.js';
+import type { ReplicaChannel, ReplicaMessage } from '../../shared/ports/replica-channel.js';
 
 const PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
 const CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
@@ -74,6 +78,8 @@ const MULTI_ROUND = new Set(['tools/call', 'prompts/get', 'resources/read']);
 /** How long a call waits for the client's next round (a person may be answering an elicitation). */
 const ROUND_TTL_MS = 10 * 60_000;
 const STATE_PREFIX = 'mcpgw1.';
+/** How long a retry sent to the replica holding its round waits for that replica to acknowledge it. */
+const CONTINUE_ACK_MS = 3000;
 
 /** A call waiting for the client's answers, under its requestState. */
 interface Parked {
@@ -102,6 +108,10 @@ interface Context {
   init: JsonObject;
   lastUsed: number;
   inflight: number;
+  /** Open listen streams of this context: its unrelated messages go to each. */
+  listeners: Set<MessageSink>;
+  /** Resource URIs this context is subscribed to, with how many listens hold each. */
+  uris: Map<string, number>;
 }
 
 export interface ModernEndpointOptions {
@@ -113,6 +123,11 @@ export interface ModernEndpointOptions {
 
 export class ModernEndpoint {
   private readonly parked = new Map<string, Parked>();
+  private readonly listens = new Set<ListenStream>();
+  /** Retries sent to the replica holding their round, by token: where its messages go. */
+  private readonly remote = new Map<string, (message: unknown, final: boolean) => void>();
+  /** Rounds run here for a retry held by another replica, by token: how to cancel each. */
+  private readonly remoteCancels = new Map<string, () => void>();
   private readonly contexts = new Map<string, Promise<Context | JsonRpcResponse>>();
   private readonly sweeper: NodeJS.Timeout;
   private nextId = 0;
@@ -166,29 +181,39 @@ export class ModernEndpoint {
 
     reply.hijack();
     const res = reply.raw;
-    if (request.method === 'subscriptions/listen')
+    const owner = ownerOfState(request.params!.requestState);
+    if (owner !== undefined && this.o.replicas && owner !== this.o.replicas.replicaId)
+      return this.continueElsewhere(res, request, owner, principal, scope);
+    const requested = request.params!.notifications;
+    if (
+      request.method === 'subscriptions/listen' &&
+      (typeof requested !== 'object' || requested === null || Array.isArray(requested))
+    )
       return writeJson(
         res,
         toRpcError(
           request.id,
-          new GatewayError(
-            'GW_NOT_SUPPORTED_YET',
-            'subscriptions/listen is not supported by this gateway yet',
-          ),
+          new GatewayError('GW_INVALID_PARAMS', 'subscriptions/listen: "notifications" must be an object'),
         ),
       );
     const ctx = await this.contextFor(principal, scope, caps as JsonObject, meta[CLIENT_INFO]);
     if (!('handle' in ctx)) return writeJson(res, { ...ctx, id: request.id });
     const serverInfo = (ctx.init.serverInfo as JsonObject | undefined) ?? {};
     if (request.method === 'server/discover') return writeJson(res, discoverResult(request.id, ctx.init));
+    if (request.method === 'subscriptions/listen')
+      return this.listen(res, request, ctx, requested as JsonObject, serverInfo);
 
     const params = request.params!;
     let entry: Parked;
-    if (params.requestState !== undefined) {
+    // Our own states name a parked call; any other one is a 2026 backend's, passed through verbatim.
+    if (
+      typeof params.requestState === 'string'
+        ? params.requestState.startsWith(STATE_PREFIX)
+        : params.requestState !== undefined
+    ) {
       // A retry with the client's answers: continue the call this state names.
-      const found =
-        typeof params.requestState === 'string' ? this.parked.get(params.requestState) : undefined;
-      if (!found || found.principal !== principal || found.scope !== scope || found.method !== request.method)
+      const found = this.resume(params.requestState, principal, scope, request.method, params.inputResponses);
+      if (!found)
         return writeJson(
           res,
           toRpcError(
@@ -198,21 +223,29 @@ export class ModernEndpoint {
             }),
           ),
         );
-      this.parked.delete(params.requestState as string);
-      clearTimeout(found.timer);
-      const answers = params.inputResponses;
-      found.call.answer(typeof answers === 'object' && answers !== null ? (answers as JsonObject) : {}, (r) =>
-        found.ctx.handle.respond(r),
-      );
       entry = found;
     } else {
       entry = this.forward(ctx, request, principal, scope);
     }
 
     const answer = new ModernResponder(res);
-    entry.call.attach(answer);
+    res.on('close', () => answer.closed());
+    await this.round(entry, request, serverInfo, answer);
+  }
+
+  /**
+   * Waits for what the call does next and answers `out` with it: the final result, or the next round
+   * of questions under a fresh requestState (the call parked here until the retry).
+   */
+  private async round(
+    entry: Parked,
+    request: { id: JsonRpcId; method: string },
+    serverInfo: JsonObject,
+    out: RoundOutput,
+  ): Promise<void> {
+    entry.call.attach(out);
     let answered = false;
-    res.on('close', () => {
+    out.onClose(() => {
       // In 2026-07-28 closing the response stream is the cancellation.
       if (!answered) this.cancel(entry, 'the client closed the stream');
     });
@@ -220,9 +253,9 @@ export class ModernEndpoint {
     answered = true;
     if (event.kind === 'final') {
       if (event.response)
-        answer.finish(shapeResult(request.method, { ...event.response, id: request.id }, serverInfo));
+        out.finish(shapeResult(request.method, { ...event.response, id: request.id }, serverInfo));
       else
-        answer.finish(
+        out.finish(
           toRpcError(request.id, new GatewayError('GW_INTERNAL', 'the call ended without an answer')),
         );
       return;
@@ -233,7 +266,7 @@ export class ModernEndpoint {
       this.cancel(entry, 'the client did not come back with its answers in time');
     }, ROUND_TTL_MS).unref();
     this.parked.set(state, entry);
-    answer.finish(
+    out.finish(
       shapeResult(
         request.method,
         {
@@ -244,6 +277,186 @@ export class ModernEndpoint {
         serverInfo,
       ),
     );
+  }
+
+  /** Takes the call a requestState names, if it is parked here for this caller, and hands it the answers. */
+  private resume(
+    state: unknown,
+    principal: string,
+    scope: string,
+    method: string,
+    answers: unknown,
+  ): Parked | undefined {
+    const found = typeof state === 'string' ? this.parked.get(state) : undefined;
+    if (!found || found.principal !== principal || found.scope !== scope || found.method !== method)
+      return undefined;
+    this.parked.delete(state as string);
+    clearTimeout(found.timer);
+    found.call.answer(typeof answers === 'object' && answers !== null ? (answers as JsonObject) : {}, (r) =>
+      found.ctx.handle.respond(r),
+    );
+    return found;
+  }
+
+  /**
+   * A retry whose round another replica holds: sent there over the ReplicaChannel, and its progress and
+   * answer relayed back to this client (docs/adr/0004 (d)). The owner acknowledges at once; no
+   * acknowledgement means it is gone, and the call with it.
+   */
+  private continueElsewhere(
+    res: ServerResponse,
+    request: JsonRpcRequest,
+    owner: string,
+    principal: string,
+    scope: string,
+  ): Promise<void> {
+    const replicas = this.o.replicas!;
+    const token = `${replicas.replicaId}.${++this.nextId}`;
+    const answer = new ModernResponder(res);
+    const params = request.params!;
+    return new Promise<void>((resolve) => {
+      let finished = false;
+      const done = () => {
+        finished = true;
+        clearTimeout(timer);
+        this.remote.delete(token);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const lost = new GatewayError(
+          'GW_CONTINUATION_LOST',
+          'The replica holding this call is gone: the call cannot be continued',
+          { reason: 'continuation_lost' },
+        );
+        answer.finish(
+          request.method === 'tools/call'
+            ? {
+                jsonrpc: '2.0',
+                id: request.id,
+                result: {
+                  resultType: 'complete',
+                  content: [{ type: 'text', text: lost.message }],
+                  isError: true,
+                },
+              }
+            : toRpcError(request.id, lost),
+        );
+        done();
+      }, CONTINUE_ACK_MS);
+      this.remote.set(token, (message, final) => {
+        clearTimeout(timer);
+        if (message === null) return; // the owner has it
+        if (!final) return answer.send(message as JsonRpcMessage);
+        answer.finish({ ...(message as JsonRpcResponse), id: request.id });
+        done();
+      });
+      res.on('close', () => {
+        if (finished) return;
+        done();
+        this.toReplica(owner, { ...continueMessage(), cancel: true });
+      });
+      const continueMessage = () => ({
+        kind: 'continue' as const,
+        sessionId: token,
+        from: replicas.replicaId,
+        state: params.requestState as string,
+        principal,
+        scope,
+        method: request.method,
+        inputResponses: params.inputResponses,
+      });
+      this.toReplica(owner, continueMessage());
+    });
+  }
+
+  /** What other replicas send about 2026 rounds (mcp-endpoint.ts routes `continue` and `continued` here). */
+  onReplicaMessage(m: ReplicaMessage): void {
+    if (m.kind === 'continued') return this.remote.get(m.sessionId)?.(m.message, m.final);
+    if (m.kind !== 'continue') return;
+    const reply = (message: unknown, final: boolean) =>
+      this.toReplica(m.from, { kind: 'continued', sessionId: m.sessionId, message, final });
+    if (m.cancel) return this.remoteCancels.get(m.sessionId)?.();
+    reply(null, false);
+    const entry = this.resume(m.state, m.principal, m.scope, m.method, m.inputResponses);
+    if (!entry)
+      return reply(
+        toRpcError(
+          0,
+          new GatewayError('GW_INVALID_REQUEST_STATE', 'Invalid or expired requestState', {
+            reason: 'invalid_request_state',
+          }),
+        ),
+        true,
+      );
+    const out: RoundOutput = {
+      send: (message) => reply(message, false),
+      finish: (response) => {
+        this.remoteCancels.delete(m.sessionId);
+        reply(response, true);
+      },
+      onClose: (fn) => void this.remoteCancels.set(m.sessionId, fn),
+    };
+    const serverInfo = (entry.ctx.init.serverInfo as JsonObject | undefined) ?? {};
+    void this.round(entry, { id: 0, method: m.method }, serverInfo, out);
+  }
+
+  private toReplica(replica: string, message: ReplicaMessage): void {
+    this.o.replicas
+      ?.send(replica, message)
+      .catch((err: unknown) => this.o.log.warn({ err }, 'could not reach the other replica'));
+  }
+
+  /** One `subscriptions/listen` stream on this context (modern-listen.ts), open until the client closes it. */
+  private async listen(
+    res: ServerResponse,
+    request: JsonRpcRequest,
+    ctx: Context,
+    requested: JsonObject,
+    serverInfo: JsonObject,
+  ): Promise<void> {
+    const honored = honoredFilter(requested, (ctx.init.capabilities as JsonObject | undefined) ?? {});
+    ctx.inflight++;
+    // Resource updates need the context subscribed to each URI (once per context, however many listens).
+    const uris: string[] = [];
+    for (const uri of (honored.resourceSubscriptions as string[] | undefined) ?? []) {
+      const held = ctx.uris.get(uri) ?? 0;
+      if (held === 0) {
+        const r = await ctx.handle.request(
+          { jsonrpc: '2.0', id: `m${++this.nextId}`, method: 'resources/subscribe', params: { uri } },
+          { send: () => {} },
+        );
+        if (!r || 'error' in r) continue;
+      }
+      ctx.uris.set(uri, held + 1);
+      uris.push(uri);
+    }
+    if (honored.resourceSubscriptions) {
+      if (uris.length > 0) honored.resourceSubscriptions = uris;
+      else delete honored.resourceSubscriptions;
+    }
+    const stream = openListenStream(res, request, honored, serverInfo);
+    if (Object.keys(honored).length === 0) stream.end(); // nothing to listen for: ended at once
+    ctx.listeners.add(stream.sink);
+    this.listens.add(stream);
+    await stream.closed;
+    this.listens.delete(stream);
+    ctx.listeners.delete(stream.sink);
+    for (const uri of uris) {
+      const left = (ctx.uris.get(uri) ?? 1) - 1;
+      if (left > 0) {
+        ctx.uris.set(uri, left);
+        continue;
+      }
+      ctx.uris.delete(uri);
+      void ctx.handle
+        .request(
+          { jsonrpc: '2.0', id: `m${++this.nextId}`, method: 'resources/unsubscribe', params: { uri } },
+          { send: () => {} },
+        )
+        .catch(() => undefined);
+    }
+    ctx.inflight--;
+    ctx.lastUsed = Date.now();
   }
 
   /** Sends a request into the core context with an id of its own, followed by a ModernCall. */
@@ -292,6 +505,8 @@ export class ModernEndpoint {
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
+    for (const l of this.listens) l.end();
+    this.listens.clear();
     for (const p of this.parked.values()) clearTimeout(p.timer);
     this.parked.clear();
     const all = [...this.contexts.values()];
@@ -332,7 +547,9 @@ export class ModernEndpoint {
     capabilities: JsonObject,
     clientInfo: JsonObject,
   ): Promise<Context | JsonRpcResponse> {
-    const handle = this.o.core.openSession({ id, principal, scope, unrelated: { send: () => {} } });
+    const listeners = new Set<MessageSink>();
+    const unrelated: MessageSink = { send: (m) => listeners.forEach((l) => l.send(m)) };
+    const handle = this.o.core.openSession({ id, principal, scope, unrelated, modern: true });
     let init: JsonRpcResponse | undefined;
     try {
       init = await handle.request(
@@ -352,7 +569,7 @@ export class ModernEndpoint {
       return init ?? toRpcError(0, new GatewayError('GW_INTERNAL'));
     }
     handle.notify({ jsonrpc: '2.0', method: 'notifications/initialized' });
-    return { handle, init: init.result, lastUsed: Date.now(), inflight: 0 };
+    return { handle, init: init.result, lastUsed: Date.now(), inflight: 0, listeners, uris: new Map() };
   }
 
   private async expireIdle(): Promise<void> {
@@ -368,11 +585,36 @@ export class ModernEndpoint {
   }
 }
 
+/** Where a round's progress and answer go: this replica's HTTP response, or another replica. */
+interface RoundOutput extends MessageSink {
+  finish(response: JsonRpcResponse): void;
+  /** `fn` runs if the client goes away before the answer. */
+  onClose(fn: () => void): void;
+}
+
+/** The replica a requestState of ours names (`mcpgw1.{replicaId}.{random}`). */
+function ownerOfState(state: unknown): string | undefined {
+  if (typeof state !== 'string' || !state.startsWith(STATE_PREFIX)) return undefined;
+  const rest = state.slice(STATE_PREFIX.length);
+  const dot = rest.indexOf('.');
+  return dot > 0 ? rest.slice(0, dot) : undefined;
+}
+
 /** The answer to one 2026 request: JSON, or SSE once a related message (progress) must go first. */
-class ModernResponder implements MessageSink {
+class ModernResponder implements RoundOutput {
   private streaming = false;
+  private readonly onClosed: (() => void)[] = [];
 
   constructor(private readonly res: ServerResponse) {}
+
+  onClose(fn: () => void): void {
+    this.onClosed.push(fn);
+  }
+
+  /** The response closed (answered or not): the round's close handlers run. */
+  closed(): void {
+    for (const fn of this.onClosed.splice(0)) fn();
+  }
 
   send(message: JsonRpcMessage): void {
     if (this.res.destroyed) return;

@@ -84,8 +84,22 @@ const stdioServer = z
       .positive()
       .default(2_000)
       .describe('Wait after closing stdin, and again after SIGTERM, before escalating.'),
+    protocol: z
+      .enum(['2025', '2026'])
+      .default('2025')
+      .describe(
+        'Protocol era of this process: `2025` (initialize) or `2026` (2026-07-28: server/discover and an envelope on each request). No `auto`: it would probe at every spawn.',
+      ),
   })
   .strict();
+
+/** Protocol eras of a backend (docs/adr/0004-protocol-eras.md). */
+const httpProtocol = z
+  .enum(['auto', '2025', '2026'])
+  .default('auto')
+  .describe(
+    'Protocol era of this server: `2026` (2026-07-28, stateless: server/discover, one POST per request), `2025` (initialize and a backend session per client session), or `auto` (probe with server/discover at start, as the SDK v2 client does, and probe again when calls start failing as if the server changed era).',
+  );
 
 const httpServer = (transport: 'streamable-http' | 'sse') =>
   z
@@ -101,6 +115,7 @@ const httpServer = (transport: 'streamable-http' | 'sse') =>
         .record(z.string(), z.string())
         .default({})
         .describe('Headers sent to this backend (for example an API key). Values may use ${VAR}.'),
+      ...(transport === 'streamable-http' ? { protocol: httpProtocol } : {}),
     })
     .strict();
 
@@ -238,6 +253,14 @@ export const configSchema = z
           .max(10_000)
           .default(100)
           .describe('Items per page of merged lists on /mcp.'),
+        listTtlMs: z
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .describe(
+            'The `ttlMs` a 2025 server contributes to a merged list on /mcp answered to a 2026 client (2026 servers give their own; the list gets the least).',
+          ),
       })
       .strict()
       .prefault({}),

@@ -44,6 +44,11 @@ export interface OpenSessionOptions {
   unrelated: MessageSink;
   /** A session another replica initialized: continue it from its stored record (no initialize). */
   restore?: SessionRecord;
+  /**
+   * The client speaks 2026-07-28 (the edge's per-caller context, docs/adr/0004): results keep
+   * `resultType`, `ttlMs` and `cacheScope`, and a 2026 backend's `input_required` reaches it as is.
+   */
+  modern?: boolean;
 }
 
 export interface ReadinessReport {

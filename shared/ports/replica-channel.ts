@@ -10,7 +10,25 @@ export type ReplicaMessage =
   /** A client notification (a cancellation) for whichever replica has the call in flight. */
   | { kind: 'notify'; sessionId: string; message: unknown }
   /** An event already logged in the EventStore, for the replica that carries the stream's connection. */
-  | { kind: 'event'; sessionId: string; streamId: string; eventId: string; message: unknown };
+  | { kind: 'event'; sessionId: string; streamId: string; eventId: string; message: unknown }
+  /**
+   * A 2026 client's retry of an input_required round that the addressed replica holds (its
+   * `requestState` names it), landed on `from`; `sessionId` is the retry's token. With `cancel`, the
+   * client closed the retry's stream.
+   */
+  | {
+      kind: 'continue';
+      sessionId: string;
+      from: string;
+      state: string;
+      principal: string;
+      scope: string;
+      method: string;
+      inputResponses: unknown;
+      cancel?: boolean;
+    }
+  /** What a continued round sent, for the replica holding the retry: an ack (null), progress, the answer. */
+  | { kind: 'continued'; sessionId: string; message: unknown; final: boolean };
 
 export interface ReplicaChannel {
   /** This replica's id: short, visible ASCII, unique among the replicas sharing the channel. */
