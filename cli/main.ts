@@ -10,6 +10,7 @@ import { ConfigError, loadConfigFile } from '../shared/config/load.js';
 import { createLogger } from '../shared/log.js';
 import { configBaseDir, startSingleNode } from './single.js';
 import { renderConfigDocs } from './config-docs.js';
+import { KEYS_HELP, keysCommand } from './api-keys.js';
 
 const HELP = `mcpgw - a federated, hierarchical MCP gateway
 
@@ -17,6 +18,7 @@ Usage:
   mcpgw start --config FILE        Run a node in the role FILE names (role: single = edge + core)
   mcpgw config check FILE          Validate FILE; print every problem with its path; exit 1 on any
   mcpgw config docs                Print the configuration reference (Markdown) generated from the schema
+  mcpgw keys create|list|revoke|rotate --config FILE ...   API keys (mcpgw keys --help)
   mcpgw --help | --version
 
 Config files are YAML or JSON. Environment overrides: MCPGW_<PATH>, path segments joined by "__",
@@ -36,6 +38,7 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'keys') return keysMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -114,6 +117,36 @@ async function main(argv: string[]): Promise<number> {
     return -1; // keep running
   }
   return usage(`unknown command "${positionals.join(' ')}"`);
+}
+
+/** `mcpgw keys ...`: its own flags, against the store the config names. */
+async function keysMain(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(KEYS_HELP);
+    return argv.length === 0 ? 2 : 0;
+  }
+  const i = argv.findIndex((a) => a === '--config' || a === '-c');
+  const file = (i >= 0 ? argv[i + 1] : undefined) ?? process.env.MCPGW_CONFIG;
+  if (!file) return usage('keys needs --config FILE');
+  let cfg;
+  try {
+    cfg = await loadConfigFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  try {
+    return await keysCommand(argv, cfg, {
+      out: (t) => process.stdout.write(t),
+      err: (t) => process.stderr.write(t),
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usage((err as Error).message);
+    throw err;
+  }
 }
 
 function usage(problem: string): number {

@@ -144,6 +144,37 @@ export const ERRORS = {
   },
   GW_PLUGIN_ERROR: { http: 500, rpc: RpcCode.InternalError, message: 'A pipeline plugin failed' },
   GW_SHUTTING_DOWN: { http: 503, rpc: RpcCode.InternalError, message: 'The gateway is shutting down' },
+  // ---- edge security (authentication, authorization, filters)
+  GW_UNAUTHENTICATED: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: a credential is required (Authorization: Bearer, X-API-Key or a client certificate)',
+  },
+  GW_INVALID_TOKEN: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the credential is invalid, expired or revoked',
+  },
+  GW_INSUFFICIENT_SCOPE: {
+    http: 403,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Forbidden: the credential lacks a required scope',
+  },
+  GW_INVALID_ARGUMENTS: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: "Invalid params: the arguments do not match the tool's inputSchema",
+  },
+  GW_ARGUMENT_DENIED: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: 'Invalid params: an argument value is not allowed for this caller',
+  },
+  GW_HEADERS_TOO_LARGE: {
+    http: 431,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Request Header Fields Too Large',
+  },
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -34,6 +34,7 @@ const MAX_PAGES = 1000;
 
 export class CatalogCache {
   private readonly cache = new WeakMap<BackendClient, Map<ListKind, Promise<JsonObject[]>>>();
+  private readonly indexes = new WeakMap<JsonObject[], Map<string, JsonObject>>();
 
   constructor(private readonly timeoutMs: (server: string) => number) {}
 
@@ -52,6 +53,17 @@ export class CatalogCache {
       p.catch(() => byKind!.delete(kind));
     }
     return p;
+  }
+
+  /** One item of a backend's list by name (tools, prompts) from the cached catalog. */
+  async find(client: BackendClient, kind: 'tools' | 'prompts', name: string): Promise<JsonObject | undefined> {
+    const items = await this.list(client, kind);
+    let index = this.indexes.get(items);
+    if (!index) {
+      index = new Map(items.map((it) => [String(it.name), it]));
+      this.indexes.set(items, index);
+    }
+    return index.get(name);
   }
 
   invalidate(client: BackendClient, kinds: readonly ListKind[]): void {

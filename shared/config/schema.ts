@@ -3,6 +3,7 @@
  * problem reported together with its path, then frozen. `docs/configuration.md` is generated from it.
  */
 import { z } from 'zod';
+import { authSchema, httpSecurityKeys, piiSchema, policySchema, validationSchema } from './security-schema.js';
 
 /** Server names become tool prefixes: no `__`, no leading or trailing `_`, so `{server}__{tool}` parses back. */
 const serverName = z
@@ -39,6 +40,13 @@ const common = {
   description: z.string().optional().describe('Free text for operators.'),
   enabled: z.boolean().default(true).describe('A disabled server is neither started nor listed.'),
   timeouts,
+  tenant: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .optional()
+    .describe(
+      'The tenant this server belongs to: only callers of that tenant see or reach it. Absent: shared by every tenant.',
+    ),
 };
 
 const stdioServer = z
@@ -132,15 +140,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    auth: z
-      .discriminatedUnion('mode', [
-        z
-          .object({ mode: z.literal('none') })
-          .strict()
-          .describe('No authentication: accepted only when listening on loopback.'),
-      ])
-      .default({ mode: 'none' })
-      .describe('Client authentication.'),
+    auth: authSchema,
     http: z
       .object({
         maxBodyBytes: z
@@ -161,6 +161,7 @@ export const configSchema = z
           .describe(
             'Host header values allowed besides loopback names (DNS-rebinding protection). Requests with another Host get 403.',
           ),
+        ...httpSecurityKeys,
       })
       .strict()
       .prefault({}),
@@ -244,6 +245,9 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    policy: policySchema,
+    pii: piiSchema,
+    validation: validationSchema,
     plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
     servers: z.array(serverSchema).default([]).describe('Backend MCP servers.'),
   })
@@ -254,6 +258,12 @@ export const configSchema = z
         code: 'custom',
         path: ['sessions', 'store'],
         message: 'sessions.store "redis" needs redis.url',
+      });
+    if (cfg.auth.apiKeys?.store === 'redis' && !cfg.redis)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth', 'apiKeys', 'store'],
+        message: 'auth.apiKeys.store "redis" needs redis.url',
       });
     const seen = new Set<string>();
     cfg.servers.forEach((s, i) => {
