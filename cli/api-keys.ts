@@ -15,7 +15,10 @@ export function apiKeyStoreFor(config: GatewayConfig): ApiKeyStore | undefined {
   const c = config.auth.apiKeys;
   if (!c) return undefined;
   if (c.store === 'redis')
-    return new RedisApiKeyStore(config.redis!.url, { keyPrefix: config.redis!.keyPrefix, cacheTtlMs: c.cacheTtlMs });
+    return new RedisApiKeyStore(config.redis!.url, {
+      keyPrefix: config.redis!.keyPrefix,
+      cacheTtlMs: c.cacheTtlMs,
+    });
   return new MemoryApiKeyStore();
 }
 
@@ -58,7 +61,9 @@ export async function keysCommand(argv: string[], config: GatewayConfig, io: Key
     return 1;
   }
   if (c.store === 'memory' && sub !== 'create') {
-    io.err('auth.apiKeys.store is "memory": keys live inside the running gateway; use store "redis" to manage them here\n');
+    io.err(
+      'auth.apiKeys.store is "memory": keys live inside the running gateway; use store "redis" to manage them here\n',
+    );
     return 1;
   }
   const store = apiKeyStoreFor(config)!;
@@ -67,7 +72,8 @@ export async function keysCommand(argv: string[], config: GatewayConfig, io: Key
       case 'create': {
         if (!values.owner) return usage(io, 'keys create needs --owner');
         const expiresAt = values.expires === undefined ? undefined : Date.parse(values.expires);
-        if (expiresAt !== undefined && Number.isNaN(expiresAt)) return usage(io, `--expires: not a date: ${values.expires}`);
+        if (expiresAt !== undefined && Number.isNaN(expiresAt))
+          return usage(io, `--expires: not a date: ${values.expires}`);
         const record = newRecord(c.pepper, {
           owner: values.owner,
           tenant: values.tenant ?? 'default',

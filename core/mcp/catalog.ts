@@ -56,7 +56,11 @@ export class CatalogCache {
   }
 
   /** One item of a backend's list by name (tools, prompts) from the cached catalog. */
-  async find(client: BackendClient, kind: 'tools' | 'prompts', name: string): Promise<JsonObject | undefined> {
+  async find(
+    client: BackendClient,
+    kind: 'tools' | 'prompts',
+    name: string,
+  ): Promise<JsonObject | undefined> {
     const items = await this.list(client, kind);
     let index = this.indexes.get(items);
     if (!index) {

@@ -139,7 +139,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
             { name: params.name },
           );
         if (!target || !this.access.itemVisible(kind, target.server, target.name)) throw unknown();
-        if (kind === 'prompts') return this.forward(target.server, req, { ...params, name: target.name }, sink);
+        if (kind === 'prompts')
+          return this.forward(target.server, req, { ...params, name: target.name }, sink);
         await this.admitToolCall(target.server, target.name, params.arguments, unknown);
         return this.maskResult(
           target.server,
@@ -217,8 +218,11 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     }
     if (req.method === 'tools/call' && typeof req.params?.name === 'string') {
       const name = req.params.name;
-      await this.admitToolCall(backend.name, name, req.params.arguments, () =>
-        new GatewayError('GW_UNKNOWN_TOOL', `Unknown tool: ${name}`, { name }),
+      await this.admitToolCall(
+        backend.name,
+        name,
+        req.params.arguments,
+        () => new GatewayError('GW_UNKNOWN_TOOL', `Unknown tool: ${name}`, { name }),
       );
       return this.maskResult(backend.name, name, await this.forward(backend.name, req, req.params, sink));
     }
@@ -230,7 +234,11 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   /** On /servers/{name}/mcp, what the policy hides gets the answer of what does not exist. */
   private hiddenScopedItem(server: string, req: JsonRpcRequest): GatewayError | undefined {
     const p = req.params ?? {};
-    if (req.method === 'prompts/get' && typeof p.name === 'string' && !this.access.itemVisible('prompts', server, p.name))
+    if (
+      req.method === 'prompts/get' &&
+      typeof p.name === 'string' &&
+      !this.access.itemVisible('prompts', server, p.name)
+    )
       return new GatewayError('GW_UNKNOWN_PROMPT', `Unknown prompt: ${p.name}`, { name: p.name });
     if (
       (req.method === 'resources/read' || req.method === 'resources/subscribe') &&
@@ -299,7 +307,11 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       );
   }
 
-  private maskResult(server: string, tool: string, res: JsonRpcResponse | undefined): JsonRpcResponse | undefined {
+  private maskResult(
+    server: string,
+    tool: string,
+    res: JsonRpcResponse | undefined,
+  ): JsonRpcResponse | undefined {
     if (!res || 'error' in res || !this.core.pii.enabled) return res;
     const mask = this.core.pii.maskerFor(this.identity.tenant, server, tool);
     return mask ? { ...res, result: maskToolResult(res.result, mask) } : res;
@@ -399,7 +411,9 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     if (!this.isAggregate) return { server: this.scope, uri };
     const fromGateway = parseGatewayUri(uri);
     if (fromGateway && this.core.backend(fromGateway.server) && this.access.serverVisible(fromGateway.server))
-      return this.access.itemVisible('resources', fromGateway.server, fromGateway.uri) ? fromGateway : undefined;
+      return this.access.itemVisible('resources', fromGateway.server, fromGateway.uri)
+        ? fromGateway
+        : undefined;
     if (!this.resources.has(uri)) await this.collect('resources').catch(() => {});
     const listed = this.resources.get(uri);
     if (listed) return listed;
@@ -482,7 +496,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       throw new GatewayError('GW_INVALID_PARAMS', 'completion/complete: "ref" is required');
     if (ref.type === 'ref/prompt' && typeof ref.name === 'string') {
       const t = await this.resolveName('prompts', ref.name);
-      if (!t || !this.access.itemVisible('prompts', t.server, t.name)) throw new GatewayError('GW_UNKNOWN_PROMPT', `Unknown prompt: ${ref.name}`, { name: ref.name });
+      if (!t || !this.access.itemVisible('prompts', t.server, t.name))
+        throw new GatewayError('GW_UNKNOWN_PROMPT', `Unknown prompt: ${ref.name}`, { name: ref.name });
       return this.forward(t.server, req, { ...params, ref: { ...ref, name: t.name } }, sink);
     }
     if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {

@@ -96,7 +96,9 @@ export class GatewayCore implements CoreService {
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
     this.access = new AccessControl(opts.config);
-    this.argumentValidator = opts.config.validation.toolArguments ? new ToolArgumentValidator(opts.log) : undefined;
+    this.argumentValidator = opts.config.validation.toolArguments
+      ? new ToolArgumentValidator(opts.log)
+      : undefined;
     this.pii = new PiiMasker(opts.config.pii);
     const events = this.backendEvents();
     for (const s of opts.config.servers)

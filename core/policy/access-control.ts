@@ -151,7 +151,10 @@ function compileRule(r: RuleConfig): CompiledRule {
 }
 
 function violations(constraints: NonNullable<CompiledRule['arguments']>, args: unknown): ArgumentViolation[] {
-  const a = typeof args === 'object' && args !== null && !Array.isArray(args) ? (args as Record<string, unknown>) : {};
+  const a =
+    typeof args === 'object' && args !== null && !Array.isArray(args)
+      ? (args as Record<string, unknown>)
+      : {};
   const out: ArgumentViolation[] = [];
   for (const [name, { c, pattern }] of Object.entries(constraints)) {
     const path = `/${name}`;

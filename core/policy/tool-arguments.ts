@@ -13,8 +13,9 @@ import type { Logger } from '../../shared/log.js';
 import type { ArgumentViolation } from './access-control.js';
 
 // ajv-formats is CommonJS: its default export arrives as the module object under NodeNext.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ??
-  addFormatsModule) as (ajv: Ajv | Ajv2020) => void;
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (
+  ajv: Ajv | Ajv2020,
+) => void;
 
 const MAX_CACHED = 5_000;
 /** A schema that cannot be compiled is not enforced (the backend stays the judge), and not retried. */

@@ -44,7 +44,11 @@ export class Authenticator {
     this.jwt = this.methods.includes('jwt') && a.jwt ? new JwtAuthenticator(a.jwt) : undefined;
     if (this.methods.includes('api-key')) {
       if (!deps.apiKeys || !a.apiKeys) throw new Error('auth mode api-key needs an ApiKeyStore');
-      this.keys = new ApiKeyAuthenticator(deps.apiKeys, a.apiKeys.pepper, a.apiKeys.keys.map(declaredKeyRecord));
+      this.keys = new ApiKeyAuthenticator(
+        deps.apiKeys,
+        a.apiKeys.pepper,
+        a.apiKeys.keys.map(declaredKeyRecord),
+      );
     }
   }
 

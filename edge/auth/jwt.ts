@@ -51,7 +51,8 @@ export class JwtAuthenticator {
     if (!principal) return { ok: false, reason: `the token has no "${this.c.claims.subject}" claim` };
     if (this.c.cacheMaxEntries > 0) {
       this.verified.set(token, { principal, expMs: payload.exp! * 1000 });
-      if (this.verified.size > this.c.cacheMaxEntries) this.verified.delete(this.verified.keys().next().value!);
+      if (this.verified.size > this.c.cacheMaxEntries)
+        this.verified.delete(this.verified.keys().next().value!);
     }
     return { ok: true, principal };
   }
@@ -66,7 +67,9 @@ export class JwtAuthenticator {
       subject,
       tenant: typeof tenant === 'string' && tenant !== '' ? tenant : this.c.defaultTenant,
       roles: Object.freeze(stringList(claim(p, claims.roles))),
-      scopes: Object.freeze(stringList(claim(p, claims.scopes) ?? (claims.scopes === 'scope' ? p.scp : undefined))),
+      scopes: Object.freeze(
+        stringList(claim(p, claims.scopes) ?? (claims.scopes === 'scope' ? p.scp : undefined)),
+      ),
       ...(typeof client === 'string' ? { clientApp: client } : {}),
       authMethod: 'jwt',
     };
@@ -98,7 +101,8 @@ function reasonOf(err: unknown): string {
     if (err.claim === 'nbf') return 'the token is not valid yet';
     return `the token's "${err.claim}" claim is not accepted`;
   }
-  if (err instanceof errors.JOSEAlgNotAllowed) return 'the token is signed with an algorithm that is not accepted';
+  if (err instanceof errors.JOSEAlgNotAllowed)
+    return 'the token is signed with an algorithm that is not accepted';
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'the token signature is invalid';
   if (err instanceof errors.JWKSNoMatchingKey) return 'the token is signed with an unknown key';
   if (err instanceof errors.JWKSTimeout) return 'the signing keys could not be fetched in time';

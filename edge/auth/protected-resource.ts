@@ -50,7 +50,9 @@ export function registerProtectedResourceMetadata(app: FastifyInstance, config: 
     bearer_methods_supported: ['header'],
     resource_signing_alg_values_supported: jwt.algorithms,
   });
-  app.get(METADATA_PATH, async (req, reply) => reply.header('cache-control', 'max-age=300').send(document(req, '')));
+  app.get(METADATA_PATH, async (req, reply) =>
+    reply.header('cache-control', 'max-age=300').send(document(req, '')),
+  );
   app.get(`${METADATA_PATH}/*`, async (req, reply) => {
     const suffix = `/${(req.params as { '*': string })['*']}`;
     if (suffix !== '/mcp' && !/^\/servers\/[^/]+\/mcp$/.test(suffix))

@@ -22,7 +22,10 @@ export function registerAuthentication(
     const outcome = await o.authenticator.authenticate(req.raw);
     if (outcome.ok) return void setRequestPrincipal(req.raw, outcome.principal);
     o.log.debug({ url: req.url.split('?')[0], code: outcome.code, reason: outcome.description }, 'refused');
-    const err = new GatewayError(outcome.code, `${new GatewayError(outcome.code).message}: ${outcome.description}`);
+    const err = new GatewayError(
+      outcome.code,
+      `${new GatewayError(outcome.code).message}: ${outcome.description}`,
+    );
     return reply
       .code(err.httpStatus)
       .header('www-authenticate', challenge(o.config, req, outcome))

@@ -52,7 +52,9 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     http: { maxHeaderSize: o.config.http.maxHeaderBytes },
     clientErrorHandler: (err: Error & { code?: string }, socket: import('node:net').Socket) => {
       if (socket.destroyed) return;
-      const ge = new GatewayError(err.code === 'HPE_HEADER_OVERFLOW' ? 'GW_HEADERS_TOO_LARGE' : 'GW_INVALID_REQUEST');
+      const ge = new GatewayError(
+        err.code === 'HPE_HEADER_OVERFLOW' ? 'GW_HEADERS_TOO_LARGE' : 'GW_INVALID_REQUEST',
+      );
       const body = JSON.stringify(toRpcError(null, ge));
       socket.end(
         `HTTP/1.1 ${ge.httpStatus} ${ge.httpStatus === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
@@ -60,7 +62,10 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
       );
     },
     ...(routing
-      ? { rewriteUrl: (req: import('node:http').IncomingMessage) => routing.rewrite(req.headers.host, req.url ?? '/') }
+      ? {
+          rewriteUrl: (req: import('node:http').IncomingMessage) =>
+            routing.rewrite(req.headers.host, req.url ?? '/'),
+        }
       : {}),
     exposeHeadRoutes: false,
     forceCloseConnections: true,
@@ -101,7 +106,10 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     const { allowedHosts, allowedOrigins, cors } = o.config.http;
     const code = !(hostAllowed(req.headers.host, allowedHosts) || routing?.matches(req.headers.host))
       ? 'GW_FORBIDDEN_HOST'
-      : !(originAllowed(req.headers.origin, allowedOrigins) || cors.origins.includes(req.headers.origin ?? ''))
+      : !(
+            originAllowed(req.headers.origin, allowedOrigins) ||
+            cors.origins.includes(req.headers.origin ?? '')
+          )
         ? 'GW_FORBIDDEN_ORIGIN'
         : undefined;
     if (!code) return;

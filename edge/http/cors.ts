@@ -38,7 +38,10 @@ export function corsHook(origins: readonly string[], maxAgeSec: number) {
       .filter((h) => h !== '');
     const headers = asked.filter((h) => ALLOWED_HEADERS.includes(h));
     res.setHeader('access-control-allow-methods', ALLOWED_METHODS);
-    res.setHeader('access-control-allow-headers', (headers.length > 0 ? headers : ALLOWED_HEADERS).join(', '));
+    res.setHeader(
+      'access-control-allow-headers',
+      (headers.length > 0 ? headers : ALLOWED_HEADERS).join(', '),
+    );
     res.setHeader('access-control-max-age', String(maxAgeSec));
     return reply.code(204).send();
   };

@@ -414,7 +414,11 @@ export class McpEndpoint {
   private async restoreFromStore(sid: string, identity: Principal): Promise<EdgeSession | undefined> {
     if (this.closing) return undefined;
     const record = await this.o.sessions.get(sid);
-    if (!record || record.principal !== principalKey(identity) || !this.o.core.hasScope(record.scope, identity))
+    if (
+      !record ||
+      record.principal !== principalKey(identity) ||
+      !this.o.core.hasScope(record.scope, identity)
+    )
       return undefined;
     const session: EdgeSession = {
       id: sid,

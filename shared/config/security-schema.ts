@@ -52,7 +52,9 @@ const jwtSchema = z
     issuer: z.string().min(1).describe('Expected `iss`, exactly.'),
     audience: z
       .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
-      .describe('This gateway as the token audience (`aud` must contain it): tokens for other resources are refused.'),
+      .describe(
+        'This gateway as the token audience (`aud` must contain it): tokens for other resources are refused.',
+      ),
     jwksUrl: z.url({ protocol: /^https?$/ }).describe("The authorization server's JWKS (its public keys)."),
     algorithms: z
       .array(z.enum(JWT_ALGORITHMS))
@@ -67,9 +69,7 @@ const jwtSchema = z
       .default(30)
       .describe('Tolerance for `exp` and `nbf` against clock drift.'),
     claims,
-    defaultTenant: tenantName
-      .default('default')
-      .describe('Tenant of a token without a tenant claim.'),
+    defaultTenant: tenantName.default('default').describe('Tenant of a token without a tenant claim.'),
     jwksCooldownMs: z
       .number()
       .int()
@@ -93,7 +93,9 @@ const jwtSchema = z
       .int()
       .min(0)
       .default(10_000)
-      .describe('Verified tokens kept (until their expiry) so that a token is verified once, not per request.'),
+      .describe(
+        'Verified tokens kept (until their expiry) so that a token is verified once, not per request.',
+      ),
   })
   .strict();
 
@@ -124,7 +126,9 @@ const apiKeysSchema = z
     store: z
       .enum(['memory', 'redis'])
       .default('memory')
-      .describe('Where keys made with `mcpgw keys` live: `memory` (this process) or `redis` (every edge; needs `redis.url`).'),
+      .describe(
+        'Where keys made with `mcpgw keys` live: `memory` (this process) or `redis` (every edge; needs `redis.url`).',
+      ),
     cacheTtlMs: z
       .number()
       .int()
@@ -142,8 +146,10 @@ const mtlsSchema = z
     subjectFrom: z
       .enum(['cn', 'san-uri', 'san-dns', 'san-email'])
       .default('cn')
-      .describe("Which part of the verified client certificate names the caller."),
-    tenant: tenantName.default('default').describe('Tenant of certificate callers (unless `identities` says otherwise).'),
+      .describe('Which part of the verified client certificate names the caller.'),
+    tenant: tenantName
+      .default('default')
+      .describe('Tenant of certificate callers (unless `identities` says otherwise).'),
     roles: nameList.default([]).describe('Roles every certificate caller gets.'),
     scopes: nameList.default([]).describe('Scopes every certificate caller gets.'),
     identities: z
@@ -165,7 +171,9 @@ export const authSchema = z
     mode: z
       .enum(['none', 'jwt', 'api-key', 'mtls'])
       .optional()
-      .describe('One authentication method. `none`: no authentication, accepted only when listening on loopback.'),
+      .describe(
+        'One authentication method. `none`: no authentication, accepted only when listening on loopback.',
+      ),
     modes: z
       .array(authMethod)
       .min(1)
@@ -176,7 +184,9 @@ export const authSchema = z
     publicUrl: z
       .url({ protocol: /^https?$/ })
       .optional()
-      .describe('Base URL clients use (e.g. https://mcp.example.com): the `resource` of the OAuth metadata. Default: from the request.'),
+      .describe(
+        'Base URL clients use (e.g. https://mcp.example.com): the `resource` of the OAuth metadata. Default: from the request.',
+      ),
     authorizationServers: z
       .array(z.url())
       .optional()
@@ -210,7 +220,10 @@ export const authSchema = z
 
 const argumentConstraint = z
   .object({
-    enum: z.array(z.union([z.string(), z.number(), z.boolean()])).min(1).optional(),
+    enum: z
+      .array(z.union([z.string(), z.number(), z.boolean()]))
+      .min(1)
+      .optional(),
     pattern: z
       .string()
       .refine((p) => {
@@ -241,7 +254,10 @@ const policyRule = z
     servers: z.array(glob).default(['*']).describe('Servers the rule covers.'),
     tools: z.array(glob).optional().describe('Backend tool names the rule covers.'),
     prompts: z.array(glob).optional().describe('Backend prompt names the rule covers.'),
-    resources: z.array(glob).optional().describe('Backend resource URIs (and URI templates) the rule covers.'),
+    resources: z
+      .array(glob)
+      .optional()
+      .describe('Backend resource URIs (and URI templates) the rule covers.'),
     arguments: z
       .record(z.string(), argumentConstraint)
       .optional()
@@ -304,7 +320,9 @@ export const validationSchema = z
     toolArguments: z
       .boolean()
       .default(true)
-      .describe("tools/call arguments are checked against the tool's inputSchema before forwarding (-32602 on violations)."),
+      .describe(
+        "tools/call arguments are checked against the tool's inputSchema before forwarding (-32602 on violations).",
+      ),
   })
   .strict()
   .prefault({});
@@ -315,7 +333,12 @@ const corsSchema = z
       .array(z.string().regex(/^https?:\/\/[^/]+$/, 'an origin: scheme://host[:port]'))
       .default([])
       .describe('Browser origins allowed to call the gateway (CORS); none: no CORS headers at all.'),
-    maxAgeSec: z.number().int().min(0).default(600).describe('How long a browser may cache a preflight answer.'),
+    maxAgeSec: z
+      .number()
+      .int()
+      .min(0)
+      .default(600)
+      .describe('How long a browser may cache a preflight answer.'),
   })
   .strict()
   .prefault({});
@@ -332,8 +355,13 @@ export const httpSecurityKeys = {
     .object({
       pattern: z
         .string()
-        .regex(/^[a-z0-9.-]*\{service\}[a-z0-9.-]*$/, 'a host name containing {service}, e.g. {service}-mcp.example.com')
-        .describe('Host names that each serve one server: `{service}-mcp.example.com` serves /servers/{service}/mcp at /mcp.'),
+        .regex(
+          /^[a-z0-9.-]*\{service\}[a-z0-9.-]*$/,
+          'a host name containing {service}, e.g. {service}-mcp.example.com',
+        )
+        .describe(
+          'Host names that each serve one server: `{service}-mcp.example.com` serves /servers/{service}/mcp at /mcp.',
+        ),
     })
     .strict()
     .optional()

@@ -62,7 +62,8 @@ export class RedisApiKeyStore implements ApiKeyStore {
 
   async get(id: string): Promise<ApiKeyRecord | undefined> {
     const hit = this.cache.get(id);
-    if (hit && this.subscribed && Date.now() - hit.at < this.ttlMs) return hit.record && structuredClone(hit.record);
+    if (hit && this.subscribed && Date.now() - hit.at < this.ttlMs)
+      return hit.record && structuredClone(hit.record);
     const at = Date.now();
     const json = await this.client.client.hget(this.hashKey, id);
     const record = json ? (JSON.parse(json) as ApiKeyRecord) : undefined;
@@ -71,7 +72,7 @@ export class RedisApiKeyStore implements ApiKeyStore {
       // Bounded: ids are attacker-chosen, so unknown ones must not grow the cache without limit.
       if (this.cache.size > 10_000) this.cache.delete(this.cache.keys().next().value!);
     }
-    return record;
+    return record && structuredClone(record);
   }
 
   async put(record: ApiKeyRecord): Promise<void> {
