@@ -148,7 +148,8 @@ export const ERRORS = {
   GW_UNAUTHENTICATED: {
     http: 401,
     rpc: RpcCode.ConnectionClosed,
-    message: 'Unauthorized: a credential is required (Authorization: Bearer, X-API-Key or a client certificate)',
+    message:
+      'Unauthorized: a credential is required (Authorization: Bearer, X-API-Key or a client certificate)',
   },
   GW_INVALID_TOKEN: {
     http: 401,

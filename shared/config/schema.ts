@@ -3,7 +3,13 @@
  * problem reported together with its path, then frozen. `docs/configuration.md` is generated from it.
  */
 import { z } from 'zod';
-import { authSchema, httpSecurityKeys, piiSchema, policySchema, validationSchema } from './security-schema.js';
+import {
+  authSchema,
+  httpSecurityKeys,
+  piiSchema,
+  policySchema,
+  validationSchema,
+} from './security-schema.js';
 
 /** Server names become tool prefixes: no `__`, no leading or trailing `_`, so `{server}__{tool}` parses back. */
 const serverName = z
