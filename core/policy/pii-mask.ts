@@ -11,7 +11,9 @@ import { globMatcher, type GlobMatcher } from './glob.js';
 type Detector = (text: string) => string;
 
 const EMAIL = /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g;
-const CARD = /(?<![\d])\d(?:[ -]?\d){12,18}(?![\d])/g;
+// Grouped 4-4-4-4(+), Amex 4-6-5, or a plain run: a greedy "digits and separators" pattern would swallow
+// a neighbouring number and then fail Luhn.
+const CARD = /(?<!\d)(?:\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{5}|\d{13,19})(?!\d)/g;
 const IBAN = /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b/g;
 
 export function luhnValid(digits: string): boolean {
