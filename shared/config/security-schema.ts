@@ -101,17 +101,20 @@ const jwtSchema = z
 
 const declaredKey = z
   .object({
-    id: z.string().regex(/^[A-Za-z0-9]{6,32}$/, 'letters and digits, 6 to 32'),
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9]{6,32}$/, 'letters and digits, 6 to 32')
+      .describe('The `<id>` of `mcpgw_<id>_<secret>`.'),
     hash: z
       .string()
       .regex(/^hmac-sha256:[A-Za-z0-9_-]{43}$/, 'a hash printed by `mcpgw keys create` (hmac-sha256:...)')
       .describe('The key hash (never the key itself).'),
     owner: z.string().min(1).describe('Subject of the principal the key authenticates.'),
-    tenant: tenantName.default('default'),
-    roles: nameList.default([]),
-    scopes: nameList.default([]),
+    tenant: tenantName.default('default').describe("The caller's tenant."),
+    roles: nameList.default([]).describe("The caller's roles."),
+    scopes: nameList.default([]).describe("The caller's scopes."),
     expiresAt: z.iso.datetime().optional().describe('ISO 8601; the key is refused from then on.'),
-    revoked: z.boolean().default(false),
+    revoked: z.boolean().default(false).describe('A revoked key is refused.'),
   })
   .strict();
 
@@ -245,8 +248,11 @@ const argumentConstraint = z
 
 const policyRule = z
   .object({
-    description: z.string().optional(),
-    effect: z.enum(['allow', 'deny']).default('allow'),
+    description: z.string().optional().describe('Free text for operators.'),
+    effect: z
+      .enum(['allow', 'deny'])
+      .default('allow')
+      .describe('`deny` beats any `allow` covering the same item.'),
     roles: nameList.optional().describe('The caller has at least one of these roles.'),
     scopes: nameList.optional().describe('The caller has every one of these scopes.'),
     tenants: nameList.optional().describe("The caller's tenant is one of these."),
