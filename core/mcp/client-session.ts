@@ -86,8 +86,9 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     return this.scope === AGGREGATE;
   }
 
+  /** Whether this session hears about `server` (log messages, list changes): never another tenant's. */
   uses(server: string): boolean {
-    return this.isAggregate || this.scope === server;
+    return this.isAggregate ? this.access.serverVisible(server) : this.scope === server;
   }
 
   /** Backends this session can see, in config order. */

@@ -233,6 +233,41 @@ describe('per-caller authorization, tenancy and filters', () => {
     assert.match(JSON.stringify(fine.content), /hello/);
   });
 
+  test('2026-07-28 requests carry the same caller: filtered lists, hidden tools unknown, 401 without a key', async () => {
+    const modern = (who: Caller | undefined, method: string, params: object = {}) =>
+      raw(`${gw.url}/mcp`, {
+        headers: {
+          ...MCP_HEADERS,
+          ...(who ? { 'x-api-key': keys[who].key } : {}),
+          'mcp-protocol-version': '2026-07-28',
+          'mcp-method': method,
+          ...('name' in params ? { 'mcp-name': String((params as { name: string }).name) } : {}),
+        },
+        body: {
+          jsonrpc: '2.0',
+          id: 1,
+          method,
+          params: {
+            ...params,
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientCapabilities': {},
+              'io.modelcontextprotocol/clientInfo': { name: 'modern', version: '1' },
+            },
+          },
+        },
+      });
+    const list = await modern('bob', 'tools/list');
+    assert.equal(list.status, 200, list.text);
+    assert.deepEqual(list.json.result.tools.map((t: any) => t.name).sort(), [
+      'files__lookup',
+      'files__whoami',
+    ]);
+    const hidden = await modern('bob', 'tools/call', { name: 'files__echo', arguments: { text: 'x' } });
+    assert.equal(hidden.json.error.data.code, 'GW_UNKNOWN_TOOL');
+    assert.equal((await modern(undefined, 'tools/list')).status, 401);
+  });
+
   test('personal data is masked in text, embedded resources and structuredContent; the result stays valid', async () => {
     const alice = await as('alice'); // the v1 SDK client validates the result shape
     const r: any = await alice.callTool({ name: 'files__leak', arguments: {} });
