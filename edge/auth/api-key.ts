@@ -51,7 +51,13 @@ export class ApiKeyAuthenticator {
   async verify(key: string): Promise<ApiKeyCheck> {
     const parsed = parseApiKey(key);
     if (!parsed) return { ok: false, reason: 'malformed API key' };
-    const record = this.declared.get(parsed.id) ?? (await this.store.get(parsed.id));
+    let record: ApiKeyRecord | undefined;
+    try {
+      record = this.declared.get(parsed.id) ?? (await this.store.get(parsed.id));
+    } catch {
+      // Refused, never let through: a key that cannot be checked is not a valid key right now.
+      return { ok: false, reason: 'the API key could not be checked (key store unavailable)' };
+    }
     // The same work whether or not the id exists, so that timing does not tell which ids exist.
     const expected = Buffer.from(record?.hash ?? 'hmac-sha256:' + 'A'.repeat(43));
     const actual = Buffer.from(hashApiKeySecret(this.pepper, parsed.id, parsed.secret));

@@ -30,7 +30,10 @@ export function challenge(
 ): string {
   const parts: string[] = [];
   if (config.auth.jwt)
-    parts.push(`resource_metadata="${publicBase(config, req)}${METADATA_PATH}${resourcePath(req.url)}"`);
+    // The URL the client called (before Host-header routing rewrote it): the resource it must match.
+    parts.push(
+      `resource_metadata="${publicBase(config, req)}${METADATA_PATH}${resourcePath(req.originalUrl)}"`,
+    );
   else parts.push('realm="mcpgw"');
   if (failure.error) {
     parts.push(`error="${failure.error}"`);

@@ -51,7 +51,7 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     // Node answers 431 itself beyond this, before any of the gateway's code runs.
     http: { maxHeaderSize: o.config.http.maxHeaderBytes },
     clientErrorHandler: (err: Error & { code?: string }, socket: import('node:net').Socket) => {
-      if (socket.destroyed) return;
+      if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
       const ge = new GatewayError(
         err.code === 'HPE_HEADER_OVERFLOW' ? 'GW_HEADERS_TOO_LARGE' : 'GW_INVALID_REQUEST',
       );

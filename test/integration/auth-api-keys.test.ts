@@ -256,6 +256,29 @@ describe('config-declared keys and combined modes', () => {
   });
 });
 
+describe('the key store down', () => {
+  test('an API key that cannot be checked is a 401 (not a 500), without a hang', async () => {
+    const { freePort } = await import('../helpers/net.js');
+    const gw = await startGateway({
+      auth: { mode: 'api-key', apiKeys: { pepper: PEPPER, store: 'redis' } },
+      redis: { url: `redis://127.0.0.1:${await freePort()}`, keyPrefix: 'mcpgw-test-down' },
+      servers: [secureServer('files')],
+    });
+    try {
+      const started = Date.now();
+      const r = await raw(`${gw.url}/mcp`, {
+        headers: { ...MCP_HEADERS, 'x-api-key': generateApiKey(PEPPER).key },
+        body: INIT,
+      });
+      assert.equal(r.status, 401);
+      assert.match(r.headers.get('www-authenticate')!, /key store unavailable/);
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 async function startGatewayWithKeys(
   doc: Record<string, unknown>,
   store: RedisApiKeyStore,

@@ -237,6 +237,43 @@ describe('JWT authentication', () => {
   });
 });
 
+describe('JWT with Host-header routing', () => {
+  test('the challenge names the metadata of the URL the client called, and that metadata names it', async () => {
+    const jwks = await new JwksServer().start();
+    jwks.keys = [await signingKey('k1')];
+    const gw = await startGateway({
+      ...jwtConfig(jwks.url),
+      http: { hostRouting: { pattern: '{service}-mcp.example.test' } },
+    });
+    try {
+      const { request } = await import('node:http');
+      const get = (path: string, method = 'GET') =>
+        new Promise<{ status: number; headers: any; body: string }>((resolve, reject) => {
+          const req = request(
+            `${gw.url}${path}`,
+            { method, headers: { ...MCP_HEADERS, host: 'files-mcp.example.test' } },
+            (res) => {
+              let body = '';
+              res.on('data', (d) => (body += d));
+              res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+            },
+          );
+          req.on('error', reject);
+          req.end(method === 'POST' ? JSON.stringify(INIT) : undefined);
+        });
+      const refused = await get('/mcp', 'POST');
+      assert.equal(refused.status, 401);
+      const url = /resource_metadata="([^"]+)"/.exec(refused.headers['www-authenticate'])![1]!;
+      assert.equal(url, 'http://files-mcp.example.test/.well-known/oauth-protected-resource/mcp');
+      const meta = JSON.parse((await get(new URL(url).pathname)).body);
+      assert.equal(meta.resource, 'http://files-mcp.example.test/mcp');
+    } finally {
+      await gw.close();
+      await jwks.stop();
+    }
+  });
+});
+
 describe('JWKS trouble', () => {
   test('JWKS endpoint down: 401 (not 500), at once', async () => {
     const key = await signingKey('k1');
