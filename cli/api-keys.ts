@@ -11,9 +11,10 @@ import type { ApiKeyRecord, ApiKeyStore } from '../shared/ports/api-key-store.js
 import { generateApiKey } from '../edge/auth/api-key.js';
 
 /** The store of `auth.apiKeys`, or undefined when API keys are not configured. */
-export function apiKeyStoreFor(config: GatewayConfig): ApiKeyStore | undefined {
+export function apiKeyStoreFor(config: GatewayConfig, forCli = false): ApiKeyStore | undefined {
   const c = config.auth.apiKeys;
-  if (!c) return undefined;
+  const a = config.auth;
+  if (!c || (!forCli && !(a.mode === 'api-key' || a.modes?.includes('api-key')))) return undefined;
   if (c.store === 'redis')
     return new RedisApiKeyStore(config.redis!.url, {
       keyPrefix: config.redis!.keyPrefix,
@@ -66,7 +67,7 @@ export async function keysCommand(argv: string[], config: GatewayConfig, io: Key
     );
     return 1;
   }
-  const store = apiKeyStoreFor(config)!;
+  const store = apiKeyStoreFor(config, true)!;
   try {
     switch (sub) {
       case 'create': {

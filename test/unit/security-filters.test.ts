@@ -193,3 +193,31 @@ describe('host routing', () => {
     assert.equal(r.matches('x.example.com'), false);
   });
 });
+
+describe('sessions and tenancy in the core', () => {
+  test('a session hears about (logs, list changes) only the servers its caller may see', async () => {
+    const { GatewayCore } = await import('../../core/mcp/gateway-core.js');
+    const { createLogger } = await import('../../shared/log.js');
+    const core = new GatewayCore({
+      config: cfg({ servers: [srv('shared'), srv('acme-crm', 'acme'), srv('globex-db', 'globex')] }),
+      log: createLogger('silent'),
+    });
+    const open = (tenant: string, scope = 'aggregate') =>
+      core.openSession({
+        id: `s-${tenant}-${scope}`,
+        principal: `${tenant}:u`,
+        identity: who({ tenant }),
+        scope,
+        unrelated: { send: () => {} },
+      }) as unknown as { uses(server: string): boolean };
+    const acme = open('acme');
+    assert.deepEqual(
+      ['shared', 'acme-crm', 'globex-db'].map((s) => acme.uses(s)),
+      [true, true, false],
+    );
+    assert.equal(core.hasScope('globex-db', who({ tenant: 'acme' })), false);
+    assert.equal(core.hasScope('globex-db', who({ tenant: 'globex' })), true);
+    assert.throws(() => open('acme', 'globex-db'), /Unknown server/);
+    await core.close();
+  });
+});
