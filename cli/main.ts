@@ -121,9 +121,13 @@ async function main(argv: string[]): Promise<number> {
 
 /** `mcpgw keys ...`: its own flags, against the store the config names. */
 async function keysMain(argv: string[]): Promise<number> {
-  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
+  if (argv.length === 0) {
+    process.stderr.write(`mcpgw: keys needs a subcommand\n\n${KEYS_HELP}`);
+    return 2;
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(KEYS_HELP);
-    return argv.length === 0 ? 2 : 0;
+    return 0;
   }
   const i = argv.findIndex((a) => a === '--config' || a === '-c');
   const file = (i >= 0 ? argv[i + 1] : undefined) ?? process.env.MCPGW_CONFIG;
