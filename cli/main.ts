@@ -12,6 +12,7 @@ import { configBaseDir, startSingleNode } from './single.js';
 import { renderConfigDocs } from './config-docs.js';
 import { auditExport, auditPrune, auditVerify, auditVerifyEvidence, UsageError } from './audit.js';
 import { vaultList, vaultPut, vaultRotateKey } from './vault.js';
+import { KEYS_HELP, keysCommand } from './api-keys.js';
 
 const HELP = `mcpgw - a federated, hierarchical MCP gateway
 
@@ -38,6 +39,7 @@ Usage:
                                    Re-encrypt every credential with the current key (MCPGW_VAULT_KEY or
                                    vault.keyFile); older keys come from MCPGW_VAULT_PREVIOUS_KEYS or
                                    vault.previousKeyFiles
+  mcpgw keys create|list|revoke|rotate --config FILE ...   API keys (mcpgw keys --help)
   mcpgw --help | --version
 
 Times (T) are ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z.
@@ -59,6 +61,7 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'keys') return keysMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -192,6 +195,40 @@ async function guarded(fn: () => Promise<number>): Promise<number> {
     }
     process.stderr.write(`mcpgw: ${(err as Error)?.message ?? String(err)}\n`);
     return 1;
+  }
+}
+
+/** `mcpgw keys ...`: its own flags, against the store the config names. */
+async function keysMain(argv: string[]): Promise<number> {
+  if (argv.length === 0) {
+    process.stderr.write(`mcpgw: keys needs a subcommand\n\n${KEYS_HELP}`);
+    return 2;
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(KEYS_HELP);
+    return 0;
+  }
+  const i = argv.findIndex((a) => a === '--config' || a === '-c');
+  const file = (i >= 0 ? argv[i + 1] : undefined) ?? process.env.MCPGW_CONFIG;
+  if (!file) return usage('keys needs --config FILE');
+  let cfg;
+  try {
+    cfg = await loadConfigFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  try {
+    return await keysCommand(argv, cfg, {
+      out: (t) => process.stdout.write(t),
+      err: (t) => process.stderr.write(t),
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usage((err as Error).message);
+    throw err;
   }
 }
 

@@ -22,6 +22,8 @@ import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.j
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp } from '../edge/http/app.js';
 import { openNodeStores, serversToStart, type NodeStores } from './stores.js';
+import { apiKeyStoreFor } from './api-keys.js';
+import type { ApiKeyStore } from '../shared/ports/api-key-store.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -38,6 +40,8 @@ export interface StartOptions {
   baseDir?: string;
   /** Wait for every backend's first connection attempt before listening. */
   waitForBackends?: boolean;
+  /** The API key store to use instead of the one the config names (it stays the caller's to close). */
+  apiKeys?: ApiKeyStore;
 }
 
 export async function loadPlugins(
@@ -97,7 +101,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
-  const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log });
+  const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
+  const apiKeys = opts.apiKeys ?? ownKeys;
+  const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log, apiKeys });
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -124,7 +130,14 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       (closed ??= (async () => {
         await app.close();
         await core.close();
-        await Promise.all([sessions.close(), events.close(), stores.close(), bus.close(), replicas?.close()]);
+        await Promise.all([
+          sessions.close(),
+          events.close(),
+          stores.close(),
+          bus.close(),
+          replicas?.close(),
+          ownKeys?.close(),
+        ]);
       })()),
   };
 }

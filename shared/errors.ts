@@ -109,11 +109,6 @@ export const ERRORS = {
   },
   GW_FORBIDDEN_ORIGIN: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Origin not allowed' },
   GW_FORBIDDEN_HOST: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Host not allowed' },
-  GW_SESSION_FORBIDDEN: {
-    http: 403,
-    rpc: RpcCode.ConnectionClosed,
-    message: 'Forbidden: the session belongs to another principal',
-  },
   GW_UNKNOWN_SERVER: { http: 404, rpc: RpcCode.InvalidParams, message: 'Unknown server' },
   GW_BACKEND_UNAVAILABLE: { http: 200, rpc: RpcCode.InternalError, message: 'Backend unavailable' },
   GW_BACKEND_PROTOCOL_ERROR: {
@@ -161,6 +156,38 @@ export const ERRORS = {
     message: 'The upstream credential is missing, cannot be decrypted, or could not be refreshed',
   },
   // ---- end of stores, vault and audit
+  // ---- edge security (authentication, authorization, filters)
+  GW_UNAUTHENTICATED: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message:
+      'Unauthorized: a credential is required (Authorization: Bearer, X-API-Key or a client certificate)',
+  },
+  GW_INVALID_TOKEN: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the credential is invalid, expired or revoked',
+  },
+  GW_INSUFFICIENT_SCOPE: {
+    http: 403,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Forbidden: the credential lacks a required scope',
+  },
+  GW_INVALID_ARGUMENTS: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: "Invalid params: the arguments do not match the tool's inputSchema",
+  },
+  GW_ARGUMENT_DENIED: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: 'Invalid params: an argument value is not allowed for this caller',
+  },
+  GW_HEADERS_TOO_LARGE: {
+    http: 431,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Request Header Fields Too Large',
+  },
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
   // 2026 backends (docs/adr/0004-protocol-eras.md (c), (d))
   GW_TOO_MANY_INPUT_ROUNDS: {

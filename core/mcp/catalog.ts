@@ -36,6 +36,7 @@ export class CatalogCache {
   private readonly cache = new WeakMap<BackendClient, Map<ListKind, Promise<JsonObject[]>>>();
   /** 2026 backends' cache hints (the least `ttlMs` of a list's pages) and when each list was fetched. */
   private readonly hints = new WeakMap<BackendClient, Map<ListKind, { ttlMs: number; at: number }>>();
+  private readonly indexes = new WeakMap<JsonObject[], Map<string, JsonObject>>();
 
   constructor(private readonly timeoutMs: (server: string) => number) {}
 
@@ -68,6 +69,21 @@ export class CatalogCache {
     const caps = client.initializeResult?.capabilities as
       Record<string, { listChanged?: unknown }> | undefined;
     return caps?.[LIST_CAPABILITY[kind]]?.listChanged === true;
+  }
+
+  /** One item of a backend's list by name (tools, prompts) from the cached catalog. */
+  async find(
+    client: BackendClient,
+    kind: 'tools' | 'prompts',
+    name: string,
+  ): Promise<JsonObject | undefined> {
+    const items = await this.list(client, kind);
+    let index = this.indexes.get(items);
+    if (!index) {
+      index = new Map(items.map((it) => [String(it.name), it]));
+      this.indexes.set(items, index);
+    }
+    return index.get(name);
   }
 
   invalidate(client: BackendClient, kinds: readonly ListKind[]): void {

@@ -24,6 +24,9 @@ import { ModernBackendClient } from '../backends/modern-client.js';
 import { legacyResult } from '../../shared/mcp/eras.js';
 import { isInputRequired, serveInputRounds } from './input-rounds.js';
 import type { ServerBackend, SessionOwner } from '../backends/server-backend.js';
+import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
+import type { CallerAccess, ItemKind } from '../policy/access-control.js';
+import { maskToolResult } from '../policy/pii-mask.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
 import { matchUriTemplate } from './uri-template.js';
@@ -76,19 +79,28 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     readonly scope: string,
     readonly unrelated: MessageSink,
     private readonly core: GatewayCore,
-  ) {}
+    /** The caller in full; what it may see and use is decided once, here. */
+    readonly identity: Principal = ANONYMOUS,
+  ) {
+    this.access = core.access.forPrincipal(identity);
+  }
+
+  private readonly access: CallerAccess;
 
   get isAggregate(): boolean {
     return this.scope === AGGREGATE;
   }
 
+  /** Whether this session hears about `server` (log messages, list changes): never another tenant's. */
   uses(server: string): boolean {
-    return this.isAggregate || this.scope === server;
+    return this.isAggregate ? this.access.serverVisible(server) : this.scope === server;
   }
 
   /** Backends this session can see, in config order. */
   private backends(): ServerBackend[] {
-    return this.isAggregate ? this.core.backendList() : [this.core.backend(this.scope)!];
+    return this.isAggregate
+      ? this.core.backendList().filter((b) => this.access.serverVisible(b.name))
+      : [this.core.backend(this.scope)!];
   }
 
   request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined> {
@@ -126,13 +138,21 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         if (typeof params.name !== 'string')
           throw new GatewayError('GW_INVALID_PARAMS', `${req.method}: "name" must be a string`);
         const target = await this.resolveName(kind, params.name);
-        if (!target)
-          throw new GatewayError(
+        const unknown = () =>
+          new GatewayError(
             kind === 'tools' ? 'GW_UNKNOWN_TOOL' : 'GW_UNKNOWN_PROMPT',
             `Unknown ${kind === 'tools' ? 'tool' : 'prompt'}: ${params.name}`,
             { name: params.name },
           );
-        return this.forward(target.server, req, { ...params, name: target.name }, sink);
+        if (!target || !this.access.itemVisible(kind, target.server, target.name)) throw unknown();
+        if (kind === 'prompts')
+          return this.forward(target.server, req, { ...params, name: target.name }, sink);
+        await this.admitToolCall(target.server, target.name, params.arguments, unknown);
+        return this.maskResult(
+          target.server,
+          target.name,
+          await this.forward(target.server, req, { ...params, name: target.name }, sink),
+        );
       }
       case 'resources/read':
       case 'resources/subscribe':
@@ -188,6 +208,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
 
   private async forwardScoped(req: JsonRpcRequest, sink: MessageSink): Promise<JsonRpcResponse | undefined> {
     const backend = this.backends()[0]!;
+    if (this.access.filtersItems) {
+      const unknown = this.hiddenScopedItem(backend.name, req);
+      if (unknown) throw unknown;
+    }
     if (backend.shared) {
       // Per-client state of a shared process is kept by the gateway (see docs/architecture.md).
       if (req.method === 'logging/setLevel') return this.setLevel(req, [backend]);
@@ -198,7 +222,105 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         return this.resourceRequest(req, uri, sink, backend.name);
       }
     }
-    return this.forward(backend.name, req, req.params, sink);
+    if (req.method === 'tools/call' && typeof req.params?.name === 'string') {
+      const name = req.params.name;
+      await this.admitToolCall(
+        backend.name,
+        name,
+        req.params.arguments,
+        () => new GatewayError('GW_UNKNOWN_TOOL', `Unknown tool: ${name}`, { name }),
+      );
+      return this.maskResult(backend.name, name, await this.forward(backend.name, req, req.params, sink));
+    }
+    const res = await this.forward(backend.name, req, req.params, sink);
+    const listed = SCOPED_LISTS[req.method];
+    return listed && this.access.filtersItems ? this.filterPage(res, backend.name, listed) : res;
+  }
+
+  /** On /servers/{name}/mcp, what the policy hides gets the answer of what does not exist. */
+  private hiddenScopedItem(server: string, req: JsonRpcRequest): GatewayError | undefined {
+    const p = req.params ?? {};
+    if (
+      req.method === 'prompts/get' &&
+      typeof p.name === 'string' &&
+      !this.access.itemVisible('prompts', server, p.name)
+    )
+      return new GatewayError('GW_UNKNOWN_PROMPT', `Unknown prompt: ${p.name}`, { name: p.name });
+    if (
+      (req.method === 'resources/read' || req.method === 'resources/subscribe') &&
+      typeof p.uri === 'string' &&
+      !this.access.itemVisible('resources', server, p.uri)
+    )
+      return new GatewayError('GW_UNKNOWN_RESOURCE', `Resource not found: ${p.uri}`, { uri: p.uri });
+    return undefined;
+  }
+
+  /** A backend's list page on /servers/{name}/mcp without what this caller may not see. */
+  private filterPage(
+    res: JsonRpcResponse | undefined,
+    server: string,
+    listed: { kind: ListKind; key: string },
+  ): JsonRpcResponse | undefined {
+    if (!res || 'error' in res || !Array.isArray(res.result[listed.kind])) return res;
+    const items = (res.result[listed.kind] as JsonObject[]).filter((it) =>
+      this.visible(listed.kind, server, it),
+    );
+    return { ...res, result: { ...res.result, [listed.kind]: items } };
+  }
+
+  private visible(kind: ListKind, server: string, item: JsonObject): boolean {
+    const itemKind: ItemKind = kind === 'resourceTemplates' ? 'resources' : kind;
+    const key = kind === 'resources' ? item.uri : kind === 'resourceTemplates' ? item.uriTemplate : item.name;
+    return this.access.itemVisible(itemKind, server, String(key));
+  }
+
+  /**
+   * Before a tools/call leaves the gateway: the tool must exist for this caller (hidden = unknown, the same
+   * error), its arguments must satisfy the caller's policy constraints and the tool's inputSchema.
+   */
+  private async admitToolCall(
+    server: string,
+    name: string,
+    args: unknown,
+    unknown: () => GatewayError,
+  ): Promise<void> {
+    if (!this.access.itemVisible('tools', server, name)) throw unknown();
+    const validator = this.core.argumentValidator;
+    if (!validator && !this.access.filtersItems) return;
+    const backend = this.core.backend(server)!;
+    const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
+    const def = this.core.catalog.declares(client, 'tools')
+      ? await this.core.catalog.find(client, 'tools', name)
+      : undefined;
+    if (!def) {
+      // On /servers/{name}/mcp without a policy the backend answers for names it does not know.
+      if (this.isAggregate || this.access.filtersItems) throw unknown();
+      return;
+    }
+    const denied = this.access.checkArguments(server, name, args);
+    if (denied.length > 0)
+      throw new GatewayError(
+        'GW_ARGUMENT_DENIED',
+        `Invalid params: ${denied.map((v) => `${v.path} ${v.message}`).join('; ')}`,
+        { violations: denied },
+      );
+    const violations = validator?.check(def.inputSchema, args) ?? [];
+    if (violations.length > 0)
+      throw new GatewayError(
+        'GW_INVALID_ARGUMENTS',
+        `Invalid arguments for tool ${name}: ${violations.map((v) => `${v.path} ${v.message}`).join('; ')}`,
+        { violations },
+      );
+  }
+
+  private maskResult(
+    server: string,
+    tool: string,
+    res: JsonRpcResponse | undefined,
+  ): JsonRpcResponse | undefined {
+    if (!res || 'error' in res || !this.core.pii.enabled) return res;
+    const mask = this.core.pii.maskerFor(this.identity.tenant, server, tool);
+    return mask ? { ...res, result: maskToolResult(res.result, mask) } : res;
   }
 
   // ---------------------------------------------------------------- the aggregate view
@@ -228,7 +350,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
           if (!this.core.catalog.declares(client, kind)) return { server: b.name, items: [] };
           const items = await this.core.catalog.list(client, kind);
           hints?.push(this.core.catalog.ttlOf(client, kind) ?? this.core.listTtlMs);
-          return { server: b.name, items };
+          return {
+            server: b.name,
+            items: this.access.filtersItems ? items.filter((it) => this.visible(kind, b.name, it)) : items,
+          };
         } catch (err) {
           hints?.push(0);
           this.core.log.debug(
@@ -282,6 +407,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     if (
       split &&
       this.core.backend(split.server) &&
+      this.access.serverVisible(split.server) &&
       isClientSafeName(exposed) &&
       exposedName(split.server, split.name) === exposed
     )
@@ -299,13 +425,17 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   private async resolveUri(uri: string): Promise<{ server: string; uri: string } | undefined> {
     if (!this.isAggregate) return { server: this.scope, uri };
     const fromGateway = parseGatewayUri(uri);
-    if (fromGateway && this.core.backend(fromGateway.server)) return fromGateway;
+    if (fromGateway && this.core.backend(fromGateway.server) && this.access.serverVisible(fromGateway.server))
+      return this.access.itemVisible('resources', fromGateway.server, fromGateway.uri)
+        ? fromGateway
+        : undefined;
     if (!this.resources.has(uri)) await this.collect('resources').catch(() => {});
     const listed = this.resources.get(uri);
     if (listed) return listed;
     if (this.templates.size === 0) await this.collect('resourceTemplates').catch(() => {});
     for (const [server, tpls] of this.templates)
-      if (tpls.some((t) => matchUriTemplate(t, uri))) return { server, uri };
+      if (tpls.some((t) => matchUriTemplate(t, uri)) && this.access.itemVisible('resources', server, uri))
+        return { server, uri };
     return undefined;
   }
 
@@ -352,6 +482,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     uri: string,
   ): Promise<JsonRpcResponse | undefined> {
     for (const b of this.backends()) {
+      if (!this.access.itemVisible('resources', b.name, uri)) continue;
       const client = await b.clientFor(this).catch(() => undefined);
       if (!client || !this.core.catalog.declares(client, 'resources')) continue;
       const res = await this.forward(b.name, req, params, sink);
@@ -380,7 +511,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       throw new GatewayError('GW_INVALID_PARAMS', 'completion/complete: "ref" is required');
     if (ref.type === 'ref/prompt' && typeof ref.name === 'string') {
       const t = await this.resolveName('prompts', ref.name);
-      if (!t) throw new GatewayError('GW_UNKNOWN_PROMPT', `Unknown prompt: ${ref.name}`, { name: ref.name });
+      if (!t || !this.access.itemVisible('prompts', t.server, t.name))
+        throw new GatewayError('GW_UNKNOWN_PROMPT', `Unknown prompt: ${ref.name}`, { name: ref.name });
       return this.forward(t.server, req, { ...params, ref: { ...ref, name: t.name } }, sink);
     }
     if (ref.type === 'ref/resource' && typeof ref.uri === 'string') {
@@ -637,6 +769,13 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
 function clientToken(params: JsonObject | undefined): unknown {
   return (params?._meta as JsonObject | undefined)?.progressToken;
 }
+/** The list methods whose pages /servers/{name}/mcp filters per caller, and where each page's items are. */
+const SCOPED_LISTS: Record<string, { kind: ListKind; key: string }> = {
+  'tools/list': { kind: 'tools', key: 'name' },
+  'prompts/list': { kind: 'prompts', key: 'name' },
+  'resources/list': { kind: 'resources', key: 'uri' },
+  'resources/templates/list': { kind: 'resourceTemplates', key: 'uriTemplate' },
+};
 
 export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 

@@ -38,6 +38,10 @@ import {
   type ServerBackend,
   type SessionOwner,
 } from '../backends/server-backend.js';
+import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
+import { AccessControl } from '../policy/access-control.js';
+import { PiiMasker } from '../policy/pii-mask.js';
+import { ToolArgumentValidator } from '../policy/tool-arguments.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
 import { auditEvent, AUDITED_METHODS } from './audit-record.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
@@ -76,6 +80,11 @@ export class GatewayCore implements CoreService {
   /** The ttlMs a 2025 server contributes to a merged list for a 2026 client. */
   readonly listTtlMs: number;
   readonly replicaId: string;
+  /** Tenancy and policy: what each caller sees and may use. */
+  readonly access: AccessControl;
+  /** tools/call arguments against the tool's inputSchema (absent when validation.toolArguments is off). */
+  readonly argumentValidator: ToolArgumentValidator | undefined;
+  readonly pii: PiiMasker;
   private readonly backends = new Map<string, ServerBackend>();
   private readonly sessions = new Set<ClientSession>();
   /** Calls in flight per server, oldest first: where a shared backend's requests are routed. */
@@ -98,6 +107,11 @@ export class GatewayCore implements CoreService {
     this.listTtlMs = opts.config.aggregate.listTtlMs;
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
+    this.access = new AccessControl(opts.config);
+    this.argumentValidator = opts.config.validation.toolArguments
+      ? new ToolArgumentValidator(opts.log)
+      : undefined;
+    this.pii = new PiiMasker(opts.config.pii);
     const events = this.backendEvents();
     for (const s of opts.config.servers)
       if (s.enabled) this.backends.set(s.name, createBackend(s, events, opts.log));
@@ -122,8 +136,10 @@ export class GatewayCore implements CoreService {
     await Promise.all([...this.backends.values()].map((b) => b.start()));
   }
 
-  hasScope(scope: string): boolean {
-    return scope === 'aggregate' || this.backends.has(scope);
+  hasScope(scope: string, identity?: Principal): boolean {
+    if (scope === 'aggregate') return true;
+    if (!this.backends.has(scope)) return false;
+    return identity === undefined || this.access.forPrincipal(identity).serverVisible(scope);
   }
 
   backend(name: string): ServerBackend | undefined {
@@ -139,9 +155,9 @@ export class GatewayCore implements CoreService {
   }
 
   openSession(o: OpenSessionOptions): CoreSessionHandle {
-    if (!this.hasScope(o.scope))
+    if (!this.hasScope(o.scope, o.identity))
       throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${o.scope}`, { server: o.scope });
-    const s = new ClientSession(o.id, o.principal, o.scope, o.unrelated, this);
+    const s = new ClientSession(o.id, o.principal, o.scope, o.unrelated, this, o.identity ?? ANONYMOUS);
     s.modern = o.modern ?? false;
     this.sessions.add(s);
     if (o.restore) s.restore(o.restore);

@@ -13,6 +13,12 @@ import type { SessionStore } from '../../shared/ports/session-store.js';
 import { LegacySseEndpoint } from './legacy-sse.js';
 import { McpEndpoint } from './mcp-endpoint.js';
 import { hostAllowed, originAllowed } from './origin.js';
+import type { ApiKeyStore } from '../../shared/ports/api-key-store.js';
+import { Authenticator } from '../auth/authenticate.js';
+import { requestPrincipal } from '../auth/request-principal.js';
+import { registerAuthentication } from '../auth/stage.js';
+import { corsHook } from './cors.js';
+import { hostRouter } from './host-routing.js';
 
 export interface EdgeAppOptions {
   config: GatewayConfig;
@@ -23,6 +29,8 @@ export interface EdgeAppOptions {
   /** Other replicas serving the same sessions (absent on a single node). */
   replicas?: ReplicaChannel;
   log: Logger;
+  /** API key records (auth mode api-key). */
+  apiKeys?: ApiKeyStore;
 }
 
 export interface EdgeApp {
@@ -31,9 +39,34 @@ export interface EdgeApp {
 }
 
 export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
+  const routing = o.config.http.hostRouting
+    ? hostRouter(
+        o.config.http.hostRouting.pattern,
+        o.config.servers.map((s) => s.name),
+      )
+    : undefined;
   const app = Fastify({
     logger: false,
     bodyLimit: o.config.http.maxBodyBytes,
+    // Node answers 431 itself beyond this, before any of the gateway's code runs.
+    http: { maxHeaderSize: o.config.http.maxHeaderBytes },
+    clientErrorHandler: (err: Error & { code?: string }, socket: import('node:net').Socket) => {
+      if (socket.destroyed || !socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+      const ge = new GatewayError(
+        err.code === 'HPE_HEADER_OVERFLOW' ? 'GW_HEADERS_TOO_LARGE' : 'GW_INVALID_REQUEST',
+      );
+      const body = JSON.stringify(toRpcError(null, ge));
+      socket.end(
+        `HTTP/1.1 ${ge.httpStatus} ${ge.httpStatus === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+          `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    },
+    ...(routing
+      ? {
+          rewriteUrl: (req: import('node:http').IncomingMessage) =>
+            routing.rewrite(req.headers.host, req.url ?? '/'),
+        }
+      : {}),
     exposeHeadRoutes: false,
     forceCloseConnections: true,
     return503OnClosing: true,
@@ -70,10 +103,13 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/'];
   app.addHook('onRequest', async (req, reply) => {
     if (!guardedPrefixes.some((p) => req.url.startsWith(p))) return;
-    const { allowedHosts, allowedOrigins } = o.config.http;
-    const code = !hostAllowed(req.headers.host, allowedHosts)
+    const { allowedHosts, allowedOrigins, cors } = o.config.http;
+    const code = !(hostAllowed(req.headers.host, allowedHosts) || routing?.matches(req.headers.host))
       ? 'GW_FORBIDDEN_HOST'
-      : !originAllowed(req.headers.origin, allowedOrigins)
+      : !(
+            originAllowed(req.headers.origin, allowedOrigins) ||
+            cors.origins.includes(req.headers.origin ?? '')
+          )
         ? 'GW_FORBIDDEN_ORIGIN'
         : undefined;
     if (!code) return;
@@ -84,10 +120,24 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
       .send(JSON.stringify(toRpcError(null, ge)));
   });
 
-  const scopeOf = (params: unknown): string | undefined => {
-    const name = (params as { name?: string }).name;
+  // The request policies after Host/Origin, in order:
+  // cors: answers preflights and marks responses readable before anything can refuse them, so that a
+  // browser client can read a 401's WWW-Authenticate.
+  if (o.config.http.cors.origins.length > 0)
+    app.addHook('onRequest', corsHook(o.config.http.cors.origins, o.config.http.cors.maxAgeSec));
+  // authenticate: who is calling, before the body is read; every later stage reads the Principal.
+  registerAuthentication(app, {
+    config: o.config,
+    authenticator: new Authenticator(o.config, { apiKeys: o.apiKeys }),
+    guardedPrefixes,
+    log: o.log,
+  });
+
+  // A server of another tenant, or one the policy hides, does not exist for this caller: 404.
+  const scopeOf = (req: import('fastify').FastifyRequest): string | undefined => {
+    const name = (req.params as { name?: string }).name;
     if (name === undefined) return 'aggregate';
-    return o.core.hasScope(name) && name !== 'aggregate' ? name : undefined;
+    return o.core.hasScope(name, requestPrincipal(req.raw)) && name !== 'aggregate' ? name : undefined;
   };
   const unknownServer = (reply: import('fastify').FastifyReply, params: unknown) => {
     const ge = new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${(params as { name?: string }).name}`);
@@ -99,15 +149,15 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
 
   for (const url of mcpPaths) {
     app.post(url, async (req, reply) => {
-      const scope = scopeOf(req.params);
+      const scope = scopeOf(req);
       return scope ? endpoint.post(req, reply, scope) : unknownServer(reply, req.params);
     });
     app.get(url, async (req, reply) => {
-      const scope = scopeOf(req.params);
+      const scope = scopeOf(req);
       return scope ? endpoint.get(req, reply, scope) : unknownServer(reply, req.params);
     });
     app.delete(url, async (req, reply) => {
-      const scope = scopeOf(req.params);
+      const scope = scopeOf(req);
       return scope ? endpoint.delete(req, reply, scope) : unknownServer(reply, req.params);
     });
     app.route({
@@ -131,11 +181,11 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     ['/servers/:name/sse', '/servers/:name/message'],
   ] as const) {
     app.get(stream, async (req, reply) => {
-      const scope = scopeOf(req.params);
+      const scope = scopeOf(req);
       return scope ? legacy.open(req, reply, scope) : unknownServer(reply, req.params);
     });
     app.post(message, async (req, reply) => {
-      const scope = scopeOf(req.params);
+      const scope = scopeOf(req);
       return scope ? legacy.post(req, reply, scope) : unknownServer(reply, req.params);
     });
   }

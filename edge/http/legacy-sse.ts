@@ -18,6 +18,8 @@ import {
   type JsonRpcResponse,
 } from '../../shared/mcp/jsonrpc.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import { principalKey } from '../../shared/identity/principal.js';
+import { requestPrincipal } from '../auth/request-principal.js';
 import { openSse, sseEvent } from './sse.js';
 
 /** Below the idle timeouts of common proxies, so an open but quiet stream is not cut. */
@@ -69,6 +71,7 @@ export class LegacySseEndpoint {
       session.core = this.o.core.openSession({
         id,
         principal: session.principal,
+        identity: requestPrincipal(req.raw),
         scope,
         unrelated: this.sinkOf(session),
       });
@@ -152,14 +155,15 @@ export class LegacySseEndpoint {
     const sid = (req.query as { sessionId?: unknown } | undefined)?.sessionId;
     if (typeof sid !== 'string' || sid === '') return void this.refuse(reply, 'GW_SESSION_ID_REQUIRED', id);
     const s = this.live.get(sid);
-    if (!s || s.scope !== scope) return void this.refuse(reply, 'GW_SESSION_NOT_FOUND', id);
-    if (s.principal !== this.principalOf(req)) return void this.refuse(reply, 'GW_SESSION_FORBIDDEN', id);
+    // Another caller's session does not exist for this one (the same 404: ids cannot be probed).
+    if (!s || s.scope !== scope || s.principal !== this.principalOf(req))
+      return void this.refuse(reply, 'GW_SESSION_NOT_FOUND', id);
     return s;
   }
 
-  /** auth.mode none: every caller is the same anonymous principal, as on the Streamable HTTP endpoint. */
-  private principalOf(_req: FastifyRequest): string {
-    return 'anonymous';
+  /** The key sessions are bound to, from the Principal the authenticate stage established. */
+  private principalOf(req: FastifyRequest): string {
+    return principalKey(requestPrincipal(req.raw));
   }
 
   private refuse(

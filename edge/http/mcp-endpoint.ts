@@ -23,6 +23,8 @@ import type { EventStore } from '../../shared/ports/event-store.js';
 import type { ReplicaChannel, ReplicaMessage } from '../../shared/ports/replica-channel.js';
 import { replicaOfRequestId } from '../../shared/mcp/request-ids.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import { principalKey, type Principal } from '../../shared/identity/principal.js';
+import { requestPrincipal } from '../auth/request-principal.js';
 import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 
@@ -102,9 +104,10 @@ export class McpEndpoint {
     if (Array.isArray(msg)) return this.refuse(reply, 'GW_BATCH_UNSUPPORTED');
     const kind = classify(msg);
     if (kind === 'invalid') return this.refuse(reply, 'GW_INVALID_REQUEST', idOf(msg));
-    const principal = this.principalOf(req);
+    const identity = requestPrincipal(req.raw);
+    const principal = principalKey(identity);
     // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
-    if (hasModernEnvelope(msg)) return this.modern.post(req, reply, scope, msg as JsonRpcMessage, principal);
+    if (hasModernEnvelope(msg)) return this.modern.post(req, reply, scope, msg as JsonRpcMessage, identity);
     if (isModernVersion(req.headers['mcp-protocol-version']))
       return this.refuse(
         reply,
@@ -116,13 +119,13 @@ export class McpEndpoint {
 
     if (kind === 'request' && (msg as JsonRpcRequest).method === 'initialize') {
       if (sid !== undefined) return this.refuse(reply, 'GW_ALREADY_INITIALIZED', (msg as JsonRpcRequest).id);
-      return this.initialize(msg as JsonRpcRequest, reply, scope, principal);
+      return this.initialize(msg as JsonRpcRequest, reply, scope, identity);
     }
     const live = typeof sid === 'string' ? this.live.get(sid) : undefined;
     const session =
       live && live.scope === scope && live.principal === principal
         ? live
-        : await this.lookup(reply, sid, scope, principal, idOf(msg));
+        : await this.lookup(reply, sid, scope, identity, idOf(msg));
     if (!session) return;
     if (!this.versionOk(req, reply, idOf(msg))) return;
     session.lastSeen = Date.now();
@@ -172,7 +175,7 @@ export class McpEndpoint {
       reply,
       req.headers['mcp-session-id'],
       scope,
-      this.principalOf(req),
+      requestPrincipal(req.raw),
       null,
     );
     if (!session) return;
@@ -206,7 +209,7 @@ export class McpEndpoint {
       reply,
       req.headers['mcp-session-id'],
       scope,
-      this.principalOf(req),
+      requestPrincipal(req.raw),
       null,
     );
     if (!session) return;
@@ -263,9 +266,10 @@ export class McpEndpoint {
     request: JsonRpcRequest,
     reply: FastifyReply,
     scope: string,
-    principal: string,
+    identity: Principal,
   ): Promise<void> {
     if (this.closing) return this.refuse(reply, 'GW_SHUTTING_DOWN', request.id);
+    const principal = principalKey(identity);
     const id = randomUUID();
     const session: EdgeSession = {
       id,
@@ -300,6 +304,7 @@ export class McpEndpoint {
     session.core = this.o.core.openSession({
       id,
       principal,
+      identity,
       scope,
       unrelated: { send: (m) => session.getStream.send(m) },
     });
@@ -384,30 +389,38 @@ export class McpEndpoint {
     reply: FastifyReply,
     sid: string | string[] | undefined,
     scope: string,
-    principal: string,
+    identity: Principal,
     id: string | number | null,
   ): Promise<EdgeSession | undefined> {
     if (sid === undefined || Array.isArray(sid) || sid === '')
       return void this.refuse(reply, 'GW_SESSION_REQUIRED', id);
-    const s = this.live.get(sid) ?? (await this.restore(sid));
-    if (!s || s.scope !== scope) return void this.refuse(reply, 'GW_SESSION_NOT_FOUND', id);
-    if (s.principal !== principal) return void this.refuse(reply, 'GW_SESSION_FORBIDDEN', id);
+    const principal = principalKey(identity);
+    const s = this.live.get(sid) ?? (await this.restore(sid, identity));
+    // Another caller's session does not exist for this one: the same 404, so ids cannot be probed.
+    if (!s || s.scope !== scope || s.principal !== principal)
+      return void this.refuse(reply, 'GW_SESSION_NOT_FOUND', id);
     return s;
   }
 
-  private restore(sid: string): Promise<EdgeSession | undefined> {
+  private restore(sid: string, identity: Principal): Promise<EdgeSession | undefined> {
     let p = this.restoring.get(sid);
     if (!p) {
-      p = this.restoreFromStore(sid).finally(() => this.restoring.delete(sid));
+      p = this.restoreFromStore(sid, identity).finally(() => this.restoring.delete(sid));
       this.restoring.set(sid, p);
     }
     return p;
   }
 
-  private async restoreFromStore(sid: string): Promise<EdgeSession | undefined> {
+  /** Continued by its owner only: the caller's identity (tenant, roles) is what the core filters by. */
+  private async restoreFromStore(sid: string, identity: Principal): Promise<EdgeSession | undefined> {
     if (this.closing) return undefined;
     const record = await this.o.sessions.get(sid);
-    if (!record || !this.o.core.hasScope(record.scope)) return undefined;
+    if (
+      !record ||
+      record.principal !== principalKey(identity) ||
+      !this.o.core.hasScope(record.scope, identity)
+    )
+      return undefined;
     const session: EdgeSession = {
       id: sid,
       scope: record.scope,
@@ -424,6 +437,7 @@ export class McpEndpoint {
     session.core = this.o.core.openSession({
       id: sid,
       principal: record.principal,
+      identity,
       scope: record.scope,
       unrelated: { send: (m) => session.getStream.send(m) },
       restore: record,
@@ -460,11 +474,6 @@ export class McpEndpoint {
       `Bad Request: unsupported MCP-Protocol-Version "${String(v)}" (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`,
     );
     return false;
-  }
-
-  /** auth.mode none: every caller is the same anonymous principal (authentication arrives with the edge tier). */
-  private principalOf(_req: FastifyRequest): string {
-    return 'anonymous';
   }
 
   private refuse(

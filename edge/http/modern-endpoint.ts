@@ -33,6 +33,7 @@ import {
 } from '../../shared/mcp/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import { principalKey, type Principal } from '../../shared/identity/principal.js';
 import { ModernCall, type CallEvent } from './modern-call.js';
 import { honoredFilter, openListenStream, type ListenStream } from './modern-listen.js';
 import { openSse, sseEvent } from './sse.js';
@@ -146,8 +147,9 @@ export class ModernEndpoint {
     reply: FastifyReply,
     scope: string,
     msg: JsonRpcMessage,
-    principal: string,
+    identity: Principal,
   ): Promise<void> {
+    const principal = principalKey(identity);
     // Notifications (a cancellation also closes its stream) and stray responses: accepted, nothing to do.
     if (!('method' in msg) || !('id' in msg)) return void reply.code(202).send();
     const request = msg as JsonRpcRequest;
@@ -196,7 +198,7 @@ export class ModernEndpoint {
           new GatewayError('GW_INVALID_PARAMS', 'subscriptions/listen: "notifications" must be an object'),
         ),
       );
-    const ctx = await this.contextFor(principal, scope, caps as JsonObject, meta[CLIENT_INFO]);
+    const ctx = await this.contextFor(identity, scope, caps as JsonObject, meta[CLIENT_INFO]);
     if (!('handle' in ctx)) return writeJson(res, { ...ctx, id: request.id });
     const serverInfo = (ctx.init.serverInfo as JsonObject | undefined) ?? {};
     if (request.method === 'server/discover') return writeJson(res, discoverResult(request.id, ctx.init));
@@ -516,7 +518,7 @@ export class ModernEndpoint {
 
   /** The shared core context for this caller, created (initialized) on first use. */
   private contextFor(
-    principal: string,
+    identity: Principal,
     scope: string,
     caps: JsonObject,
     info: unknown,
@@ -525,12 +527,22 @@ export class ModernEndpoint {
     const clientInfo =
       typeof info === 'object' && info !== null ? (info as JsonObject) : { name: 'unknown', version: '0' };
     const key = createHash('sha256')
-      .update(JSON.stringify([principal, scope, capabilities, clientInfo]))
+      // Roles and scopes too: the core filters by them, so a caller whose grants changed gets a new context.
+      .update(
+        JSON.stringify([
+          principalKey(identity),
+          identity.roles,
+          identity.scopes,
+          scope,
+          capabilities,
+          clientInfo,
+        ]),
+      )
       .digest('base64url')
       .slice(0, 24);
     let p = this.contexts.get(key);
     if (!p) {
-      p = this.openContext(`ctx-${key}`, principal, scope, capabilities, clientInfo);
+      p = this.openContext(`ctx-${key}`, identity, scope, capabilities, clientInfo);
       this.contexts.set(key, p);
       // A failed initialize is not kept: the next request tries again.
       void p.then((c) => {
@@ -542,14 +554,21 @@ export class ModernEndpoint {
 
   private async openContext(
     id: string,
-    principal: string,
+    identity: Principal,
     scope: string,
     capabilities: JsonObject,
     clientInfo: JsonObject,
   ): Promise<Context | JsonRpcResponse> {
     const listeners = new Set<MessageSink>();
     const unrelated: MessageSink = { send: (m) => listeners.forEach((l) => l.send(m)) };
-    const handle = this.o.core.openSession({ id, principal, scope, unrelated, modern: true });
+    const handle = this.o.core.openSession({
+      id,
+      principal: principalKey(identity),
+      identity,
+      scope,
+      unrelated,
+      modern: true,
+    });
     let init: JsonRpcResponse | undefined;
     try {
       init = await handle.request(

@@ -3,6 +3,13 @@
  * problem reported together with its path, then frozen. `docs/configuration.md` is generated from it.
  */
 import { z } from 'zod';
+import {
+  authSchema,
+  httpSecurityKeys,
+  piiSchema,
+  policySchema,
+  validationSchema,
+} from './security-schema.js';
 
 /** Server names become tool prefixes: no `__`, no leading or trailing `_`, so `{server}__{tool}` parses back. */
 const serverName = z
@@ -44,6 +51,13 @@ const common = {
     .default('Internal')
     .describe(
       'Data classification of what this server handles; recorded with every audit record, and `audit.refuseOnFailure` names the classes whose calls are refused while the audit sink fails.',
+    ),
+  tenant: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .optional()
+    .describe(
+      'The tenant this server belongs to: only callers of that tenant see or reach it. Absent: shared by every tenant.',
     ),
 };
 
@@ -153,15 +167,7 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    auth: z
-      .discriminatedUnion('mode', [
-        z
-          .object({ mode: z.literal('none') })
-          .strict()
-          .describe('No authentication: accepted only when listening on loopback.'),
-      ])
-      .default({ mode: 'none' })
-      .describe('Client authentication.'),
+    auth: authSchema,
     http: z
       .object({
         maxBodyBytes: z
@@ -182,6 +188,7 @@ export const configSchema = z
           .describe(
             'Host header values allowed besides loopback names (DNS-rebinding protection). Requests with another Host get 403.',
           ),
+        ...httpSecurityKeys,
       })
       .strict()
       .prefault({}),
@@ -380,6 +387,9 @@ export const configSchema = z
       .prefault({})
       .describe('The audit trail (docs/audit.md).'),
     // ---- end of stores, vault and audit
+    policy: policySchema,
+    pii: piiSchema,
+    validation: validationSchema,
     plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
     servers: z.array(serverSchema).default([]).describe('Backend MCP servers.'),
   })
@@ -402,6 +412,12 @@ export const configSchema = z
         code: 'custom',
         path: ['audit', 'sink'],
         message: 'audit.sink "postgres" needs store.kind embedded or postgres (not memory)',
+      });
+    if (cfg.auth.apiKeys?.store === 'redis' && !cfg.redis)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['auth', 'apiKeys', 'store'],
+        message: 'auth.apiKeys.store "redis" needs redis.url',
       });
     const seen = new Set<string>();
     cfg.servers.forEach((s, i) => {

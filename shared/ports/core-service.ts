@@ -4,6 +4,7 @@
  * split roles the edge's forward stage will speak it over HTTP. Only JSON-RPC messages cross it.
  */
 import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
+import type { Principal } from '../identity/principal.js';
 import type { SessionRecord } from './session-store.js';
 
 /** Where the core sends messages for the client: a request's own stream, or the session's GET stream. */
@@ -49,6 +50,11 @@ export interface OpenSessionOptions {
    * `resultType`, `ttlMs` and `cacheScope`, and a 2026 backend's `input_required` reaches it as is.
    */
   modern?: boolean;
+  /**
+   * The caller in full (tenant, roles, scopes), for authorization, tenancy and filtering; `principal` is
+   * its principalKey. Absent: the anonymous caller of auth.mode none.
+   */
+  identity?: Principal;
 }
 
 export interface ReadinessReport {
@@ -57,7 +63,8 @@ export interface ReadinessReport {
 }
 
 export interface CoreService {
-  hasScope(scope: string): boolean;
+  /** Whether `scope` exists for this caller (a server of another tenant, or hidden by policy, does not). */
+  hasScope(scope: string, identity?: Principal): boolean;
   openSession(options: OpenSessionOptions): CoreSessionHandle;
   readiness(): ReadinessReport;
   close(): Promise<void>;

@@ -1,0 +1,35 @@
+/**
+ * Wires authentication into the edge's request lifecycle: an onRequest hook (before any body is read)
+ * on the MCP transports, which answers 401/403 with its challenge or records the Principal for the
+ * request. Health, readiness and the OAuth metadata stay open.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { GatewayConfig } from '../../shared/config/schema.js';
+import { GatewayError, toRpcError } from '../../shared/errors.js';
+import type { Logger } from '../../shared/log.js';
+import type { Authenticator } from './authenticate.js';
+import { challenge, registerProtectedResourceMetadata } from './protected-resource.js';
+import { setRequestPrincipal } from './request-principal.js';
+
+export function registerAuthentication(
+  app: FastifyInstance,
+  o: { config: GatewayConfig; authenticator: Authenticator; guardedPrefixes: readonly string[]; log: Logger },
+): void {
+  registerProtectedResourceMetadata(app, o.config);
+  if (!o.authenticator.enabled) return;
+  app.addHook('onRequest', async function authenticate(req, reply) {
+    if (!o.guardedPrefixes.some((p) => req.url.startsWith(p)) || req.method === 'OPTIONS') return;
+    const outcome = await o.authenticator.authenticate(req.raw);
+    if (outcome.ok) return void setRequestPrincipal(req.raw, outcome.principal);
+    o.log.debug({ url: req.url.split('?')[0], code: outcome.code, reason: outcome.description }, 'refused');
+    const err = new GatewayError(
+      outcome.code,
+      `${new GatewayError(outcome.code).message}: ${outcome.description}`,
+    );
+    return reply
+      .code(err.httpStatus)
+      .header('www-authenticate', challenge(o.config, req, outcome))
+      .header('content-type', 'application/json')
+      .send(JSON.stringify(toRpcError(null, err)));
+  });
+}
