@@ -16,7 +16,7 @@ import { useCursorKey } from '../shared/mcp/cursor.js';
 import type { ReplicaChannel } from '../shared/ports/replica-channel.js';
 import type { EventStore } from '../shared/ports/event-store.js';
 import type { SessionStore } from '../shared/ports/session-store.js';
-import type { GatewayConfig } from '../shared/config/schema.js';
+import { serverSchema, type GatewayConfig } from '../shared/config/schema.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
@@ -99,6 +99,26 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     replicaId: replicas?.replicaId,
     audit: stores.audit,
   });
+  // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
+  // one at a time per server, in the order they were announced.
+  const applying = new Map<string, Promise<void>>();
+  const stopWatching = stores.registry.watch((change) => {
+    const name = change.type === 'upsert' ? change.entry.server.name : change.name;
+    const parsed = change.type === 'upsert' ? serverSchema.safeParse(change.entry.server) : undefined;
+    if (parsed && !parsed.success) {
+      // Whoever wrote it bypassed the schema: the running server stays as it was.
+      log.error(
+        { server: name, problems: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`) },
+        'invalid registry entry not applied',
+      );
+      return;
+    }
+    const server = parsed?.data;
+    const next = (applying.get(name) ?? Promise.resolve())
+      .then(() => core.applyServer(name, server))
+      .catch((err: unknown) => log.error({ err, server: name }, 'registry change not applied'));
+    applying.set(name, next);
+  });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
@@ -128,7 +148,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     stores,
     close: () =>
       (closed ??= (async () => {
+        stopWatching();
         await app.close();
+        await Promise.all(applying.values());
         await core.close();
         await Promise.all([
           sessions.close(),

@@ -15,12 +15,21 @@ import type { Logger } from '../shared/log.js';
 import type { AuditLog, AuditSink } from '../shared/ports/audit-sink.js';
 import type { RegistryStore } from '../shared/ports/registry-store.js';
 import { seedRegistry } from '../core/registry/seed.js';
+import { PostgresCredentialVault } from '../shared/adapters/postgres/credential-vault.js';
+import type { CredentialVault } from '../shared/ports/credential-vault.js';
+import { Keyring } from '../shared/vault/keyring.js';
+import { TokenRefresher } from '../shared/vault/token-refresher.js';
+
+const HOUR = 3_600_000;
 
 export interface NodeStores {
   db: SqlDatabase | undefined;
   registry: RegistryStore;
   auditLog: AuditLog | undefined;
   audit: AuditSink | undefined;
+  /** Present when the store is a database and a vault key is configured. */
+  vault: CredentialVault | undefined;
+  tokens: TokenRefresher | undefined;
   close(): Promise<void>;
 }
 
@@ -42,12 +51,35 @@ export async function openNodeStores(
         log: opts.log.child({ component: 'audit' }),
       });
     }
+    const retention = config.audit.retentionDays;
+    const prune = () =>
+      void auditLog
+        ?.prune(new Date(Date.now() - retention! * 24 * HOUR))
+        .then((n) => opts.log.info({ pruned: n }, 'audit retention applied'))
+        .catch((err: unknown) => opts.log.warn({ err: (err as Error).message }, 'audit retention failed'));
+    // Every gateway prunes; the chain-head lock makes concurrent prunes of one region take turns.
+    const pruner = retention && auditLog ? setInterval(prune, HOUR).unref() : undefined;
+    if (pruner) prune();
+    let vault: CredentialVault | undefined;
+    let tokens: TokenRefresher | undefined;
+    if (db && (process.env.MCPGW_VAULT_KEY || config.vault.keyFile)) {
+      vault = new PostgresCredentialVault(db, Keyring.fromConfig(config.vault, opts.baseDir));
+      tokens = new TokenRefresher(vault, {
+        refreshBeforeMs: config.vault.refreshBeforeMs,
+        log: opts.log.child({ component: 'vault' }),
+      });
+      tokens.start();
+    }
     return {
       db,
       registry,
       auditLog,
       audit,
+      vault,
+      tokens,
       close: async () => {
+        clearInterval(pruner);
+        tokens?.stop();
         await audit?.close();
         await registry.close();
         await db?.close();

@@ -98,9 +98,12 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
 
   /** Backends this session can see, in config order. */
   private backends(): ServerBackend[] {
-    return this.isAggregate
-      ? this.core.backendList().filter((b) => this.access.serverVisible(b.name))
-      : [this.core.backend(this.scope)!];
+    if (this.isAggregate) return this.core.backendList().filter((b) => this.access.serverVisible(b.name));
+    const own = this.core.backend(this.scope);
+    // The registry may have removed the server since this session opened.
+    if (!own)
+      throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${this.scope}`, { server: this.scope });
+    return [own];
   }
 
   request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined> {

@@ -4,7 +4,8 @@
  * resource updates, log messages) to the client session it belongs to.
  */
 import { GatewayError, toRpcError } from '../../shared/errors.js';
-import type { GatewayConfig } from '../../shared/config/schema.js';
+import type { GatewayConfig, ServerConfig } from '../../shared/config/schema.js';
+import { canonicalJson } from '../../shared/canonical-json.js';
 import type { Logger } from '../../shared/log.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
 import type { AuditSink, Classification } from '../../shared/ports/audit-sink.js';
@@ -134,6 +135,35 @@ export class GatewayCore implements CoreService {
   /** Starts every backend; resolves when each has connected or failed its first attempt. */
   async start(): Promise<void> {
     await Promise.all([...this.backends.values()].map((b) => b.start()));
+  }
+
+  /**
+   * Applies a registry change without a restart: a new or changed server is (re)started, a deleted or
+   * disabled one is stopped (its calls in flight fail with GW_BACKEND_UNAVAILABLE), and /mcp sessions
+   * hear list_changed. Calls for one name must not overlap (the caller serialises them).
+   */
+  async applyServer(name: string, server: ServerConfig | undefined): Promise<void> {
+    const old = this.backends.get(name);
+    const wanted = server?.enabled ? server : undefined;
+    if (old && wanted && canonicalJson(old.config) === canonicalJson(wanted)) return;
+    if (!old && !wanted) return;
+    if (old) {
+      this.backends.delete(name);
+      this.sharedSubs.delete(name);
+      this.sharedLevels.delete(name);
+      this.rootsSession.delete(name);
+      await old.close();
+    }
+    if (wanted) {
+      const backend = createBackend(wanted, this.backendEvents(), this.log);
+      this.backends.set(name, backend);
+      await backend.start();
+    }
+    this.log.info(
+      { server: name, action: wanted ? (old ? 'restarted' : 'started') : 'stopped' },
+      'registry change applied',
+    );
+    this.onAvailabilityChanged(name);
   }
 
   hasScope(scope: string, identity?: Principal): boolean {

@@ -80,7 +80,8 @@ test('the demo node starts, serves both demo backends, and stops cleanly on SIGT
   child.stderr.on('data', (b: Buffer) => (output += b.toString()));
   try {
     let ready = false;
-    for (let i = 0; i < 200 && !ready; i++) {
+    // The embedded store (PGlite) takes seconds to start on a busy machine.
+    for (let i = 0; i < 1200 && !ready; i++) {
       ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
         (r) => r.status === 200,
         () => false,

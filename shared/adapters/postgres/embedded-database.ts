@@ -3,6 +3,10 @@
  * connection, so queries queue; LISTEN/NOTIFY work within the process. Same SQL as the server.
  */
 import { PGlite } from '@electric-sql/pglite';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { assertSchemaName, type SqlDatabase, type SqlQueryable, type SqlResult } from './sql.js';
 
 export interface EmbeddedDatabaseOptions {
@@ -24,7 +28,7 @@ export class EmbeddedDatabase implements SqlDatabase {
 
   static async open(opts: EmbeddedDatabaseOptions): Promise<EmbeddedDatabase> {
     assertSchemaName(opts.schema);
-    const db = await PGlite.create(opts.dataDir ? { dataDir: opts.dataDir } : {});
+    const db = opts.dataDir ? await PGlite.create({ dataDir: opts.dataDir }) : await inMemory();
     // One connection: its search_path is set once for every later query.
     await db.query(`SET search_path TO ${opts.schema}`);
     return new EmbeddedDatabase(db, opts.schema);
@@ -58,6 +62,49 @@ export class EmbeddedDatabase implements SqlDatabase {
 
   async close(): Promise<void> {
     if (!this.db.closed) await this.db.close();
+  }
+}
+
+/**
+ * A fresh in-memory PGlite runs initdb: about ten seconds of CPU. The first one on a machine saves its
+ * freshly initialised data directory (a tarball, per PGlite version, in the user's cache directory,
+ * private to the user); later ones start from it in a fraction of that. Any problem with the cache
+ * means a plain start.
+ */
+async function inMemory(): Promise<PGlite> {
+  const file = templateFile();
+  if (file) {
+    try {
+      return await PGlite.create({ loadDataDir: new Blob([readFileSync(file)]) });
+    } catch {
+      // no template yet, or an unreadable one: start plainly and (re)write it
+    }
+  }
+  const db = await PGlite.create();
+  if (file) {
+    try {
+      const tar = Buffer.from(await (await db.dumpDataDir('gzip')).arrayBuffer());
+      mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+      const tmp = `${file}.${process.pid}.tmp`;
+      writeFileSync(tmp, tar, { mode: 0o600 });
+      renameSync(tmp, file); // atomic: a concurrent start reads a whole template or none
+    } catch {
+      // a read-only home: every in-memory start pays initdb
+    }
+  }
+  return db;
+}
+
+function templateFile(): string | undefined {
+  try {
+    const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+    const pkg = JSON.parse(readFileSync(join(dirname(entry), '..', 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const cache = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
+    return join(cache, 'mcpgw', `pglite-${pkg.version}-initdb.tar.gz`);
+  } catch {
+    return undefined;
   }
 }
 
