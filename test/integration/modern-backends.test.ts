@@ -91,10 +91,19 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     method: string,
     params: object = {},
     headers: Record<string, string> = {},
+    capabilities: object = {},
   ) =>
     raw(url, {
       headers: { ...MCP_HEADERS, 'mcp-protocol-version': V, 'mcp-method': method, ...headers },
-      body: { jsonrpc: '2.0', id: 7, method, params: { ...params, _meta: { ...ENVELOPE } } },
+      body: {
+        jsonrpc: '2.0',
+        id: 7,
+        method,
+        params: {
+          ...params,
+          _meta: { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': capabilities },
+        },
+      },
     });
 
   test('auto calls the 2026-only and the dual-era server 2026 and the sessionful one 2025', async () => {
@@ -277,6 +286,21 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     const two: any = await c.callTool({ name: 'dual__two-rounds', arguments: {} });
     assert.equal(two.content[0].text, 'roots=2 name=bo');
     await c.close();
+    // On the wire: the backend's keys as they are, its state under a prefix of ours, returned verbatim.
+    const call = (extra: object) =>
+      rawModern(
+        `${gw.url}/mcp`,
+        'tools/call',
+        { name: 'modern__two-rounds', arguments: {}, ...extra },
+        { 'mcp-name': 'modern__two-rounds' },
+        { roots: {}, elicitation: {} },
+      );
+    const first = await call({});
+    assert.deepEqual(Object.keys(first.json.result.inputRequests), ['roots']);
+    const second = await call({ inputResponses: { roots: { roots: [] } } });
+    assert.equal(second.json.result.requestState, 'mcpgw-b.roots=0');
+    const third = await call({ requestState: second.json.result.requestState });
+    assert.equal(third.json.result.requestState, 'mcpgw-b.roots=0;asked');
   });
 
   test('2026 client, 2025 backend: the 2025 server asks, the client answers input_required rounds', async () => {
