@@ -437,4 +437,40 @@ describe('protocol: auto when a server changes era', { timeout: 60_000 }, () => 
       await Promise.all([stopChild(legacy), modern?.close()]);
     }
   });
+
+  test('a 2026 server replaced by a sessionful 2025 one: probed again and switched back', async () => {
+    const port = await freePort();
+    let modern: ModernServer | undefined = await startModernServer({ name: 'first', port });
+    let legacy: ChildProcess | undefined;
+    const gw = await startGateway({
+      servers: [{ name: 'flop', transport: 'streamable-http', url: `http://127.0.0.1:${port}/mcp` }],
+    });
+    try {
+      const c = await connectSdk('v1', `${gw.url}/mcp`);
+      const echo: any = await c.callTool({ name: 'flop__echo', arguments: { message: 'first' } });
+      assert.equal(echo.content[0].text, 'Echo: first');
+      await modern.close();
+      modern = undefined;
+      legacy = await spawnUntil(
+        process.execPath,
+        [`${ROOT}dist/test/fixtures/conformance-server.js`, '--port', String(port)],
+        /listening/,
+      );
+      const switched = new Promise<void>((resolve) =>
+        c.onNotification('notifications/tools/list_changed', async () => {
+          const { tools } = await c.listTools();
+          if (tools.some((t: any) => t.name === 'flop__test_simple_text')) resolve();
+        }),
+      );
+      // The 2025 server answers a 2026 request "no session": the gateway probes again.
+      await assert.rejects(c.callTool({ name: 'flop__echo', arguments: { message: 'x' } }));
+      await switched;
+      const r: any = await c.callTool({ name: 'flop__test_simple_text', arguments: {} });
+      assert.match(r.content[0].text, /simple text/);
+      await c.close();
+    } finally {
+      await gw.close();
+      await Promise.all([modern?.close(), stopChild(legacy)]);
+    }
+  });
 });
