@@ -207,18 +207,31 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
       });
 
   for (const kind of KINDS)
-    test(`${kind} client: cancelling a call aborts the backend's request`, async () => {
-      const c = await connect(kind, `${gw.url}/mcp`);
-      const ctrl = new AbortController();
-      const started = modern.waitStarted();
-      const cancelled = modern.cancellation();
-      const call = c.callTool({ name: 'modern__wait', arguments: {} }, { signal: ctrl.signal });
-      await started;
-      ctrl.abort('enough');
-      await assert.rejects(call);
-      await cancelled;
-      await c.close();
+    for (const scoped of [false, true])
+      test(`${kind} client on ${scoped ? '/servers/modern/mcp' : '/mcp'}: cancelling a call aborts the backend's request`, async () => {
+        const c = await connect(kind, scoped ? `${gw.url}/servers/modern/mcp` : `${gw.url}/mcp`);
+        const ctrl = new AbortController();
+        const started = modern.waitStarted();
+        const cancelled = modern.cancellation();
+        const call = c.callTool(
+          { name: scoped ? 'wait' : 'modern__wait', arguments: {} },
+          { signal: ctrl.signal },
+        );
+        await started;
+        ctrl.abort('enough');
+        await assert.rejects(call);
+        await cancelled;
+        await c.close();
+      });
+
+  test('2025 client on /servers/modern/mcp: elicitation from the 2026 server becomes a real request', async () => {
+    const c = await connectSdk('v2', `${gw.url}/servers/modern/mcp`, {
+      elicitation: () => ({ action: 'accept', content: { yes: false } }),
     });
+    const r: any = await c.callTool({ name: 'confirm', arguments: {} });
+    assert.equal(r.content[0].text, 'action=accept yes=false');
+    await c.close();
+  });
 
   for (const kind of ['v2', 'v1'] as const)
     test(`${kind} (2025) client, 2026 backend: elicitation, sampling and roots become real requests`, async () => {
