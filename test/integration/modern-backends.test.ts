@@ -346,6 +346,22 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     await Promise.all([v1.close(), v2.close(), c26.close()]);
   });
 
+  test('a 2026 listen with a resource URI hears that resource updated at a 2026 backend', async () => {
+    const c26 = await modernClient(`${gw.url}/mcp`);
+    const updated = new Promise<any>((resolve) =>
+      c26.setNotificationHandler('notifications/resources/updated', async (n: any) => resolve(n.params)),
+    );
+    const before = modern.subscriptions();
+    const sub: any = await (c26 as any).listen({ resourceSubscriptions: ['note://modern-only'] });
+    assert.deepEqual(sub.honoredFilter?.resourceSubscriptions, ['note://modern-only']);
+    // The gateway's upstream listen is reopened with the URI.
+    await modern.subscribed(before + 1);
+    modern.handler.notify.resourceUpdated('note://modern-only');
+    assert.equal((await updated).uri, 'note://modern-only');
+    await sub.close?.();
+    await c26.close();
+  });
+
   test('a 2026 server is never sent 2025-only requests: setLevel and subscribe are kept by the gateway', async () => {
     const c = await connectSdk('v1', `${gw.url}/servers/modern/mcp`);
     await c.setLoggingLevel('warning');
