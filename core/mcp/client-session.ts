@@ -516,6 +516,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       params,
       clientCapabilities: this.clientCapabilities,
       clientVersion: this.protocolVersion,
+      maxRounds: this.core.maxInputRounds,
       signal: ctrl.signal,
       ask: (m, p, signal) => this.requestClient(m, p, sink, signal),
       resend: async (p) => {

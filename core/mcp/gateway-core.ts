@@ -71,6 +71,8 @@ export class GatewayCore implements CoreService {
   readonly pageSize: number;
   /** The ttlMs a 2025 server contributes to a merged list for a 2026 client. */
   readonly listTtlMs: number;
+  /** Rounds of input a 2026 backend may ask of a 2025 client in one call. */
+  readonly maxInputRounds: number;
   readonly replicaId: string;
   private readonly backends = new Map<string, ServerBackend>();
   private readonly sessions = new Set<ClientSession>();
@@ -89,6 +91,7 @@ export class GatewayCore implements CoreService {
     this.log = opts.log;
     this.pageSize = opts.config.aggregate.pageSize;
     this.listTtlMs = opts.config.aggregate.listTtlMs;
+    this.maxInputRounds = opts.config.mrtr.maxRounds;
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
     const events = this.backendEvents();

@@ -288,6 +288,18 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     await Promise.all([c.close(), bare.close()]);
   });
 
+  test('a 2026 backend that keeps asking a 2025 client is stopped after mrtr.maxRounds (8)', async () => {
+    let asked = 0;
+    const c = await connectSdk('v1', `${gw.url}/mcp`, {
+      elicitation: () => (asked++, { action: 'accept', content: { ok: true } }),
+    });
+    const err: any = await c.callTool({ name: 'modern__forever', arguments: {} }).catch((e: unknown) => e);
+    assert.ok(err instanceof Error);
+    assert.equal((err as any).data?.code, 'GW_TOO_MANY_INPUT_ROUNDS');
+    assert.equal(asked, 8);
+    await c.close();
+  });
+
   test('2026 client, 2026 backend: input_required and requestState pass through', async () => {
     const c = await modernClient(`${gw.url}/mcp`, {
       elicitation: (p: any) =>
