@@ -5,7 +5,7 @@
  * the gateway's own calls (catalogs, probes), from the gateway itself.
  */
 import { GatewayError } from '../../shared/errors.js';
-import type { JsonObject, JsonRpcResponse } from '../../shared/mcp/jsonrpc.js';
+import { RpcCode, type JsonObject, type JsonRpcResponse } from '../../shared/mcp/jsonrpc.js';
 import {
   META_SERVER_INFO,
   MODERN_CODES,
@@ -21,8 +21,18 @@ import {
 } from './backend-client.js';
 import type { UpstreamTransport } from './transport.js';
 
+/**
+ * Answers no 2026 server gives to a well-formed 2026 request: the version refused (-32022), or a 2025
+ * server's "no session" (-32000) and "session not found" (-32001).
+ */
+const ERA_MISMATCH = new Set<number>([
+  MODERN_CODES.UnsupportedVersion,
+  RpcCode.ConnectionClosed,
+  RpcCode.SessionNotFound,
+]);
+
 export class ModernBackendClient extends BackendClient {
-  /** Called when the backend answers as if it no longer spoke 2026-07-28 (-32022): time to re-probe. */
+  /** Called when the backend answers as if it no longer spoke 2026-07-28: time to re-probe. */
   onEraMismatch?: () => void;
 
   constructor(
@@ -69,7 +79,7 @@ export class ModernBackendClient extends BackendClient {
     const answer = super.call(method, withEnvelope(params, opts.owner ?? this.gateway), opts);
     if (!this.onEraMismatch) return answer;
     return answer.then((res) => {
-      if ('error' in res && res.error.code === MODERN_CODES.UnsupportedVersion) this.onEraMismatch?.();
+      if ('error' in res && ERA_MISMATCH.has(res.error.code)) this.onEraMismatch?.();
       return res;
     });
   }

@@ -178,8 +178,11 @@ class StdioBackend implements ServerBackend {
     const handlers = {
       onRequest: (req: JsonRpcRequest, related: CallContext | undefined, signal: AbortSignal) =>
         this.events.request(c.name, undefined, req, related, signal),
-      onNotification: (n: JsonRpcNotification, related: CallContext | undefined) =>
-        this.events.notification(c.name, undefined, n, related, client),
+      onNotification: (n: JsonRpcNotification, related: CallContext | undefined) => {
+        // The acknowledgement of our own listen (2026) concerns no client.
+        if (n.method !== 'notifications/subscriptions/acknowledged')
+          this.events.notification(c.name, undefined, n, related, client);
+      },
       onClose: (reason?: Error) => this.onClosed(client, reason),
     };
     // A 2026 process gets server/discover and an envelope per request with the caller's own capabilities.

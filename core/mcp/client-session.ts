@@ -589,8 +589,12 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         owner: this,
       });
     try {
-      let res: JsonRpcResponse | undefined = await send(progress.params);
-      if (client instanceof ModernBackendClient) {
+      const modernBackend = client instanceof ModernBackendClient;
+      let res: JsonRpcResponse | undefined = await send(
+        modernBackend && this.modern ? backendState(progress.params) : progress.params,
+      );
+      if (modernBackend) {
+        if (this.modern && isInputRequired(res)) res = withOwnState(res!);
         // A 2026 client reads input_required itself; a 2025 one is asked for real (input-rounds.ts).
         if (!this.modern && isInputRequired(res))
           res = await this.serveRounds(
@@ -648,6 +652,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       params,
       clientCapabilities: this.clientCapabilities,
       clientVersion: this.protocolVersion,
+      maxRounds: this.core.maxInputRounds,
       signal: ctrl.signal,
       ask: (m, p, signal) => this.requestClient(m, p, sink, signal),
       resend: async (p) => {
@@ -767,6 +772,27 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   clientOf(server: string): BackendClient | undefined {
     return this.core.backend(server)?.existingClientFor(this);
   }
+}
+
+/**
+ * A 2026 backend's requestState travels to the client under a prefix of its own, so that it is never
+ * taken for one of the gateway's (`mcpgw1.`), and reaches the backend again byte for byte.
+ */
+const BACKEND_STATE = 'mcpgw-b.';
+
+function withOwnState(res: JsonRpcResponse): JsonRpcResponse {
+  const state = (res as { result: JsonObject }).result.requestState;
+  if (typeof state !== 'string') return res;
+  return {
+    ...res,
+    result: { ...(res as { result: JsonObject }).result, requestState: `${BACKEND_STATE}${state}` },
+  };
+}
+
+function backendState(params: JsonObject | undefined): JsonObject | undefined {
+  const state = params?.requestState;
+  if (typeof state !== 'string' || !state.startsWith(BACKEND_STATE)) return params;
+  return { ...params, requestState: state.slice(BACKEND_STATE.length) };
 }
 
 function clientToken(params: JsonObject | undefined): unknown {

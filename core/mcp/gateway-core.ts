@@ -80,6 +80,8 @@ export class GatewayCore implements CoreService {
   readonly pageSize: number;
   /** The ttlMs a 2025 server contributes to a merged list for a 2026 client. */
   readonly listTtlMs: number;
+  /** Rounds of input a 2026 backend may ask of a 2025 client in one call. */
+  readonly maxInputRounds: number;
   readonly replicaId: string;
   /** Tenancy and policy: what each caller sees and may use. */
   readonly access: AccessControl;
@@ -106,6 +108,7 @@ export class GatewayCore implements CoreService {
     this.log = opts.log;
     this.pageSize = opts.config.aggregate.pageSize;
     this.listTtlMs = opts.config.aggregate.listTtlMs;
+    this.maxInputRounds = opts.config.mrtr.maxRounds;
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
     this.access = new AccessControl(opts.config);

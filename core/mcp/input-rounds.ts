@@ -4,7 +4,7 @@
  * `requestState`. A 2025 client cannot read that, but it can be asked: each input request becomes a real
  * server-to-client request on the call's own stream (concurrently), and their answers go back to the
  * backend as `inputResponses` on a re-sent request, with the original params and the backend's
- * `requestState` verbatim. Up to `MAX_ROUNDS` rounds; a state-only round waits 250 ms first (the
+ * `requestState` verbatim. Up to `maxRounds` rounds (`mrtr.maxRounds`, 8); a state-only round waits 250 ms first (the
  * SDK's pacing). A client error has no `inputResponses` form: tools/call ends with `isError`, other
  * methods with that error, as the SDK's own 2025 shim does. Nothing is parked: the rounds live inside
  * the client's request.
@@ -14,7 +14,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { JsonObject, JsonRpcId, JsonRpcResponse } from '../../shared/mcp/jsonrpc.js';
 
-export const MAX_ROUNDS = 8;
 const STATE_ONLY_PAUSE_MS = 250;
 
 /** Which client capability an embedded request needs. */
@@ -34,6 +33,8 @@ export interface InputRoundsOptions {
   ask(method: string, params: JsonObject | undefined, signal: AbortSignal): Promise<JsonRpcResponse>;
   /** Sends the request to the backend again with these params; undefined when the client cancelled. */
   resend(params: JsonObject): Promise<JsonRpcResponse | undefined>;
+  /** Rounds served before the call fails with GW_TOO_MANY_INPUT_ROUNDS. */
+  maxRounds: number;
   /** Aborts while the client cancels the call between backend requests. */
   signal: AbortSignal;
   /** Told at each round, so that a client that asked for progress sees the call waiting on it. */
@@ -50,7 +51,7 @@ export async function serveInputRounds(
   o: InputRoundsOptions,
 ): Promise<JsonRpcResponse | undefined> {
   let res: JsonRpcResponse | undefined = first;
-  for (let round = 0; round < MAX_ROUNDS; round++) {
+  for (let round = 0; round < o.maxRounds; round++) {
     if (!res || !isInputRequired(res)) return res;
     const { id, result: r } = res as { id: JsonRpcId; result: JsonObject };
     const requests = isObject(r.inputRequests) ? Object.entries(r.inputRequests) : [];
@@ -96,8 +97,8 @@ export async function serveInputRounds(
     res.id,
     new GatewayError(
       'GW_TOO_MANY_INPUT_ROUNDS',
-      `the backend still asked for input after ${MAX_ROUNDS} rounds`,
-      { rounds: MAX_ROUNDS },
+      `the backend still asked for input after ${o.maxRounds} rounds`,
+      { rounds: o.maxRounds },
     ),
   );
 }

@@ -76,8 +76,6 @@ const NAME_FIELD: Record<string, string> = {
 };
 /** The methods whose result may be `input_required` (a backend may ask the client things meanwhile). */
 const MULTI_ROUND = new Set(['tools/call', 'prompts/get', 'resources/read']);
-/** How long a call waits for the client's next round (a person may be answering an elicitation). */
-const ROUND_TTL_MS = 10 * 60_000;
 const STATE_PREFIX = 'mcpgw1.';
 /** How long a retry sent to the replica holding its round waits for that replica to acknowledge it. */
 const CONTINUE_ACK_MS = 3000;
@@ -263,10 +261,11 @@ export class ModernEndpoint {
       return;
     }
     const state = `${STATE_PREFIX}${this.o.replicas?.replicaId ?? 'local'}.${randomBytes(18).toString('base64url')}`;
+    // The call waits for the client's next round this long (a person may be answering an elicitation).
     entry.timer = setTimeout(() => {
       this.parked.delete(state);
       this.cancel(entry, 'the client did not come back with its answers in time');
-    }, ROUND_TTL_MS).unref();
+    }, this.o.config.mrtr.continuationTtlMs).unref();
     this.parked.set(state, entry);
     out.finish(
       shapeResult(

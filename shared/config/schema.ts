@@ -250,6 +250,29 @@ export const configSchema = z
       .strict()
       .optional()
       .describe('The Redis the cluster features use (sessions today; quotas and breakers later).'),
+    mrtr: z
+      .object({
+        maxRounds: z
+          .number()
+          .int()
+          .min(1)
+          .max(100)
+          .default(8)
+          .describe(
+            'Rounds of input a 2026 backend may ask of a 2025 client in one call (sampling, elicitation, roots) before the call fails with GW_TOO_MANY_INPUT_ROUNDS.',
+          ),
+        continuationTtlMs: z
+          .number()
+          .int()
+          .positive()
+          .default(600_000)
+          .describe(
+            'How long a 2026 client has to come back with its answers to an input_required round (a person may be answering) before the call is cancelled.',
+          ),
+      })
+      .strict()
+      .prefault({})
+      .describe('Multi round-trip requests between protocol eras (docs/adr/0004-protocol-eras.md).'),
     aggregate: z
       .object({
         separator: z.literal('__').default('__').describe('Between server and tool/prompt names on /mcp.'),

@@ -91,10 +91,19 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     method: string,
     params: object = {},
     headers: Record<string, string> = {},
+    capabilities: object = {},
   ) =>
     raw(url, {
       headers: { ...MCP_HEADERS, 'mcp-protocol-version': V, 'mcp-method': method, ...headers },
-      body: { jsonrpc: '2.0', id: 7, method, params: { ...params, _meta: { ...ENVELOPE } } },
+      body: {
+        jsonrpc: '2.0',
+        id: 7,
+        method,
+        params: {
+          ...params,
+          _meta: { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': capabilities },
+        },
+      },
     });
 
   test('auto calls the 2026-only and the dual-era server 2026 and the sessionful one 2025', async () => {
@@ -198,18 +207,31 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
       });
 
   for (const kind of KINDS)
-    test(`${kind} client: cancelling a call aborts the backend's request`, async () => {
-      const c = await connect(kind, `${gw.url}/mcp`);
-      const ctrl = new AbortController();
-      const started = modern.waitStarted();
-      const cancelled = modern.cancellation();
-      const call = c.callTool({ name: 'modern__wait', arguments: {} }, { signal: ctrl.signal });
-      await started;
-      ctrl.abort('enough');
-      await assert.rejects(call);
-      await cancelled;
-      await c.close();
+    for (const scoped of [false, true])
+      test(`${kind} client on ${scoped ? '/servers/modern/mcp' : '/mcp'}: cancelling a call aborts the backend's request`, async () => {
+        const c = await connect(kind, scoped ? `${gw.url}/servers/modern/mcp` : `${gw.url}/mcp`);
+        const ctrl = new AbortController();
+        const started = modern.waitStarted();
+        const cancelled = modern.cancellation();
+        const call = c.callTool(
+          { name: scoped ? 'wait' : 'modern__wait', arguments: {} },
+          { signal: ctrl.signal },
+        );
+        await started;
+        ctrl.abort('enough');
+        await assert.rejects(call);
+        await cancelled;
+        await c.close();
+      });
+
+  test('2025 client on /servers/modern/mcp: elicitation from the 2026 server becomes a real request', async () => {
+    const c = await connectSdk('v2', `${gw.url}/servers/modern/mcp`, {
+      elicitation: () => ({ action: 'accept', content: { yes: false } }),
     });
+    const r: any = await c.callTool({ name: 'confirm', arguments: {} });
+    assert.equal(r.content[0].text, 'action=accept yes=false');
+    await c.close();
+  });
 
   for (const kind of ['v2', 'v1'] as const)
     test(`${kind} (2025) client, 2026 backend: elicitation, sampling and roots become real requests`, async () => {
@@ -266,6 +288,18 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     await Promise.all([c.close(), bare.close()]);
   });
 
+  test('a 2026 backend that keeps asking a 2025 client is stopped after mrtr.maxRounds (8)', async () => {
+    let asked = 0;
+    const c = await connectSdk('v1', `${gw.url}/mcp`, {
+      elicitation: () => (asked++, { action: 'accept', content: { ok: true } }),
+    });
+    const err: any = await c.callTool({ name: 'modern__forever', arguments: {} }).catch((e: unknown) => e);
+    assert.ok(err instanceof Error);
+    assert.equal((err as any).data?.code, 'GW_TOO_MANY_INPUT_ROUNDS');
+    assert.equal(asked, 8);
+    await c.close();
+  });
+
   test('2026 client, 2026 backend: input_required and requestState pass through', async () => {
     const c = await modernClient(`${gw.url}/mcp`, {
       elicitation: (p: any) =>
@@ -277,6 +311,21 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     const two: any = await c.callTool({ name: 'dual__two-rounds', arguments: {} });
     assert.equal(two.content[0].text, 'roots=2 name=bo');
     await c.close();
+    // On the wire: the backend's keys as they are, its state under a prefix of ours, returned verbatim.
+    const call = (extra: object) =>
+      rawModern(
+        `${gw.url}/mcp`,
+        'tools/call',
+        { name: 'modern__two-rounds', arguments: {}, ...extra },
+        { 'mcp-name': 'modern__two-rounds' },
+        { roots: {}, elicitation: {} },
+      );
+    const first = await call({});
+    assert.deepEqual(Object.keys(first.json.result.inputRequests), ['roots']);
+    const second = await call({ inputResponses: { roots: { roots: [] } } });
+    assert.equal(second.json.result.requestState, 'mcpgw-b.roots=0');
+    const third = await call({ requestState: second.json.result.requestState });
+    assert.equal(third.json.result.requestState, 'mcpgw-b.roots=0;asked');
   });
 
   test('2026 client, 2025 backend: the 2025 server asks, the client answers input_required rounds', async () => {
@@ -307,6 +356,22 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
     await Promise.all([got1, got2, got26]);
     await sub.close?.();
     await Promise.all([v1.close(), v2.close(), c26.close()]);
+  });
+
+  test('a 2026 listen with a resource URI hears that resource updated at a 2026 backend', async () => {
+    const c26 = await modernClient(`${gw.url}/mcp`);
+    const updated = new Promise<any>((resolve) =>
+      c26.setNotificationHandler('notifications/resources/updated', async (n: any) => resolve(n.params)),
+    );
+    const before = modern.subscriptions();
+    const sub: any = await (c26 as any).listen({ resourceSubscriptions: ['note://modern-only'] });
+    assert.deepEqual(sub.honoredFilter?.resourceSubscriptions, ['note://modern-only']);
+    // The gateway's upstream listen is reopened with the URI.
+    await modern.subscribed(before + 1);
+    modern.handler.notify.resourceUpdated('note://modern-only');
+    assert.equal((await updated).uri, 'note://modern-only');
+    await sub.close?.();
+    await c26.close();
   });
 
   test('a 2026 server is never sent 2025-only requests: setLevel and subscribe are kept by the gateway', async () => {
@@ -411,6 +476,42 @@ describe('protocol: auto when a server changes era', { timeout: 60_000 }, () => 
     } finally {
       await gw.close();
       await Promise.all([stopChild(legacy), modern?.close()]);
+    }
+  });
+
+  test('a 2026 server replaced by a sessionful 2025 one: probed again and switched back', async () => {
+    const port = await freePort();
+    let modern: ModernServer | undefined = await startModernServer({ name: 'first', port });
+    let legacy: ChildProcess | undefined;
+    const gw = await startGateway({
+      servers: [{ name: 'flop', transport: 'streamable-http', url: `http://127.0.0.1:${port}/mcp` }],
+    });
+    try {
+      const c = await connectSdk('v1', `${gw.url}/mcp`);
+      const echo: any = await c.callTool({ name: 'flop__echo', arguments: { message: 'first' } });
+      assert.equal(echo.content[0].text, 'Echo: first');
+      await modern.close();
+      modern = undefined;
+      legacy = await spawnUntil(
+        process.execPath,
+        [`${ROOT}dist/test/fixtures/conformance-server.js`, '--port', String(port)],
+        /listening/,
+      );
+      const switched = new Promise<void>((resolve) =>
+        c.onNotification('notifications/tools/list_changed', async () => {
+          const { tools } = await c.listTools();
+          if (tools.some((t: any) => t.name === 'flop__test_simple_text')) resolve();
+        }),
+      );
+      // The 2025 server answers a 2026 request "no session": the gateway probes again.
+      await assert.rejects(c.callTool({ name: 'flop__echo', arguments: { message: 'x' } }));
+      await switched;
+      const r: any = await c.callTool({ name: 'flop__test_simple_text', arguments: {} });
+      assert.match(r.content[0].text, /simple text/);
+      await c.close();
+    } finally {
+      await gw.close();
+      await Promise.all([modern?.close(), stopChild(legacy)]);
     }
   });
 });
