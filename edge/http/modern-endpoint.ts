@@ -33,7 +33,7 @@ import {
 } from '../../shared/mcp/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
-import { principalKey, type Principal } from '../../shared/identity/principal.js';
+import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
 import { ModernCall, type CallEvent } from './modern-call.js';
 import { honoredFilter, openListenStream, type ListenStream } from './modern-listen.js';
 import { openSse, sseEvent } from './sse.js';
@@ -253,7 +253,9 @@ export class ModernEndpoint {
     answered = true;
     if (event.kind === 'final') {
       if (event.response)
-        out.finish(shapeResult(request.method, { ...event.response, id: request.id }, serverInfo));
+        out.finish(
+          shapeResult(request.method, { ...event.response, id: request.id }, serverInfo, entry.principal),
+        );
       else
         out.finish(
           toRpcError(request.id, new GatewayError('GW_INTERNAL', 'the call ended without an answer')),
@@ -276,6 +278,7 @@ export class ModernEndpoint {
           result: { resultType: 'input_required', inputRequests: event.inputRequests, requestState: state },
         },
         serverInfo,
+        entry.principal,
       ),
     );
   }
@@ -726,8 +729,17 @@ function discoverResult(id: string | number, init: JsonObject): JsonRpcResponse 
   return { jsonrpc: '2.0', id, result };
 }
 
-/** Gives a 2025-shaped answer the fields a 2026 client requires. */
-function shapeResult(method: string, res: JsonRpcResponse, serverInfo: JsonObject): JsonRpcResponse {
+/**
+ * Gives a 2025-shaped answer the fields a 2026 client requires. With authentication on, what a caller sees
+ * depends on who it is (policy, tenancy, PII masking): a backend's `cacheScope: public` becomes `private`
+ * so that no shared cache hands one caller's view to another.
+ */
+function shapeResult(
+  method: string,
+  res: JsonRpcResponse,
+  serverInfo: JsonObject,
+  principal: string,
+): JsonRpcResponse {
   if ('error' in res)
     return res.error.code === RpcCode.ResourceNotFound
       ? { ...res, error: { ...res.error, code: RpcCode.InvalidParams } } // -32002 is gone in 2026-07-28
@@ -736,7 +748,8 @@ function shapeResult(method: string, res: JsonRpcResponse, serverInfo: JsonObjec
   result._meta = { ...(res.result._meta as JsonObject | undefined), [SERVER_INFO]: serverInfo };
   if (CACHEABLE.has(method)) {
     result.ttlMs ??= 0;
-    result.cacheScope ??= 'private';
+    if (principal !== principalKey(ANONYMOUS)) result.cacheScope = 'private';
+    else result.cacheScope ??= 'private';
   }
   return { ...res, result };
 }

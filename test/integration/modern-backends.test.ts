@@ -11,6 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import type { RunningNode } from '../../cli/single.js';
+import { generateApiKey } from '../../edge/auth/api-key.js';
 import { startModernServer, type ModernServer } from '../fixtures/modern-server.js';
 import { MCP_HEADERS, raw, rawSession, startGateway } from '../helpers/gateway.js';
 import { freePort, ROOT, spawnUntil, stopChild } from '../helpers/net.js';
@@ -122,6 +123,32 @@ describe('2026-07-28 backends through the gateway', { timeout: 120_000 }, () => 
       [V, 'tools/call', 'echo'],
     );
     assert.equal(dual.record.callHeaders.at(-1)?.['mcp-method'], 'tools/call', 'dual-era served as 2026');
+  });
+
+  test("with authentication on, a backend's cacheScope public becomes private (views differ per caller)", async () => {
+    const pepper = 'a-test-pepper-of-enough-length';
+    const key = generateApiKey(pepper);
+    const secured = await startGateway({
+      auth: {
+        mode: 'api-key',
+        apiKeys: { pepper, keys: [{ id: key.id, hash: key.hash, owner: 'ada', tenant: 'acme', roles: [] }] },
+      },
+      servers: [{ name: 'modern', transport: 'streamable-http', url: modern.url }],
+    });
+    try {
+      const one = await rawModern(
+        `${secured.url}/servers/modern/mcp`,
+        'tools/list',
+        {},
+        {
+          authorization: `Bearer ${key.key}`,
+        },
+      );
+      assert.equal(one.status, 200);
+      assert.deepEqual([one.json.result.ttlMs, one.json.result.cacheScope], [30_000, 'private']);
+    } finally {
+      await secured.close();
+    }
   });
 
   test('2026 answers carry resultType, ttlMs and cacheScope; 2025 answers none of them', async () => {
