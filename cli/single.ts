@@ -20,13 +20,21 @@ import type { SessionStore } from '../shared/ports/session-store.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
-import { GatewayCore } from '../core/mcp/gateway-core.js';
-import { buildEdgeApp } from '../edge/http/app.js';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { GatewayMetrics } from '../shared/telemetry/metrics.js';
+import { UsageAnalytics } from '../shared/telemetry/usage.js';
+import { GatewayCore, type CoreObservation } from '../core/mcp/gateway-core.js';
+import { buildEdgeApp, type EdgeApp } from '../edge/http/app.js';
+import { startTracing } from './telemetry.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
   core: GatewayCore;
+  /** The edge's source guard: what the auth stage reports authentication failures to. */
+  security: EdgeApp['security'];
+  metrics?: GatewayMetrics;
+  usage: UsageAnalytics;
   close(): Promise<void>;
 }
 
@@ -36,6 +44,8 @@ export interface StartOptions {
   baseDir?: string;
   /** Wait for every backend's first connection attempt before listening. */
   waitForBackends?: boolean;
+  /** Span processors added to the configured ones when tracing is enabled (tests: an in-memory exporter). */
+  spanProcessors?: SpanProcessor[];
 }
 
 export async function loadPlugins(
@@ -84,10 +94,30 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
 
-  const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId });
+  const tracing = startTracing(config, log, opts.spanProcessors);
+  const tm = config.telemetry.metrics;
+  const metrics = tm.enabled
+    ? new GatewayMetrics({
+        region: config.region,
+        maxTools: tm.maxToolLabels,
+        maxTenants: tm.maxTenantLabels,
+      })
+    : undefined;
+  const usage = new UsageAnalytics(config.telemetry.usage);
+  const observe = observer(log, metrics, usage);
+  const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId, observe });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
-  const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log });
+  const { app, endpoint, security } = buildEdgeApp({
+    config,
+    core,
+    sessions,
+    events,
+    replicas,
+    log,
+    metrics,
+    usage,
+  });
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -103,6 +133,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   return {
     url,
     core,
+    security,
+    metrics,
+    usage,
     close: () =>
       (closed ??= (async () => {
         await app.close();
@@ -114,7 +147,46 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
           bus.close(),
           replicas?.close(),
         ]);
+        await tracing?.shutdown();
       })()),
+  };
+}
+
+/**
+ * What the core reports per request goes to the metrics, the usage analytics and, at debug level, the
+ * access log (never the arguments: the request carries them, the observation does not).
+ */
+function observer(
+  log: Logger,
+  metrics: GatewayMetrics | undefined,
+  usage: UsageAnalytics,
+): (o: CoreObservation) => void {
+  const access = log.isLevelEnabled?.('debug') ?? false;
+  return (o) => {
+    metrics?.observeRequest(o);
+    usage.record({
+      server: o.server,
+      tenant: o.tenant,
+      user: o.principal,
+      tool: o.tool,
+      ok: o.outcome === 'ok' || o.outcome === 'cancelled',
+      ms: o.totalMs,
+    });
+    if (access)
+      log.debug(
+        {
+          sessionId: o.sessionId,
+          requestId: o.rpcId,
+          method: o.method,
+          tool: o.tool,
+          server: o.server,
+          outcome: o.outcome,
+          code: o.code,
+          ms: Math.round(o.totalMs * 1000) / 1000,
+          backendMs: o.backendMs === undefined ? undefined : Math.round(o.backendMs * 1000) / 1000,
+        },
+        'request',
+      );
   };
 }
 

@@ -145,6 +145,37 @@ export const ERRORS = {
   GW_PLUGIN_ERROR: { http: 500, rpc: RpcCode.InternalError, message: 'A pipeline plugin failed' },
   GW_SHUTTING_DOWN: { http: 503, rpc: RpcCode.InternalError, message: 'The gateway is shutting down' },
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
+  // ---------------------------------------------------------------- observability and edge security
+  GW_SOURCE_DENIED: {
+    http: 403,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Forbidden: requests from this source address are not allowed',
+  },
+  GW_SOURCE_BLOCKED: {
+    http: 429,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Too Many Requests: this source is blocked for a while after repeated authentication failures',
+  },
+  GW_ADMIN_UNAUTHORIZED: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the admin API needs Authorization: Bearer <admin.token>',
+  },
+  GW_ADMIN_FORBIDDEN: {
+    http: 403,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Forbidden: without admin.token configured the admin API answers loopback clients only',
+  },
+  GW_METRICS_UNAUTHORIZED: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: metrics need Authorization: Bearer <telemetry.metrics.bearerToken>',
+  },
+  GW_INVALID_QUERY: {
+    http: 400,
+    rpc: RpcCode.InvalidParams,
+    message: 'Bad Request: invalid query parameter',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -23,6 +23,14 @@ import { CallAbortedError, type BackendClient, type CallHandle } from '../backen
 import type { ServerBackend, SessionOwner } from '../backends/server-backend.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
+import {
+  endStage,
+  SpanKind,
+  STAGE,
+  startStage,
+  tracingActive,
+  withTraceMeta,
+} from '../../shared/telemetry/tracing.js';
 import { matchUriTemplate } from './uri-template.js';
 
 /** A forwarded client request, as the backend events see it. */
@@ -424,26 +432,65 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   ): Promise<JsonRpcResponse | undefined> {
     const backend = this.core.backend(server);
     if (!backend) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${server}`, { server });
-    const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
+    const traced = tracingActive();
+    const client = traced
+      ? await this.selectBackend(backend)
+      : (backend.existingClientFor(this) ?? (await backend.clientFor(this)));
     const ctx: CallContext = { session: this, sink, server, clientRequestId: req.id };
     const handle: CallHandle = {};
     this.inflight.set(req.id, handle);
     const progress = this.core.mapProgress(params, ctx, client);
     const untrack = this.core.trackCall(ctx);
+    const note = this.core.noteOf(req);
+    if (note) note.server = server;
+    const stage = traced
+      ? startStage(STAGE.backendCall, {
+          kind: SpanKind.CLIENT,
+          attributes: () => ({
+            'rpc.method': req.method,
+            'mcpgw.server': server,
+            'mcpgw.backend.transport': backend.config.transport,
+          }),
+        })
+      : undefined;
+    const t0 = note ? performance.now() : 0;
     try {
-      const res = await client.call(req.method, progress.params, {
+      // The backend continues the trace: W3C context in _meta (and, for HTTP, in headers).
+      const res = await client.call(req.method, withTraceMeta(progress.params, stage), {
         context: ctx,
         handle,
         timeoutMs: this.core.timeoutMs(server),
       });
+      if (stage)
+        endStage(
+          stage,
+          'error' in res
+            ? { code: (res.error.data as { code?: string } | undefined)?.code, message: res.error.message }
+            : undefined,
+        );
       return { ...res, id: req.id } as JsonRpcResponse;
     } catch (err) {
+      endStage(stage, { message: (err as Error).message });
       if (err instanceof CallAbortedError) return undefined;
       throw err;
     } finally {
+      if (note) note.backendMs = (note.backendMs ?? 0) + (performance.now() - t0);
       untrack();
       this.inflight.delete(req.id);
       progress.release();
+    }
+  }
+
+  /** Opens (or waits for) this session's backend client: the select-backend stage. */
+  private async selectBackend(backend: ServerBackend): Promise<BackendClient> {
+    const stage = startStage(STAGE.selectBackend, { attributes: () => ({ 'mcpgw.server': backend.name }) });
+    try {
+      const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
+      endStage(stage);
+      return client;
+    } catch (err) {
+      endStage(stage, { code: (err as { code?: string }).code, message: (err as Error).message });
+      throw err;
     }
   }
 

@@ -18,6 +18,8 @@ import {
   type JsonRpcResponse,
 } from '../../shared/mcp/jsonrpc.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import { inStage, STAGE, withContext } from '../../shared/telemetry/tracing.js';
+import { requestStage } from './request-trace.js';
 import { openSse, sseEvent } from './sse.js';
 
 /** Below the idle timeouts of common proxies, so an open but quiet stream is not cut. */
@@ -115,8 +117,10 @@ export class LegacySseEndpoint {
     // A second initialize would renegotiate capabilities under requests already in flight.
     if (request.method === 'initialize' && session.initialized)
       return this.refuse(reply, 'GW_ALREADY_INITIALIZED', request.id);
+    // The answer travels on the stream, after this POST's 202: the request span ends first, its stages later.
+    const stage = requestStage(req, reply, request.params);
     reply.code(202).send();
-    void this.dispatch(session, request);
+    void withContext(stage?.ctx, () => inStage(STAGE.forward, () => this.dispatch(session, request)));
   }
 
   async close(): Promise<void> {

@@ -24,6 +24,8 @@ import type { ReplicaChannel, ReplicaMessage } from '../../shared/ports/replica-
 import { replicaOfRequestId } from '../../shared/mcp/request-ids.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
 import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
+import { inStage, STAGE, withContext } from '../../shared/telemetry/tracing.js';
+import { requestStage } from './request-trace.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
@@ -103,8 +105,12 @@ export class McpEndpoint {
     const kind = classify(msg);
     if (kind === 'invalid') return this.refuse(reply, 'GW_INVALID_REQUEST', idOf(msg));
     const principal = this.principalOf(req);
+    const stage = kind === 'request' ? requestStage(req, reply, (msg as JsonRpcRequest).params) : undefined;
     // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
-    if (hasModernEnvelope(msg)) return this.modern.post(req, reply, scope, msg as JsonRpcMessage, principal);
+    if (hasModernEnvelope(msg))
+      return withContext(stage?.ctx, () =>
+        this.modern.post(req, reply, scope, msg as JsonRpcMessage, principal),
+      );
     if (isModernVersion(req.headers['mcp-protocol-version']))
       return this.refuse(
         reply,
@@ -116,7 +122,9 @@ export class McpEndpoint {
 
     if (kind === 'request' && (msg as JsonRpcRequest).method === 'initialize') {
       if (sid !== undefined) return this.refuse(reply, 'GW_ALREADY_INITIALIZED', (msg as JsonRpcRequest).id);
-      return this.initialize(msg as JsonRpcRequest, reply, scope, principal);
+      return withContext(stage?.ctx, () =>
+        inStage(STAGE.forward, () => this.initialize(msg as JsonRpcRequest, reply, scope, principal)),
+      );
     }
     const live = typeof sid === 'string' ? this.live.get(sid) : undefined;
     const session =
@@ -151,7 +159,9 @@ export class McpEndpoint {
     );
     session.inflight++;
     try {
-      const res = await session.core.request(request, responder);
+      const res = await withContext(stage?.ctx, () =>
+        inStage(STAGE.forward, () => session.core.request(request, responder)),
+      );
       responder.finish(res);
     } catch (err) {
       responder.finish(toRpcError(request.id, err));
