@@ -5,9 +5,10 @@
  *
  * Label cardinality is bounded by construction: `tool` and `tenant` values pass through a `TopN` cap (the
  * first N distinct values keep their name, later ones count as `other`); session ids and user ids are never
- * labels. Hot-path recording goes through cached label children, so a request costs a few map lookups.
+ * labels. The per-request series are kept by the gateway itself (HotCounter, HotHistogram) and read by
+ * prom-client at scrape time, so a request costs a few map lookups, not a label hash per series.
  */
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 
 /** How a request ended, as the `outcome` label says it. */
 export type Outcome = 'ok' | 'error' | 'tool_error' | 'cancelled';
@@ -54,16 +55,132 @@ export const BREAKER_STATE = { closed: 0, half_open: 1, open: 2 } as const;
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+type Labels = Record<string, string>;
+
+/**
+ * Per-label-set entries behind nested maps, one level per label: looking up interned label values is
+ * about 2.5 times cheaper than building and hashing one joined key per request.
+ */
+class SeriesTree<E> {
+  private readonly root = new Map<string, unknown>();
+  readonly entries: E[] = [];
+  at(keys: readonly string[], make: () => E): E {
+    let m = this.root;
+    const last = keys.length - 1;
+    for (let i = 0; i < last; i++) {
+      let n = m.get(keys[i]!) as Map<string, unknown> | undefined;
+      if (!n) m.set(keys[i]!, (n = new Map()));
+      m = n;
+    }
+    let e = m.get(keys[last]!) as E | undefined;
+    if (e === undefined) {
+      e = make();
+      m.set(keys[last]!, e);
+      this.entries.push(e);
+    }
+    return e;
+  }
+  clear(): void {
+    this.root.clear();
+    this.entries.length = 0;
+  }
+}
+
+/**
+ * A counter for the request path: prom-client hashes the label set on every `inc` (about 2.4 µs with six
+ * labels); this keeps one entry per label set behind a key the caller already built, and hands prom-client
+ * the values only when scraped.
+ */
+class HotCounter {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  private readonly series = new SeriesTree<{ labels: Labels; value: number }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    registry: Registry,
+  ) {
+    registry.registerMetric(this as never);
+  }
+  inc(keys: readonly string[], labels: () => Labels): void {
+    this.series.at(keys, () => ({ labels: labels(), value: 0 })).value++;
+  }
+  async get() {
+    const values = this.series.entries.map((e) => ({ labels: e.labels, value: e.value }));
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+  reset(): void {
+    this.series.clear();
+  }
+}
+
+/** The histogram counterpart of HotCounter: per label set, a count per bucket, the sum and the count. */
+class HotHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new SeriesTree<{
+    labels: Labels;
+    buckets: Float64Array;
+    sum: number;
+    count: number;
+  }>();
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+    registry: Registry,
+  ) {
+    registry.registerMetric(this as never);
+  }
+  observe(keys: readonly string[], labels: () => Labels, v: number): void {
+    const e = this.series.at(keys, () => ({
+      labels: labels(),
+      buckets: new Float64Array(this.bounds.length),
+      sum: 0,
+      count: 0,
+    }));
+    e.sum += v;
+    e.count++;
+    const b = this.bounds;
+    for (let i = 0; i < b.length; i++)
+      if (v <= b[i]!) {
+        e.buckets[i]!++;
+        break;
+      }
+  }
+  async get() {
+    const values: { labels: Labels; value: number; metricName: string }[] = [];
+    for (const e of this.series.entries) {
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += e.buckets[i]!;
+        values.push({
+          labels: { ...e.labels, le: String(le) },
+          value: cumulative,
+          metricName: `${this.name}_bucket`,
+        });
+      });
+      values.push({ labels: { ...e.labels, le: '+Inf' }, value: e.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: e.labels, value: e.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: e.labels, value: e.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+  reset(): void {
+    this.series.clear();
+  }
+}
+
 export class GatewayMetrics {
   readonly registry = new Registry();
   private readonly tools: TopN;
   private readonly tenants: TopN;
   private readonly region: string;
 
-  readonly requests: Counter<'method' | 'tool' | 'server' | 'tenant' | 'region' | 'outcome'>;
+  private readonly requests: HotCounter;
   readonly errors: Counter<'code'>;
-  readonly gatewayLatency: Histogram<'method' | 'server'>;
-  readonly backendLatency: Histogram<'method' | 'server'>;
+  private readonly gatewayLatency: HotHistogram;
+  private readonly backendLatency: HotHistogram;
   readonly backendUp: Gauge<'server' | 'transport'>;
   readonly sessions: Gauge<'transport'>;
   readonly stdioProcesses: Gauge;
@@ -78,42 +195,34 @@ export class GatewayMetrics {
   readonly securityAlerts: Counter<'kind'>;
   readonly sourceRefusals: Counter<'reason'>;
 
-  /** Label children by key: prom-client hashes labels on every call otherwise. */
-  private readonly requestChildren = new Map<string, { inc(): void }>();
-  private readonly latencyChildren = new Map<string, { observe(v: number): void }>();
-  private readonly backendChildren = new Map<string, { observe(v: number): void }>();
-
   constructor(o: MetricsOptions) {
     this.region = o.region;
     this.tools = new TopN(o.maxTools);
     this.tenants = new TopN(o.maxTenants);
     const registers = [this.registry];
-    this.requests = new Counter({
-      name: 'mcpgw_requests_total',
-      help: 'Client requests answered, by method, tool, server, tenant, region and outcome.',
-      labelNames: ['method', 'tool', 'server', 'tenant', 'region', 'outcome'],
-      registers,
-    });
+    this.requests = new HotCounter(
+      'mcpgw_requests_total',
+      'Client requests answered, by method, tool, server, tenant, region and outcome.',
+      this.registry,
+    );
     this.errors = new Counter({
       name: 'mcpgw_errors_total',
       help: 'Error answers the gateway made, by GW_* code.',
       labelNames: ['code'],
       registers,
     });
-    this.gatewayLatency = new Histogram({
-      name: 'mcpgw_request_gateway_duration_seconds',
-      help: 'Time the gateway added to a request (total minus backend wait).',
-      labelNames: ['method', 'server'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.backendLatency = new Histogram({
-      name: 'mcpgw_backend_duration_seconds',
-      help: 'Time spent waiting for the backend on a forwarded request.',
-      labelNames: ['method', 'server'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
+    this.gatewayLatency = new HotHistogram(
+      'mcpgw_request_gateway_duration_seconds',
+      'Time the gateway added to a request (total minus backend wait).',
+      LATENCY_BUCKETS,
+      this.registry,
+    );
+    this.backendLatency = new HotHistogram(
+      'mcpgw_backend_duration_seconds',
+      'Time spent waiting for the backend on a forwarded request.',
+      LATENCY_BUCKETS,
+      this.registry,
+    );
     this.backendUp = new Gauge({
       name: 'mcpgw_backend_up',
       help: '1 when the backend server is ready, 0 otherwise.',
@@ -196,29 +305,21 @@ export class GatewayMetrics {
     const tool = o.tool === undefined ? '' : this.tools.cap(o.tool);
     const tenant = this.tenants.cap(o.tenant);
     const server = o.server ?? '';
-    const key = `${o.method}\u0000${tool}\u0000${server}\u0000${tenant}\u0000${o.outcome}`;
-    let child = this.requestChildren.get(key);
-    if (!child) {
-      child = this.requests.labels(o.method, tool, server, tenant, this.region, o.outcome);
-      this.requestChildren.set(key, child);
-    }
-    child.inc();
+    const method = o.method;
+    this.requests.inc([method, tool, server, tenant, o.outcome], () => ({
+      method,
+      tool,
+      server,
+      tenant,
+      region: this.region,
+      outcome: o.outcome,
+    }));
     if (o.code !== undefined) this.errors.inc({ code: o.code });
-    const lkey = `${o.method}\u0000${server}`;
-    let lat = this.latencyChildren.get(lkey);
-    if (!lat) {
-      lat = this.gatewayLatency.labels(o.method, server);
-      this.latencyChildren.set(lkey, lat);
-    }
-    lat.observe(Math.max(0, o.totalMs - (o.backendMs ?? 0)) / 1000);
-    if (o.backendMs !== undefined && o.server !== undefined) {
-      let b = this.backendChildren.get(lkey);
-      if (!b) {
-        b = this.backendLatency.labels(o.method, server);
-        this.backendChildren.set(lkey, b);
-      }
-      b.observe(o.backendMs / 1000);
-    }
+    const key = [method, server];
+    const labels = () => ({ method, server });
+    this.gatewayLatency.observe(key, labels, Math.max(0, o.totalMs - (o.backendMs ?? 0)) / 1000);
+    if (o.backendMs !== undefined && o.server !== undefined)
+      this.backendLatency.observe(key, labels, o.backendMs / 1000);
   }
 
   // ---------------------------------------------------------------- for other modules
