@@ -94,7 +94,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
 
-  const tracing = startTracing(config, log, opts.spanProcessors);
+  const tracing = await startTracing(config, log, opts.spanProcessors);
   const tm = config.telemetry.metrics;
   const metrics = tm.enabled
     ? new GatewayMetrics({

@@ -1,18 +1,11 @@
 /**
  * The OpenTelemetry SDK, chosen by config here in the composition root only: product code speaks the API
  * (shared/telemetry/tracing.ts). `telemetry.tracing.enabled: false` registers nothing, and the API's
- * no-op tracer is what the helpers would see (they do not even reach it: `enableTracing` stays off).
+ * no-op tracer is what the helpers would see (they do not even reach it: `enableTracing` stays off). The
+ * SDK is imported only when tracing is on: it costs start-up time a node without tracing need not pay.
  */
 import { context, propagation, trace } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import type { Logger } from '../shared/log.js';
 import { enableTracing } from '../shared/telemetry/tracing.js';
@@ -26,13 +19,22 @@ export interface TracingHandle {
  * Registers a tracer provider as configured. `extraProcessors` lets a test (or an embedding host) add its
  * own span processors, e.g. a SimpleSpanProcessor over an InMemorySpanExporter.
  */
-export function startTracing(
+export async function startTracing(
   config: GatewayConfig,
   log: Logger,
   extraProcessors: SpanProcessor[] = [],
-): TracingHandle | undefined {
+): Promise<TracingHandle | undefined> {
   const t = config.telemetry.tracing;
   if (!t.enabled) return undefined;
+  const [{ OTLPTraceExporter }, { resourceFromAttributes }, base, { NodeTracerProvider }] = await Promise.all(
+    [
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/sdk-trace-base'),
+      import('@opentelemetry/sdk-trace-node'),
+    ],
+  );
+  const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } = base;
   const spanProcessors: SpanProcessor[] = [...extraProcessors];
   if (t.exporter === 'otlp')
     spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: t.endpoint })));
@@ -45,8 +47,7 @@ export function startTracing(
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(t.sampleRatio) }),
     spanProcessors,
   });
-  // Another provider already registered in this process (an embedding host) keeps working: ours then
-  // only backs our own tracer through the global API if the registration succeeded.
+  // Sets the global tracer provider, the AsyncLocalStorage context manager and the W3C propagator.
   provider.register();
   enableTracing(true);
   log.info(
