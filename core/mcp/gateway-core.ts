@@ -216,7 +216,7 @@ export class GatewayCore implements CoreService {
         ? 'cancelled'
         : 'error' in res
           ? 'error'
-          : (res.result as { isError?: unknown }).isError === true
+          : (res.result as { isError?: unknown } | null)?.isError === true
             ? 'tool_error'
             : 'ok';
     const code =
