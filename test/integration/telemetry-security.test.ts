@@ -11,7 +11,12 @@ import { validateConfig } from '../../shared/config/load.js';
 import { ConfigError } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
 import { GatewayMetrics } from '../../shared/telemetry/metrics.js';
+import { UsageAnalytics } from '../../shared/telemetry/usage.js';
 import { SourceGuard } from '../../edge/security/source-guard.js';
+import { buildEdgeApp } from '../../edge/http/app.js';
+import { GatewayCore } from '../../core/mcp/gateway-core.js';
+import { MemoryEventStore } from '../../shared/adapters/memory/event-store.js';
+import { MemorySessionStore } from '../../shared/adapters/memory/session-store.js';
 import { MCP_HEADERS, raw } from '../helpers/gateway.js';
 import { parseMetrics, valueOf } from '../helpers/prometheus.js';
 
@@ -162,6 +167,55 @@ describe('repeated authentication failures', () => {
       assert.ok(lines.some((l) => JSON.parse(l).alert === 'auth_failures'));
     } finally {
       await gw.close();
+    }
+  });
+});
+
+describe('sources off loopback (in-process requests with a chosen peer address)', () => {
+  async function edge(doc: Record<string, unknown>) {
+    const config = validateConfig({ log: { level: 'silent' }, ...doc }, 'test', {});
+    const log = createLogger('silent');
+    const core = new GatewayCore({ config, log });
+    const built = buildEdgeApp({
+      config,
+      core,
+      sessions: new MemorySessionStore(),
+      events: new MemoryEventStore(config.sessions.eventRetention),
+      log,
+      metrics: new GatewayMetrics({ region: 'local', maxTools: 5, maxTenants: 5 }),
+      usage: new UsageAnalytics(config.telemetry.usage),
+    });
+    await built.app.ready();
+    return built.app;
+  }
+
+  it('without admin.token, the admin API and the dashboard answer loopback clients only', async () => {
+    const app = await edge({});
+    try {
+      for (const url of ['/admin/usage', '/admin/topology', '/dashboard']) {
+        const far = await app.inject({ method: 'GET', url, remoteAddress: '10.2.3.4' });
+        assert.equal(far.statusCode, 403, url);
+        assert.equal(far.json().error.data.code, 'GW_ADMIN_FORBIDDEN');
+        const near = await app.inject({ method: 'GET', url, remoteAddress: '127.0.0.1' });
+        assert.equal(near.statusCode, 200, url);
+      }
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('denies by CIDR and lets the rest of an allowed range in', async () => {
+    const app = await edge({ security: { allowIps: ['10.0.0.0/8'], denyIps: ['10.9.0.0/16'] } });
+    try {
+      const ok = await app.inject({ method: 'GET', url: '/healthz', remoteAddress: '10.1.1.1' });
+      assert.equal(ok.statusCode, 200);
+      const denied = await app.inject({ method: 'GET', url: '/healthz', remoteAddress: '10.9.1.1' });
+      assert.equal(denied.statusCode, 403);
+      assert.equal(denied.json().error.data.code, 'GW_SOURCE_DENIED');
+      const outside = await app.inject({ method: 'GET', url: '/healthz', remoteAddress: '192.0.2.1' });
+      assert.equal(outside.statusCode, 403);
+    } finally {
+      await app.close();
     }
   });
 });
