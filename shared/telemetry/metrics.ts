@@ -302,7 +302,8 @@ export class GatewayMetrics {
 
   /** Records one finished request (the core calls this once per client request). */
   observeRequest(o: RequestObservation): void {
-    const tool = o.tool === undefined ? '' : this.tools.cap(o.tool);
+    // Only names that reached a server: a client making up tool names must not use up the label cap.
+    const tool = o.tool === undefined || o.server === undefined ? '' : this.tools.cap(o.tool);
     const tenant = this.tenants.cap(o.tenant);
     const server = o.server ?? '';
     const method = o.method;
