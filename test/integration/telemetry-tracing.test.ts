@@ -2,7 +2,7 @@
  * Tracing across the gateway and its backends, checked with the SDK's in-memory exporter: the client's
  * traceparent is the parent of the gateway's root span, the stage spans nest (request > forward > route >
  * select_backend, backend_call), and each backend receives the backend_call span's context: in `_meta`
- * over stdio, in `_meta` and the `traceparent` header over HTTP.
+ * over stdio, in `_meta` and the `traceparent` header over Streamable HTTP and legacy HTTP+SSE.
  */
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
@@ -11,7 +11,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@o
 import { validateConfig } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
 import { startSingleNode, type RunningNode } from '../../cli/single.js';
-import { recorderHttp } from '../fixtures/trace-recorder.js';
+import { recorderHttp, recorderSse } from '../fixtures/trace-recorder.js';
 import { MCP_HEADERS, raw, rawSession } from '../helpers/gateway.js';
 import { ROOT } from '../helpers/net.js';
 
@@ -21,6 +21,7 @@ const CLIENT_SPAN = '00f067aa0ba902b7';
 async function gateway(
   tracing: boolean,
   httpUrl: string,
+  sseUrl: string,
   exporter?: InMemorySpanExporter,
 ): Promise<RunningNode> {
   const config = validateConfig(
@@ -36,6 +37,7 @@ async function gateway(
           args: [`${ROOT}dist/test/fixtures/trace-recorder.js`],
         },
         { name: 'rechttp', transport: 'streamable-http', url: httpUrl },
+        { name: 'recsse', transport: 'sse', url: sseUrl },
       ],
     },
     'test',
@@ -80,23 +82,30 @@ const parentOf = (s: ReadableSpan | undefined) => s?.parentSpanContext?.spanId;
 
 describe('tracing', () => {
   let http: { url: string; server: Server };
+  let sse: { url: string; server: Server };
   before(async () => {
     http = await recorderHttp();
+    sse = await recorderSse();
   });
-  after(() => http.server.close());
+  after(() => {
+    http.server.close();
+    sse.server.closeAllConnections();
+    sse.server.close();
+  });
 
   describe('enabled, with an in-memory exporter', () => {
     const exporter = new InMemorySpanExporter();
     let gw: RunningNode;
     let sid: string;
     before(async () => {
-      gw = await gateway(true, http.url, exporter);
+      gw = await gateway(true, http.url, sse.url, exporter);
       sid = await rawSession(`${gw.url}/mcp`);
     });
     after(() => gw.close());
 
     for (const [server, transport] of [
       ['rechttp', 'streamable-http'],
+      ['recsse', 'sse'],
       ['recstdio', 'stdio'],
     ] as const) {
       it(`a span tree under the client's traceparent reaches the ${transport} backend`, async () => {
@@ -128,7 +137,7 @@ describe('tracing', () => {
         const expected = `00-${TRACE_ID}-${backend.spanContext().spanId}-01`;
         assert.equal(seen.meta?.traceparent, expected, 'the backend got the backend_call context in _meta');
         assert.equal(seen.meta?.tracestate, 'vendor=abc', 'tracestate travels with it');
-        if (transport === 'streamable-http') {
+        if (transport !== 'stdio') {
           assert.equal(seen.headers.traceparent, expected, 'and in the traceparent header');
           assert.equal(seen.headers.tracestate, 'vendor=abc');
         }
@@ -171,7 +180,7 @@ describe('tracing', () => {
   describe('disabled', () => {
     let gw: RunningNode;
     before(async () => {
-      gw = await gateway(false, http.url);
+      gw = await gateway(false, http.url, sse.url);
     });
     after(() => gw.close());
 
@@ -182,6 +191,8 @@ describe('tracing', () => {
       assert.equal(seenHttp.meta, null);
       const seenStdio = await call(gw.url, sid, 'recstdio__whoami');
       assert.equal(seenStdio.meta, null);
+      const seenSse = await call(gw.url, sid, 'recsse__whoami');
+      assert.equal(seenSse.headers.traceparent, null);
     });
   });
 });
