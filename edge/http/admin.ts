@@ -99,7 +99,7 @@ export function registerAdminRoutes(app: FastifyInstance, o: AdminRoutesOptions)
     };
   });
 
-  app.get('/admin/live', { preHandler: guard }, async (req, reply) => {
+  app.get('/admin/live', { preHandler: guard }, async (_req, reply) => {
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -117,7 +117,6 @@ export function registerAdminRoutes(app: FastifyInstance, o: AdminRoutesOptions)
     };
     await push();
     const timer = setInterval(() => void push(), LIVE_EVERY_MS);
-    req.raw.socket.once('close', () => clearInterval(timer));
     res.once('close', () => clearInterval(timer));
   });
 }
