@@ -167,6 +167,12 @@ const observabilityKeys = {
           path: z
             .string()
             .regex(/^\/[A-Za-z0-9/_-]*$/, 'an absolute path')
+            .refine(
+              (p) =>
+                !['/', '/mcp', '/sse', '/message', '/healthz', '/readyz', '/dashboard'].includes(p) &&
+                !/^\/(servers|admin)(\/|$)/.test(p),
+              'collides with a gateway route (/mcp, /sse, /message, /servers/..., /admin/..., /healthz, /readyz, /dashboard)',
+            )
             .default('/metrics')
             .describe('Path of the metrics endpoint, on the main port.'),
           bearerToken: z
