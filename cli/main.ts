@@ -50,7 +50,8 @@ The config file may also be given as MCPGW_CONFIG.
 
 Endpoints: POST/GET/DELETE /mcp (every server, names prefixed "server__"),
 /servers/{name}/mcp (one server, its own names), legacy HTTP+SSE clients at GET /sse + POST /message
-(and /servers/{name}/sse), GET /healthz, GET /readyz.
+(and /servers/{name}/sse), GET /healthz, GET /readyz, GET /metrics (Prometheus), /admin/usage,
+/admin/topology, /admin/live and /dashboard (admin.token, or loopback only without one).
 `;
 
 function version(): string {

@@ -19,11 +19,15 @@ import type { SessionStore } from '../shared/ports/session-store.js';
 import { serverSchema, type GatewayConfig } from '../shared/config/schema.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
-import { GatewayCore } from '../core/mcp/gateway-core.js';
-import { buildEdgeApp } from '../edge/http/app.js';
 import { openNodeStores, serversToStart, type NodeStores } from './stores.js';
 import { apiKeyStoreFor } from './api-keys.js';
 import type { ApiKeyStore } from '../shared/ports/api-key-store.js';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { GatewayMetrics } from '../shared/telemetry/metrics.js';
+import { UsageAnalytics } from '../shared/telemetry/usage.js';
+import { GatewayCore, type CoreObservation } from '../core/mcp/gateway-core.js';
+import { buildEdgeApp, type EdgeApp } from '../edge/http/app.js';
+import { startTracing } from './telemetry.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -31,6 +35,10 @@ export interface RunningNode {
   core: GatewayCore;
   /** The registry, audit trail and vault of this node. */
   stores: NodeStores;
+  /** The edge's source guard: what the auth stage reports authentication failures to. */
+  security: EdgeApp['security'];
+  metrics?: GatewayMetrics;
+  usage: UsageAnalytics;
   close(): Promise<void>;
 }
 
@@ -42,6 +50,8 @@ export interface StartOptions {
   waitForBackends?: boolean;
   /** The API key store to use instead of the one the config names (it stays the caller's to close). */
   apiKeys?: ApiKeyStore;
+  /** Span processors added to the configured ones when tracing is enabled (tests: an in-memory exporter). */
+  spanProcessors?: SpanProcessor[];
 }
 
 export async function loadPlugins(
@@ -91,6 +101,17 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const servers = await serversToStart(config, stores.registry);
   const bus = new InProcessBus();
 
+  const tracing = await startTracing(config, log, opts.spanProcessors);
+  const tm = config.telemetry.metrics;
+  const metrics = tm.enabled
+    ? new GatewayMetrics({
+        region: config.region,
+        maxTools: tm.maxToolLabels,
+        maxTenants: tm.maxTenantLabels,
+      })
+    : undefined;
+  const usage = new UsageAnalytics(config.telemetry.usage);
+  const observe = observer(log, metrics, usage);
   const core = new GatewayCore({
     config: { ...config, servers },
     log,
@@ -98,6 +119,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     sessions,
     replicaId: replicas?.replicaId,
     audit: stores.audit,
+    observe,
   });
   // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
   // one at a time per server, in the order they were announced.
@@ -123,7 +145,17 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   if (opts.waitForBackends !== false) await started;
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
   const apiKeys = opts.apiKeys ?? ownKeys;
-  const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log, apiKeys });
+  const { app, endpoint, security } = buildEdgeApp({
+    config,
+    core,
+    sessions,
+    events,
+    replicas,
+    log,
+    apiKeys,
+    metrics,
+    usage,
+  });
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -146,6 +178,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     url,
     core,
     stores,
+    security,
+    metrics,
+    usage,
     close: () =>
       (closed ??= (async () => {
         stopWatching();
@@ -160,7 +195,46 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
           replicas?.close(),
           ownKeys?.close(),
         ]);
+        await tracing?.shutdown();
       })()),
+  };
+}
+
+/**
+ * What the core reports per request goes to the metrics, the usage analytics and, at debug level, the
+ * access log (never the arguments: the request carries them, the observation does not).
+ */
+function observer(
+  log: Logger,
+  metrics: GatewayMetrics | undefined,
+  usage: UsageAnalytics,
+): (o: CoreObservation) => void {
+  const access = log.isLevelEnabled?.('debug') ?? false;
+  return (o) => {
+    metrics?.observeRequest(o);
+    usage.record({
+      server: o.server,
+      tenant: o.tenant,
+      user: o.principal,
+      tool: o.tool,
+      ok: o.outcome === 'ok' || o.outcome === 'cancelled',
+      ms: o.totalMs,
+    });
+    if (access)
+      log.debug(
+        {
+          sessionId: o.sessionId,
+          requestId: o.rpcId,
+          method: o.method,
+          tool: o.tool,
+          server: o.server,
+          outcome: o.outcome,
+          code: o.code,
+          ms: Math.round(o.totalMs * 1000) / 1000,
+          backendMs: o.backendMs === undefined ? undefined : Math.round(o.backendMs * 1000) / 1000,
+        },
+        'request',
+      );
   };
 }
 

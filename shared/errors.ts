@@ -200,6 +200,37 @@ export const ERRORS = {
     rpc: RpcCode.InternalError,
     message: 'The replica holding this multi-round call is gone',
   },
+  // ---------------------------------------------------------------- observability and edge security
+  GW_SOURCE_DENIED: {
+    http: 403,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Forbidden: requests from this source address are not allowed',
+  },
+  GW_SOURCE_BLOCKED: {
+    http: 429,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Too Many Requests: this source is blocked for a while after repeated authentication failures',
+  },
+  GW_ADMIN_UNAUTHORIZED: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the admin API needs Authorization: Bearer <admin.token>',
+  },
+  GW_ADMIN_FORBIDDEN: {
+    http: 403,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Forbidden: without admin.token configured the admin API answers loopback clients only',
+  },
+  GW_METRICS_UNAUTHORIZED: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: metrics need Authorization: Bearer <telemetry.metrics.bearerToken>',
+  },
+  GW_INVALID_QUERY: {
+    http: 400,
+    rpc: RpcCode.InvalidParams,
+    message: 'Bad Request: invalid query parameter',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -6,6 +6,7 @@ import { Agent } from 'undici';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { classify, type JsonRpcId, type JsonRpcMessage } from '../../shared/mcp/jsonrpc.js';
 import type { ErrorCode } from '../../shared/errors.js';
+import { traceHeadersOf } from '../../shared/telemetry/tracing.js';
 
 export type Log = {
   info(o: object, m?: string): void;
@@ -73,4 +74,13 @@ export function headerValue(
 ): string | undefined {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
+}
+
+/** POST headers plus the W3C trace context a message carries in `params._meta` (set when tracing is on). */
+export function withTraceHeaders(
+  headers: Record<string, string>,
+  message: JsonRpcMessage,
+): Record<string, string> {
+  const trace = traceHeadersOf(message);
+  return trace ? { ...headers, ...trace } : headers;
 }

@@ -34,7 +34,7 @@ import {
   type JsonRpcId,
   type JsonRpcMessage,
 } from '../../shared/mcp/jsonrpc.js';
-import { backendError, upstreamAgent, type HttpTransportOptions } from './http-common.js';
+import { backendError, upstreamAgent, withTraceHeaders, type HttpTransportOptions } from './http-common.js';
 import type { UpstreamMessageContext, UpstreamTransport } from './transport.js';
 
 export type BackendErrorCode = Extract<
@@ -127,7 +127,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
         origin: this.origin,
         path: this.path,
         method: 'POST',
-        headers: (this.postHeaders ??= this.headers(POST_ACCEPT, true)),
+        headers: withTraceHeaders((this.postHeaders ??= this.headers(POST_ACCEPT, true)), message),
         body: JSON.stringify(message),
         headersTimeout: this.timeoutMs,
         bodyTimeout: 0,

@@ -29,6 +29,14 @@ import type { CallerAccess, ItemKind } from '../policy/access-control.js';
 import { maskToolResult } from '../policy/pii-mask.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
+import {
+  endStage,
+  SpanKind,
+  STAGE,
+  startStage,
+  tracingActive,
+  withTraceMeta,
+} from '../../shared/telemetry/tracing.js';
 import { matchUriTemplate } from './uri-template.js';
 
 /** A forwarded client request, as the backend events see it. */
@@ -575,14 +583,31 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const backend = this.core.backend(server);
     if (!backend) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${server}`, { server });
     this.core.beforeForward(this, req, server);
-    const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
+    const traced = tracingActive();
+    const client = traced
+      ? await this.selectBackend(backend)
+      : (backend.existingClientFor(this) ?? (await backend.clientFor(this)));
     const ctx: CallContext = { session: this, sink, server, clientRequestId: req.id };
     const handle: CallHandle = {};
     this.inflight.set(req.id, handle);
     const progress = this.core.mapProgress(params, ctx, client);
     const untrack = this.core.trackCall(ctx);
+    const note = this.core.noteOf(req);
+    if (note) note.server = server;
+    const stage = traced
+      ? startStage(STAGE.backendCall, {
+          kind: SpanKind.CLIENT,
+          attributes: () => ({
+            'rpc.method': req.method,
+            'mcpgw.server': server,
+            'mcpgw.backend.transport': backend.config.transport,
+          }),
+        })
+      : undefined;
+    const t0 = note ? performance.now() : 0;
+    // The backend continues the trace: W3C context in _meta (and, for HTTP, in headers).
     const send = (p: JsonObject | undefined) =>
-      client.call(req.method, p, {
+      client.call(req.method, withTraceMeta(p, stage), {
         context: ctx,
         handle,
         timeoutMs: this.core.timeoutMs(server),
@@ -606,14 +631,26 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
             send,
             clientToken(params),
           );
-        if (!res) return undefined;
+        if (!res) {
+          endStage(stage);
+          return undefined;
+        }
         if (!this.modern && 'result' in res) res = { ...res, result: legacyResult(res.result) };
       }
+      if (stage)
+        endStage(
+          stage,
+          'error' in res
+            ? { code: (res.error.data as { code?: string } | undefined)?.code, message: res.error.message }
+            : undefined,
+        );
       return { ...res, id: req.id } as JsonRpcResponse;
     } catch (err) {
+      endStage(stage, { message: (err as Error).message });
       if (err instanceof CallAbortedError) return undefined;
       throw err;
     } finally {
+      if (note) note.backendMs = (note.backendMs ?? 0) + (performance.now() - t0);
       untrack();
       this.inflight.delete(req.id);
       progress.release();
@@ -664,6 +701,19 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         }
       },
     });
+  }
+
+  /** Opens (or waits for) this session's backend client: the select-backend stage. */
+  private async selectBackend(backend: ServerBackend): Promise<BackendClient> {
+    const stage = startStage(STAGE.selectBackend, { attributes: () => ({ 'mcpgw.server': backend.name }) });
+    try {
+      const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
+      endStage(stage);
+      return client;
+    } catch (err) {
+      endStage(stage, { code: (err as { code?: string }).code, message: (err as Error).message });
+      throw err;
+    }
   }
 
   notify(n: JsonRpcNotification): void {

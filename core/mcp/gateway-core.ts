@@ -43,6 +43,8 @@ import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import { AccessControl } from '../policy/access-control.js';
 import { PiiMasker } from '../policy/pii-mask.js';
 import { ToolArgumentValidator } from '../policy/tool-arguments.js';
+import type { Outcome, RequestObservation } from '../../shared/telemetry/metrics.js';
+import { endStage, STAGE, startStage, tracingActive, withContext } from '../../shared/telemetry/tracing.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
 import { auditEvent, AUDITED_METHODS } from './audit-record.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
@@ -71,6 +73,22 @@ export interface GatewayCoreOptions {
   replicaId?: string;
   /** Where a record of every tools/call, prompts/get and resources/read goes (enqueued, never awaited). */
   audit?: AuditSink;
+  /** Told of every finished client request (metrics, usage analytics, the access log). */
+  observe?: (o: CoreObservation) => void;
+}
+
+/** A finished request as the core saw it: what metrics record, plus who asked (never a metric label). */
+export interface CoreObservation extends RequestObservation {
+  sessionId: string;
+  /** The session's principal key (`tenant:subject`, or `anonymous`). */
+  principal: string;
+  rpcId: string | number;
+}
+
+/** What forwarding tells the observation of the request it serves. */
+export interface BackendNote {
+  server: string | undefined;
+  backendMs: number | undefined;
 }
 
 export class GatewayCore implements CoreService {
@@ -103,6 +121,8 @@ export class GatewayCore implements CoreService {
   private readonly audit: AuditSink | undefined;
   /** The server each audited call in flight was routed to, by session and request id. */
   private readonly routes = new Map<string, string>();
+  /** The note of each request being observed, found by `forward` from the request it was handed. */
+  private readonly notes = new WeakMap<JsonRpcRequest, BackendNote>();
 
   constructor(private readonly opts: GatewayCoreOptions) {
     this.log = opts.log;
@@ -213,7 +233,87 @@ export class GatewayCore implements CoreService {
     await Promise.all([...this.backends.values()].map((b) => b.close()));
   }
 
-  async runPipeline(
+  /** Runs the pipeline; observed (timing, outcome, the route span) when someone listens or traces. */
+  runPipeline(
+    session: ClientSession,
+    request: JsonRpcRequest,
+    dispatch: Dispatch,
+  ): Promise<JsonRpcResponse | undefined> {
+    if (!this.opts.observe && !tracingActive()) return this.auditedStages(session, request, dispatch);
+    return this.runObserved(session, request, dispatch);
+  }
+
+  /** The note `forward` fills in for the request being observed, if it is. */
+  noteOf(request: JsonRpcRequest): BackendNote | undefined {
+    return this.notes.get(request);
+  }
+
+  private async runObserved(
+    session: ClientSession,
+    request: JsonRpcRequest,
+    dispatch: Dispatch,
+  ): Promise<JsonRpcResponse | undefined> {
+    const t0 = performance.now();
+    const note: BackendNote = { server: undefined, backendMs: undefined };
+    this.notes.set(request, note);
+    const tool =
+      request.method === 'tools/call' && typeof request.params?.name === 'string'
+        ? request.params.name
+        : undefined;
+    const stage = startStage(STAGE.route, {
+      attributes: () => ({
+        'rpc.system': 'jsonrpc',
+        'rpc.method': request.method,
+        'mcp.session.id': session.id,
+        ...(tool !== undefined && { 'mcp.tool.name': tool }),
+      }),
+    });
+    // A request interceptor may hand dispatch a replacement: it carries the same note.
+    const noted: Dispatch = (req) => {
+      if (req !== request) this.notes.set(req, note);
+      return dispatch(req);
+    };
+    const res = await withContext(stage?.ctx, () => this.auditedStages(session, request, noted));
+    const outcome: Outcome =
+      res === undefined
+        ? 'cancelled'
+        : 'error' in res
+          ? 'error'
+          : (res.result as { isError?: unknown } | null)?.isError === true
+            ? 'tool_error'
+            : 'ok';
+    const code =
+      res && 'error' in res
+        ? ((res.error.data as { code?: unknown } | undefined)?.code as string)
+        : undefined;
+    if (stage) {
+      if (note.server !== undefined && stage.span.isRecording())
+        stage.span.setAttribute('mcpgw.server', note.server);
+      endStage(
+        stage,
+        outcome === 'error'
+          ? { code, message: (res as { error: { message: string } }).error.message }
+          : undefined,
+      );
+    }
+    this.opts.observe?.({
+      method: request.method,
+      tool,
+      server: note.server,
+      tenant: tenantOf(session.principal),
+      outcome,
+      code: typeof code === 'string' ? code : undefined,
+      totalMs: performance.now() - t0,
+      backendMs: note.backendMs,
+      sessionId: session.id,
+      principal: session.principal,
+      rpcId: request.id,
+    });
+    return res;
+  }
+
+  /** The audit stage: tools/call, prompts/get and resources/read leave a record. */
+  private auditedStages(
     session: ClientSession,
     request: JsonRpcRequest,
     dispatch: Dispatch,
@@ -279,7 +379,11 @@ export class GatewayCore implements CoreService {
     // Without plugins the pipeline is the dispatch stage alone: skip the context and the composed chain.
     if (!this.hasPlugins)
       return dispatch(request).catch((err: unknown) => {
-        if (!(err instanceof GatewayError)) this.log.error({ err, method: request.method }, 'request failed');
+        if (!(err instanceof GatewayError))
+          this.log.error(
+            { err, method: request.method, sessionId: session.id, requestId: request.id },
+            'request failed',
+          );
         return toRpcError(request.id, err);
       });
     const ctx: PipelineContext = {
@@ -290,7 +394,11 @@ export class GatewayCore implements CoreService {
     try {
       await this.pipeline(ctx);
     } catch (err) {
-      if (!(err instanceof GatewayError)) this.log.error({ err, method: request.method }, 'request failed');
+      if (!(err instanceof GatewayError))
+        this.log.error(
+          { err, method: request.method, sessionId: session.id, requestId: request.id },
+          'request failed',
+        );
       return toRpcError(request.id, err);
     }
     return ctx.response;
@@ -573,4 +681,10 @@ export class GatewayCore implements CoreService {
         void client.call('resources/subscribe', { uri }, { timeoutMs: this.timeoutMs(server) });
     }
   }
+}
+
+/** The tenant of a principal key (`tenant:subject`); `default` for the anonymous principal. */
+export function tenantOf(principal: string): string {
+  const i = principal.indexOf(':');
+  return i > 0 ? principal.slice(0, i) : 'default';
 }

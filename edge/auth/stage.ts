@@ -13,14 +13,28 @@ import { setRequestPrincipal } from './request-principal.js';
 
 export function registerAuthentication(
   app: FastifyInstance,
-  o: { config: GatewayConfig; authenticator: Authenticator; guardedPrefixes: readonly string[]; log: Logger },
+  o: {
+    config: GatewayConfig;
+    authenticator: Authenticator;
+    guardedPrefixes: readonly string[];
+    log: Logger;
+    /** Told of each outcome, so that a source that keeps failing is blocked (edge/security). */
+    sources?: { recordAuthFailure(ip: string): void; recordAuthSuccess(ip: string): void };
+  },
 ): void {
   registerProtectedResourceMetadata(app, o.config);
   if (!o.authenticator.enabled) return;
   app.addHook('onRequest', async function authenticate(req, reply) {
     if (!o.guardedPrefixes.some((p) => req.url.startsWith(p)) || req.method === 'OPTIONS') return;
     const outcome = await o.authenticator.authenticate(req.raw);
-    if (outcome.ok) return void setRequestPrincipal(req.raw, outcome.principal);
+    const ip = req.socket.remoteAddress ?? '';
+    if (outcome.ok) {
+      o.sources?.recordAuthSuccess(ip);
+      return void setRequestPrincipal(req.raw, outcome.principal);
+    }
+    // Only a credential that was presented and is wrong counts: a client without one is on its way to
+    // the authorization server (RFC 9728), not guessing.
+    if (outcome.code === 'GW_INVALID_TOKEN') o.sources?.recordAuthFailure(ip);
     o.log.debug({ url: req.url.split('?')[0], code: outcome.code, reason: outcome.description }, 'refused');
     const err = new GatewayError(
       outcome.code,

@@ -10,6 +10,11 @@ import type { CoreService } from '../../shared/ports/core-service.js';
 import type { EventStore } from '../../shared/ports/event-store.js';
 import type { ReplicaChannel } from '../../shared/ports/replica-channel.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import type { GatewayMetrics } from '../../shared/telemetry/metrics.js';
+import { Topology } from '../../shared/telemetry/topology.js';
+import type { UsageAnalytics } from '../../shared/telemetry/usage.js';
+import { SourceGuard } from '../security/source-guard.js';
+import { registerAdminRoutes } from './admin.js';
 import { LegacySseEndpoint } from './legacy-sse.js';
 import { McpEndpoint } from './mcp-endpoint.js';
 import { hostAllowed, originAllowed } from './origin.js';
@@ -19,6 +24,7 @@ import { requestPrincipal } from '../auth/request-principal.js';
 import { registerAuthentication } from '../auth/stage.js';
 import { corsHook } from './cors.js';
 import { hostRouter } from './host-routing.js';
+import { openSseStreams } from './sse.js';
 
 export interface EdgeAppOptions {
   config: GatewayConfig;
@@ -31,11 +37,20 @@ export interface EdgeAppOptions {
   log: Logger;
   /** API key records (auth mode api-key). */
   apiKeys?: ApiKeyStore;
+  /** Prometheus metrics of this node (absent: none recorded, no /metrics). */
+  metrics?: GatewayMetrics;
+  /** Per-process usage analytics behind /admin/usage and the dashboard. */
+  usage?: UsageAnalytics;
+  /** Sections of /admin/topology; the app adds `node` and `servers`, other modules the rest. */
+  topology?: Topology;
 }
 
 export interface EdgeApp {
   app: FastifyInstance;
   endpoint: McpEndpoint;
+  /** Source-address security: the auth stage reports failures and successes to it. */
+  security: SourceGuard;
+  topology: Topology;
 }
 
 export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
@@ -98,9 +113,24 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
       .send(JSON.stringify(toRpcError(null, ge)));
   });
 
+  // First of all: the source address (IP deny/allow lists, sources blocked after repeated auth failures).
+  const sec = o.config.security;
+  const security = new SourceGuard({ ...sec, log: o.log, metrics: o.metrics });
+  app.addHook('onRequest', async (req, reply) => {
+    const verdict = security.check(req.socket.remoteAddress ?? '');
+    if (verdict.ok) return;
+    const ge = new GatewayError(verdict.code);
+    if (verdict.code === 'GW_SOURCE_BLOCKED') reply.header('retry-after', String(verdict.retryAfterS));
+    return reply
+      .code(ge.httpStatus)
+      .header('content-type', 'application/json')
+      .send(JSON.stringify(toRpcError(null, ge)));
+  });
+
   const mcpPaths = ['/mcp', '/servers/:name/mcp'];
-  // Every MCP transport, the legacy HTTP+SSE pair (2024-11-05) included, is a DNS-rebinding target.
-  const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/'];
+  // Every MCP transport, the legacy HTTP+SSE pair (2024-11-05) included, is a DNS-rebinding target; so is
+  // the admin API and its dashboard, which answer loopback clients without a token.
+  const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/', '/admin/', '/dashboard'];
   app.addHook('onRequest', async (req, reply) => {
     if (!guardedPrefixes.some((p) => req.url.startsWith(p))) return;
     const { allowedHosts, allowedOrigins, cors } = o.config.http;
@@ -131,6 +161,7 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     authenticator: new Authenticator(o.config, { apiKeys: o.apiKeys }),
     guardedPrefixes,
     log: o.log,
+    sources: security,
   });
 
   // A server of another tenant, or one the policy hides, does not exist for this caller: 404.
@@ -201,6 +232,50 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     });
   });
 
+  const topology = o.topology ?? new Topology();
+  const servers = () => {
+    const r = o.core.readiness();
+    return o.config.servers
+      .filter((s) => s.enabled)
+      .map((s) => ({ name: s.name, transport: s.transport, ...r.servers[s.name] }));
+  };
+  topology.set('node', () => ({
+    role: o.config.role,
+    region: o.config.region,
+    replica: o.replicas?.replicaId,
+  }));
+  topology.set('servers', servers);
+  // Single-node defaults; the federation and the edge/core split replace these sections.
+  topology.set('regions', () => [{ name: o.config.region, local: true, status: 'up' }]);
+  topology.set('edges', () => [{ region: o.config.region, replica: o.replicas?.replicaId ?? 'local' }]);
+  topology.set('cores', () => [{ region: o.config.region, replica: o.replicas?.replicaId ?? 'local' }]);
+  topology.set('replicas', () => []);
+  const sessionCount = () => endpoint.sessionCount + legacy.sessionCount;
+  if (o.metrics) {
+    const metrics = o.metrics;
+    metrics.onScrape(() => {
+      metrics.sessions.set({ transport: 'streamable-http' }, endpoint.sessionCount);
+      metrics.sessions.set({ transport: 'sse' }, legacy.sessionCount);
+      metrics.sseStreams.set(openSseStreams());
+      let stdio = 0;
+      for (const s of servers()) {
+        const up = s.state === 'ready';
+        metrics.backendUp.set({ server: s.name, transport: s.transport }, up ? 1 : 0);
+        if (up && s.transport === 'stdio') stdio++;
+      }
+      metrics.stdioProcesses.set(stdio);
+    });
+  }
+  registerAdminRoutes(app, {
+    config: o.config,
+    log: o.log,
+    metrics: o.metrics,
+    usage: o.usage,
+    topology,
+    readiness: () => o.core.readiness(),
+    sessionCount,
+  });
+
   app.addHook('onClose', async () => endpoint.close());
-  return { app, endpoint };
+  return { app, endpoint, security, topology };
 }

@@ -20,6 +20,8 @@ import {
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import { principalKey } from '../../shared/identity/principal.js';
 import { requestPrincipal } from '../auth/request-principal.js';
+import { inStage, STAGE, withContext } from '../../shared/telemetry/tracing.js';
+import { requestStage } from './request-trace.js';
 import { openSse, sseEvent } from './sse.js';
 
 /** Below the idle timeouts of common proxies, so an open but quiet stream is not cut. */
@@ -118,8 +120,10 @@ export class LegacySseEndpoint {
     // A second initialize would renegotiate capabilities under requests already in flight.
     if (request.method === 'initialize' && session.initialized)
       return this.refuse(reply, 'GW_ALREADY_INITIALIZED', request.id);
+    // The answer travels on the stream, after this POST's 202: the request span ends first, its stages later.
+    const stage = requestStage(req, reply, request.params);
     reply.code(202).send();
-    void this.dispatch(session, request);
+    void withContext(stage?.ctx, () => inStage(STAGE.forward, () => this.dispatch(session, request)));
   }
 
   async close(): Promise<void> {

@@ -26,6 +26,8 @@ import type { SessionStore } from '../../shared/ports/session-store.js';
 import { principalKey, type Principal } from '../../shared/identity/principal.js';
 import { requestPrincipal } from '../auth/request-principal.js';
 import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
+import { inStage, STAGE, withContext } from '../../shared/telemetry/tracing.js';
+import { requestStage } from './request-trace.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
@@ -106,8 +108,12 @@ export class McpEndpoint {
     if (kind === 'invalid') return this.refuse(reply, 'GW_INVALID_REQUEST', idOf(msg));
     const identity = requestPrincipal(req.raw);
     const principal = principalKey(identity);
+    const stage = kind === 'request' ? requestStage(req, reply, (msg as JsonRpcRequest).params) : undefined;
     // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
-    if (hasModernEnvelope(msg)) return this.modern.post(req, reply, scope, msg as JsonRpcMessage, identity);
+    if (hasModernEnvelope(msg))
+      return withContext(stage?.ctx, () =>
+        this.modern.post(req, reply, scope, msg as JsonRpcMessage, identity),
+      );
     if (isModernVersion(req.headers['mcp-protocol-version']))
       return this.refuse(
         reply,
@@ -119,7 +125,9 @@ export class McpEndpoint {
 
     if (kind === 'request' && (msg as JsonRpcRequest).method === 'initialize') {
       if (sid !== undefined) return this.refuse(reply, 'GW_ALREADY_INITIALIZED', (msg as JsonRpcRequest).id);
-      return this.initialize(msg as JsonRpcRequest, reply, scope, identity);
+      return withContext(stage?.ctx, () =>
+        inStage(STAGE.forward, () => this.initialize(msg as JsonRpcRequest, reply, scope, identity)),
+      );
     }
     const live = typeof sid === 'string' ? this.live.get(sid) : undefined;
     const session =
@@ -154,7 +162,9 @@ export class McpEndpoint {
     );
     session.inflight++;
     try {
-      const res = await session.core.request(request, responder);
+      const res = await withContext(stage?.ctx, () =>
+        inStage(STAGE.forward, () => session.core.request(request, responder)),
+      );
       responder.finish(res);
     } catch (err) {
       responder.finish(toRpcError(request.id, err));

@@ -2,6 +2,7 @@
  * The one configuration schema (zod). Human-friendly YAML/JSON is validated here once at start-up, every
  * problem reported together with its path, then frozen. `docs/configuration.md` is generated from it.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import {
   authSchema,
@@ -148,6 +149,160 @@ const pluginSchema = z
     options: z.record(z.string(), z.unknown()).default({}).describe('Passed to the plugin factory.'),
   })
   .strict();
+
+// ---------------------------------------------------------------- observability (issue 9)
+
+const ipList = (what: string) =>
+  z
+    .array(
+      z.string().refine(
+        (v) => {
+          const [addr = '', bits, extra] = v.split('/');
+          const family = isIP(addr);
+          if (family === 0 || extra !== undefined) return false;
+          return bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+        },
+        { message: 'an IP address or a CIDR range, e.g. 10.0.0.0/8 or fd00::/8' },
+      ),
+    )
+    .default([])
+    .describe(what);
+
+const observabilityKeys = {
+  telemetry: z
+    .object({
+      tracing: z
+        .object({
+          enabled: z.boolean().default(false).describe('Make OpenTelemetry spans for every request stage.'),
+          exporter: z
+            .enum(['otlp', 'none'])
+            .default('otlp')
+            .describe(
+              '`otlp`: send spans over OTLP/HTTP to `endpoint`; `none`: make spans (trace ids in logs, `traceparent` to backends) but export nothing.',
+            ),
+          endpoint: z
+            .url({ protocol: /^https?$/ })
+            .default('http://127.0.0.1:4318/v1/traces')
+            .describe('OTLP/HTTP traces endpoint of the collector.'),
+          sampleRatio: z
+            .number()
+            .min(0)
+            .max(1)
+            .default(1)
+            .describe(
+              'Share of new traces sampled (parent-based: a sampled incoming `traceparent` is always followed).',
+            ),
+          serviceName: z.string().min(1).default('mcpgw').describe('`service.name` of the spans.'),
+        })
+        .strict()
+        .prefault({}),
+      metrics: z
+        .object({
+          enabled: z.boolean().default(true).describe('Serve Prometheus metrics.'),
+          path: z
+            .string()
+            .regex(/^\/[A-Za-z0-9/_-]*$/, 'an absolute path')
+            .refine(
+              (p) =>
+                !['/', '/mcp', '/sse', '/message', '/healthz', '/readyz', '/dashboard'].includes(p) &&
+                !/^\/(servers|admin)(\/|$)/.test(p),
+              'collides with a gateway route (/mcp, /sse, /message, /servers/..., /admin/..., /healthz, /readyz, /dashboard)',
+            )
+            .default('/metrics')
+            .describe('Path of the metrics endpoint, on the main port.'),
+          bearerToken: z
+            .string()
+            .min(16)
+            .optional()
+            .describe('When set, scrapes must send `Authorization: Bearer <token>` (401 otherwise).'),
+          maxToolLabels: z
+            .number()
+            .int()
+            .positive()
+            .default(50)
+            .describe('Distinct tool names kept as the `tool` label; the rest are counted as `other`.'),
+          maxTenantLabels: z
+            .number()
+            .int()
+            .positive()
+            .default(50)
+            .describe('Distinct tenants kept as the `tenant` label; the rest are counted as `other`.'),
+        })
+        .strict()
+        .prefault({}),
+      usage: z
+        .object({
+          windowMinutes: z
+            .number()
+            .int()
+            .min(1)
+            .max(1440)
+            .default(60)
+            .describe('Minutes of per-process usage analytics kept in memory (`/admin/usage`).'),
+          maxKeys: z
+            .number()
+            .int()
+            .positive()
+            .default(1000)
+            .describe(
+              'Distinct servers, tenants, users or tools kept per minute; the rest count as `other`.',
+            ),
+        })
+        .strict()
+        .prefault({}),
+    })
+    .strict()
+    .prefault({})
+    .describe('Tracing, metrics and usage analytics (see docs/observability.md).'),
+  admin: z
+    .object({
+      token: z
+        .string()
+        .min(16)
+        .optional()
+        .describe(
+          'Bearer token of `/admin/*` and `/dashboard` data. Without it, those answer loopback clients only.',
+        ),
+    })
+    .strict()
+    .prefault({})
+    .describe('The admin API and the dashboard.'),
+  security: z
+    .object({
+      allowIps: ipList(
+        'When not empty, only these source addresses or CIDR ranges may connect (403 GW_SOURCE_DENIED otherwise).',
+      ),
+      denyIps: ipList(
+        'Source addresses or CIDR ranges refused with 403 GW_SOURCE_DENIED (wins over allowIps).',
+      ),
+      authFailures: z
+        .object({
+          threshold: z
+            .number()
+            .int()
+            .positive()
+            .default(10)
+            .describe('Failed authentications from one source within `windowMs` that raise an alert.'),
+          windowMs: z
+            .number()
+            .int()
+            .positive()
+            .default(60_000)
+            .describe('Window the failures are counted in.'),
+          blockMs: z
+            .number()
+            .int()
+            .min(0)
+            .default(300_000)
+            .describe('How long an alerted source is refused with 429 GW_SOURCE_BLOCKED (0: alert only).'),
+        })
+        .strict()
+        .prefault({}),
+    })
+    .strict()
+    .prefault({})
+    .describe('Source-address security at the edge.'),
+};
 
 export const configSchema = z
   .object({
@@ -415,6 +570,7 @@ export const configSchema = z
     validation: validationSchema,
     plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
     servers: z.array(serverSchema).default([]).describe('Backend MCP servers.'),
+    ...observabilityKeys,
   })
   .strict()
   .superRefine((cfg, ctx) => {

@@ -1,0 +1,70 @@
+/**
+ * The OpenTelemetry SDK, chosen by config here in the composition root only: product code speaks the API
+ * (shared/telemetry/tracing.ts). `telemetry.tracing.enabled: false` registers nothing, and the API's
+ * no-op tracer is what the helpers would see (they do not even reach it: `enableTracing` stays off). The
+ * SDK is imported only when tracing is on: it costs start-up time a node without tracing need not pay.
+ */
+import { context, propagation, trace } from '@opentelemetry/api';
+import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import type { Logger } from '../shared/log.js';
+import { enableTracing } from '../shared/telemetry/tracing.js';
+
+export interface TracingHandle {
+  /** Flushes what is buffered and unregisters the provider. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Registers a tracer provider as configured. `extraProcessors` lets a test (or an embedding host) add its
+ * own span processors, e.g. a SimpleSpanProcessor over an InMemorySpanExporter.
+ */
+export async function startTracing(
+  config: GatewayConfig,
+  log: Logger,
+  extraProcessors: SpanProcessor[] = [],
+): Promise<TracingHandle | undefined> {
+  const t = config.telemetry.tracing;
+  if (!t.enabled) return undefined;
+  const [{ OTLPTraceExporter }, { resourceFromAttributes }, base, { NodeTracerProvider }] = await Promise.all(
+    [
+      import('@opentelemetry/exporter-trace-otlp-http'),
+      import('@opentelemetry/resources'),
+      import('@opentelemetry/sdk-trace-base'),
+      import('@opentelemetry/sdk-trace-node'),
+    ],
+  );
+  const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } = base;
+  const spanProcessors: SpanProcessor[] = [...extraProcessors];
+  if (t.exporter === 'otlp')
+    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: t.endpoint })));
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({
+      'service.name': t.serviceName,
+      'mcpgw.role': config.role,
+      'mcpgw.region': config.region,
+    }),
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(t.sampleRatio) }),
+    spanProcessors,
+  });
+  // Sets the global tracer provider, the AsyncLocalStorage context manager and the W3C propagator.
+  provider.register();
+  enableTracing(true);
+  log.info(
+    {
+      exporter: t.exporter,
+      endpoint: t.exporter === 'otlp' ? t.endpoint : undefined,
+      sampleRatio: t.sampleRatio,
+    },
+    'tracing enabled',
+  );
+  return {
+    async shutdown() {
+      enableTracing(false);
+      await provider.shutdown().catch((err: unknown) => log.warn({ err }, 'tracing shutdown failed'));
+      trace.disable();
+      context.disable();
+      propagation.disable();
+    },
+  };
+}
