@@ -22,6 +22,9 @@ import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp } from '../edge/http/app.js';
+import type { Server as TlsServer } from 'node:tls';
+import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
+import { listenUrl } from './listen.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -87,14 +90,21 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
-  const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log });
+  const tls = config.listen.tls;
+  const { app, endpoint } = buildEdgeApp({
+    config,
+    core,
+    sessions,
+    events,
+    replicas,
+    log,
+    ...(tls && { https: serverTlsOptions(tls) }),
+  });
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
-  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-  const url = `http://${host}:${port}`;
+  const tlsWatch = tls ? watchServerTls(app.server as unknown as TlsServer, tls, log) : undefined;
+  const url = listenUrl(app.server, config);
   log.info(
     { url, role: config.role, region: config.region, servers: config.servers.map((s) => s.name) },
     'mcpgw listening',
@@ -105,6 +115,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     core,
     close: () =>
       (closed ??= (async () => {
+        tlsWatch?.close();
         await app.close();
         await core.close();
         await Promise.all([
@@ -119,7 +130,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
 }
 
 /** Sessions and SSE logs: in memory for one node, in Redis (with a channel between replicas) when shared. */
-function sessionStores(config: GatewayConfig): {
+export function sessionStores(config: GatewayConfig): {
   sessions: SessionStore;
   events: EventStore;
   replicas?: ReplicaChannel;

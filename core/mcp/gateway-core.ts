@@ -60,6 +60,11 @@ export interface GatewayCoreOptions {
   sessions?: SessionStore;
   /** Names this replica in the ids of requests it sends clients (ReplicaChannel.replicaId). */
   replicaId?: string;
+  /** Who is calling, as headers for an HTTP backend with `identity: headers | delegation` (core role). */
+  backendIdentity?: (
+    server: string,
+    sessionId: string | undefined,
+  ) => Readonly<Record<string, string>> | undefined;
 }
 
 export class GatewayCore implements CoreService {
@@ -284,6 +289,7 @@ export class GatewayCore implements CoreService {
           client,
         ),
       availabilityChanged: (server) => this.onAvailabilityChanged(server),
+      identityHeaders: (server, owner) => this.opts.backendIdentity?.(server, owner?.id),
       backendSessionChanged: (server, owner, info) =>
         void this.opts.sessions
           ?.setBackendSession(owner.id, server, info)

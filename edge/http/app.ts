@@ -2,6 +2,8 @@
  * The edge's HTTP application (never listens by itself): MCP endpoints, health and readiness. Cheap
  * checks (Host and Origin) run in onRequest, before any body is read.
  */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
@@ -23,6 +25,8 @@ export interface EdgeAppOptions {
   /** Other replicas serving the same sessions (absent on a single node). */
   replicas?: ReplicaChannel;
   log: Logger;
+  /** Serve HTTPS with these options (shared/tls/server-tls.ts builds them from `listen.tls`). */
+  https?: HttpsOptions;
 }
 
 export interface EdgeApp {
@@ -37,6 +41,11 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     exposeHeadRoutes: false,
     forceCloseConnections: true,
     return503OnClosing: true,
+    // Fastify's own https option changes the instance's type everywhere; a server factory keeps one type.
+    ...(o.https && {
+      serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+        createHttpsServer(o.https!, handler) as unknown as Server,
+    }),
   });
   const endpoint = new McpEndpoint(o);
 

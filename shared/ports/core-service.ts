@@ -5,6 +5,7 @@
  */
 import type { JsonRpcMessage, JsonRpcNotification, JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { SessionRecord } from './session-store.js';
+import type { Principal } from '../identity/principal.js';
 
 /** Where the core sends messages for the client: a request's own stream, or the session's GET stream. */
 export interface MessageSink {
@@ -38,6 +39,11 @@ export interface CoreSessionHandle {
 export interface OpenSessionOptions {
   id: string;
   principal: string;
+  /**
+   * The full identity behind `principal` (whose `principalKey` it is), when the edge authenticated one:
+   * a remote core receives it in the internal token. Absent, it is rebuilt from `principal`.
+   */
+  identity?: Principal;
   /** `aggregate` for /mcp, or a server name for /servers/{name}/mcp. */
   scope: string;
   /** Messages unrelated to any request (list_changed, resource updates, log messages). */
