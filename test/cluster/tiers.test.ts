@@ -24,6 +24,7 @@ import { connectSdk, type SdkClient, type SdkKind } from '../helpers/sdk-clients
 const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MAIN = `${ROOT}dist/cli/main.js`;
 const BACKEND = `${ROOT}dist/test/fixtures/identity-backend.js`;
+const LATE_TOOL = `${ROOT}dist/test/fixtures/late-tool-http.js`;
 const CLIENT_SECRET = 'client-own-secret-never-forwarded';
 
 interface Proc {
@@ -47,6 +48,7 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
   let delegation: { priv: string; pub: string };
   let hmacFile: string;
   let backendUrl = '';
+  let lateUrl = '';
   let core: Proc;
   let edgeA: Proc;
   let edgeB: Proc;
@@ -79,7 +81,12 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
       backendIdentity: { hmacKeyFile: hmacFile, delegationKey: delegation.priv },
       sessions: { store: 'redis' },
       redis: { url: REDIS_URL, keyPrefix: prefix },
-      servers: [server('plain', 'none'), server('signed', 'headers'), server('delegated', 'delegation')],
+      servers: [
+        server('plain', 'none'),
+        server('signed', 'headers'),
+        server('delegated', 'delegation'),
+        { name: 'late', transport: 'streamable-http', url: lateUrl },
+      ],
     };
   }
 
@@ -169,6 +176,9 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
       ),
     );
     backendUrl = `http://127.0.0.1:${backendPort}`;
+    const latePort = await freePort();
+    children.push(await spawnUntil(process.execPath, [LATE_TOOL, '--port', String(latePort)], /listening/));
+    lateUrl = `http://127.0.0.1:${latePort}/mcp`;
     const [corePort, portA, portB] = [await freePort(), await freePort(), await freePort()];
     core = await spawnNode('core', coreDoc(corePort));
     [edgeA, edgeB] = await Promise.all([
@@ -221,6 +231,38 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
       }
     });
   }
+
+  test('list_changed from a backend reaches the client through the core and the edge (GET stream)', async () => {
+    const client = await clientVia('v2', () => edgeA.url);
+    try {
+      const changed = new Promise<void>((resolve) =>
+        client.onNotification('notifications/tools/list_changed', () => resolve()),
+      );
+      const r = await client.callTool({ name: 'late__add_tool', arguments: { name: 'fresh' } });
+      assert.equal(r.content[0].text, 'added fresh; GET stream open: true');
+      await changed;
+      const tools = await client.listTools();
+      assert.ok(tools.tools.some((t: { name: string }) => t.name === 'late__fresh'));
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('a cancellation travels from the client through edge and core to the backend', async () => {
+    const client = await clientVia('v1', () => edgeB.url);
+    try {
+      const ac = new AbortController();
+      const call = client.callTool(
+        { name: 'plain__wait_for_cancel', arguments: {} },
+        { signal: ac.signal, onprogress: () => ac.abort() },
+      );
+      await assert.rejects(call);
+      const r = await client.callTool({ name: 'plain__cancelled', arguments: {} });
+      assert.equal(r.content[0].text, 'cancelled: 1');
+    } finally {
+      await client.close();
+    }
+  });
 
   test("the client's own Authorization never reaches a backend; identity headers and delegation tokens do", async () => {
     const client = await clientVia('v2', () => edgeA.url);
@@ -301,6 +343,7 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
         'plain',
         'signed',
         'delegated',
+        'late',
       ]);
     });
     test('no token', () => refusedWith({}, 'GW_INTERNAL_TOKEN_MISSING'));
