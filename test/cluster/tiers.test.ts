@@ -20,6 +20,12 @@ import { collectOutput, type Output } from '../helpers/output.js';
 import { thumbprint } from '../../shared/identity/keys.js';
 import { makeCa, makeLeaf, makeSigningKey, type Ca, type Leaf } from '../helpers/pki.js';
 import { connectSdk, type SdkClient, type SdkKind } from '../helpers/sdk-clients.js';
+import {
+  Client as V2Client,
+  StreamableHTTPClientTransport as V2Transport,
+} from '@modelcontextprotocol/client';
+import { Client as V1Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport as V1SseTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 
 const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MAIN = `${ROOT}dist/cli/main.js`;
@@ -110,9 +116,9 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
     };
   }
 
-  /** An SDK client whose requests go to whichever edge `target()` names (the session stays the same). */
-  async function clientVia(kind: SdkKind, target: () => string, sampled: string[] = []): Promise<SdkClient> {
-    const viaEdge = (url: string | URL, init?: RequestInit) => {
+  /** A fetch toward whichever edge `target()` names, trusting the test CA, with the client's own token. */
+  function fetchVia(target: () => string) {
+    return (url: string | URL, init?: RequestInit) => {
       const u = new URL(String(url));
       const t = new URL(target());
       u.protocol = t.protocol;
@@ -125,6 +131,10 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
         dispatcher: clientAgent,
       } as never) as unknown as Promise<Response>;
     };
+  }
+
+  /** An SDK client whose requests go to whichever edge `target()` names (the session stays the same). */
+  async function clientVia(kind: SdkKind, target: () => string, sampled: string[] = []): Promise<SdkClient> {
     return connectSdk(
       kind,
       `${target()}/mcp`,
@@ -138,7 +148,7 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
           };
         },
       },
-      { fetch: viaEdge as never },
+      { fetch: fetchVia(target) },
     );
   }
 
@@ -261,6 +271,46 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
       assert.equal(r.content[0].text, 'cancelled: 1');
     } finally {
       await client.close();
+    }
+  });
+
+  test('a 2026-07-28 client (stateless) through edge A, then edge B', async () => {
+    let target = edgeA.url;
+    const c = new V2Client({ name: 'mcpgw-test-2026', version: '1.0.0' }, {
+      capabilities: {},
+      versionNegotiation: { mode: { pin: '2026-07-28' } },
+    } as never);
+    await c.connect(new V2Transport(new URL(`${target}/mcp`), { fetch: fetchVia(() => target) } as never));
+    try {
+      for (const edge of [edgeA, edgeB]) {
+        target = edge.url;
+        const r = (await c.callTool({ name: 'plain__echo', arguments: { text: '2026' } })) as {
+          content: { text: string }[];
+        };
+        assert.equal(r.content[0]!.text, 'echo: 2026');
+        const progress: number[] = [];
+        await c.callTool({ name: 'plain__progress', arguments: { steps: 2 } }, {
+          onprogress: (p: { progress: number }) => progress.push(p.progress),
+        } as never);
+        assert.deepEqual(progress, [1, 2]);
+      }
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a legacy HTTP+SSE client (2024-11-05) through an edge', async () => {
+    const c = new V1Client({ name: 'mcpgw-test-legacy', version: '1.0.0' });
+    await c.connect(
+      new V1SseTransport(new URL(`${edgeA.url}/sse`), { fetch: fetchVia(() => edgeA.url) } as never),
+    );
+    try {
+      const r = (await c.callTool({ name: 'plain__echo', arguments: { text: 'legacy' } })) as {
+        content: { text: string }[];
+      };
+      assert.equal(r.content[0]!.text, 'echo: legacy');
+    } finally {
+      await c.close();
     }
   });
 
