@@ -360,7 +360,7 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
       });
     const sign = async (
       claims: Record<string, unknown>,
-      o: { key?: string; aud?: string; iat?: number; exp?: number; typ?: string } = {},
+      o: { key?: string; aud?: string; iat?: number; exp?: number; typ?: string; sub?: string } = {},
     ) => {
       const pem = readFileSync(o.key ?? edgeKey.priv, 'utf8');
       const key = await importPKCS8(pem, 'EdDSA');
@@ -372,7 +372,7 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
           typ: o.typ ?? 'mcpgw-internal+jwt',
         })
         .setIssuer('edge-eu')
-        .setSubject('anonymous')
+        .setSubject(o.sub ?? 'anonymous')
         .setAudience(o.aud ?? 'core-eu-1')
         .setIssuedAt(o.iat ?? now)
         .setExpirationTime(o.exp ?? now + 30)
@@ -429,6 +429,47 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
         { authorization: `Bearer ${await sign({}, { exp: now + 3600 })}` },
         'GW_INTERNAL_TOKEN_INVALID',
       );
+    });
+
+    test("a valid token of another principal cannot use someone else's session on the core", async () => {
+      const init = await undiciFetch(`${edgeA.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: {
+            protocolVersion: '2025-06-18',
+            capabilities: {},
+            clientInfo: { name: 'raw', version: '1' },
+          },
+        }),
+        dispatcher: clientAgent,
+      });
+      const sid = init.headers.get('mcp-session-id')!;
+      await init.text();
+      const call = async (token: string) => {
+        const res = await request(`${core.url}/internal/v1/sessions/${sid}/request`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ scope: 'aggregate', message: { jsonrpc: '2.0', id: 2, method: 'ping' } }),
+          dispatcher: new Agent({
+            connect: {
+              ca: readFileSync(ca.cert, 'utf8'),
+              cert: readFileSync(edgeClient.cert, 'utf8'),
+              key: readFileSync(edgeClient.key, 'utf8'),
+            },
+          }),
+        });
+        return { status: res.statusCode, body: await res.body.text() };
+      };
+      const mallory = await call(await sign({ ten: 'evil', am: 'jwt' }, { sub: 'mallory' }));
+      assert.equal(mallory.status, 403);
+      assert.match(mallory.body, /GW_SESSION_FORBIDDEN/);
+      const owner = await call(await sign({}));
+      assert.equal(owner.status, 200);
+      assert.match(owner.body, /"r":\{"jsonrpc":"2.0","id":2,"result":\{\}\}/);
     });
 
     test('mTLS: a client certificate of another CA, or none, is refused at the handshake', async () => {
