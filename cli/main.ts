@@ -9,6 +9,8 @@ import { configSchema } from '../shared/config/schema.js';
 import { ConfigError, loadConfigFile } from '../shared/config/load.js';
 import { createLogger } from '../shared/log.js';
 import { configBaseDir, startSingleNode } from './single.js';
+import { startCoreNode } from './core.js';
+import { startEdgeNode } from './edge.js';
 import { renderConfigDocs } from './config-docs.js';
 import { auditExport, auditPrune, auditVerify, auditVerifyEvidence, UsageError } from './audit.js';
 import { vaultList, vaultPut, vaultRotateKey } from './vault.js';
@@ -17,7 +19,14 @@ import { KEYS_HELP, keysCommand } from './api-keys.js';
 const HELP = `mcpgw - a federated, hierarchical MCP gateway
 
 Usage:
-  mcpgw start --config FILE        Run a node in the role FILE names (role: single = edge + core)
+  mcpgw start --config FILE        Run a node in the role FILE names:
+                                     role: single  edge and core in one process (the default)
+                                     role: edge    client-facing tier (TLS, auth, sessions); forwards to
+                                                   its cores: [{ region, url, tls }] with an internal
+                                                   token signed by internal.signingKey
+                                     role: core    the backends, behind the internal API
+                                                   (/internal/v1/*); accepts only internal tokens of the
+                                                   edges in internal.trustedKeys
   mcpgw config check FILE          Validate FILE; print every problem with its path; exit 1 on any
   mcpgw config docs                Print the configuration reference (Markdown) generated from the schema
   mcpgw audit verify --config FILE [--region R] [--from T] [--to T]
@@ -52,6 +61,8 @@ Endpoints: POST/GET/DELETE /mcp (every server, names prefixed "server__"),
 /servers/{name}/mcp (one server, its own names), legacy HTTP+SSE clients at GET /sse + POST /message
 (and /servers/{name}/sse), GET /healthz, GET /readyz, GET /metrics (Prometheus), /admin/usage,
 /admin/topology, /admin/live and /dashboard (admin.token, or loopback only without one).
+TLS on any listener: listen.tls { cert, key, clientCa for mTLS }; files are reloaded when they change.
+Example pair: deploy/local/edge.yaml + deploy/local/core.yaml (see README).
 `;
 
 function version(): string {
@@ -164,7 +175,8 @@ async function main(argv: string[]): Promise<number> {
       throw err;
     }
     const log = createLogger(cfg.log.level);
-    const node = await startSingleNode(cfg, { log, baseDir: configBaseDir(file) });
+    const start = { single: startSingleNode, edge: startEdgeNode, core: startCoreNode }[cfg.role];
+    const node = await start(cfg, { log, baseDir: configBaseDir(file) });
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;

@@ -28,6 +28,9 @@ import { UsageAnalytics } from '../shared/telemetry/usage.js';
 import { GatewayCore, type CoreObservation } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp, type EdgeApp } from '../edge/http/app.js';
 import { startTracing } from './telemetry.js';
+import type { Server as TlsServer } from 'node:tls';
+import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
+import { listenUrl } from './listen.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -145,6 +148,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   if (opts.waitForBackends !== false) await started;
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
   const apiKeys = opts.apiKeys ?? ownKeys;
+  const tls = config.listen.tls;
   const { app, endpoint, security } = buildEdgeApp({
     config,
     core,
@@ -155,14 +159,13 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     apiKeys,
     metrics,
     usage,
+    ...(tls && { https: serverTlsOptions(tls) }),
   });
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
-  const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
-  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-  const url = `http://${host}:${port}`;
+  const tlsWatch = tls ? watchServerTls(app.server as unknown as TlsServer, tls, log) : undefined;
+  const url = listenUrl(app.server, config);
   log.info(
     {
       url,
@@ -184,6 +187,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     close: () =>
       (closed ??= (async () => {
         stopWatching();
+        tlsWatch?.close();
         await app.close();
         await Promise.all(applying.values());
         await core.close();
@@ -239,7 +243,7 @@ function observer(
 }
 
 /** Sessions and SSE logs: in memory for one node, in Redis (with a channel between replicas) when shared. */
-function sessionStores(config: GatewayConfig): {
+export function sessionStores(config: GatewayConfig): {
   sessions: SessionStore;
   events: EventStore;
   replicas?: ReplicaChannel;

@@ -231,6 +231,32 @@ export const ERRORS = {
     rpc: RpcCode.InvalidParams,
     message: 'Bad Request: invalid query parameter',
   },
+  // tiers: the edge -> core hop and the internal token
+  GW_INTERNAL_TOKEN_MISSING: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the core accepts only requests carrying an internal token of a trusted edge',
+  },
+  GW_INTERNAL_TOKEN_INVALID: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the internal token is not valid',
+  },
+  GW_INTERNAL_TOKEN_EXPIRED: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the internal token has expired',
+  },
+  GW_INTERNAL_TOKEN_AUDIENCE: {
+    http: 401,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Unauthorized: the internal token is addressed to another core',
+  },
+  GW_CORE_UNAVAILABLE: {
+    http: 502,
+    rpc: RpcCode.InternalError,
+    message: 'No core could be reached for this session',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -18,6 +18,11 @@ export type Log = {
 export interface HttpTransportOptions {
   url: string;
   headers?: Readonly<Record<string, string>>;
+  /**
+   * Headers computed per request (who is calling, for `identity: headers | delegation`); they replace
+   * configured ones of the same name. Called on the hot path: it must answer from a cache.
+   */
+  identityHeaders?: () => Readonly<Record<string, string>> | undefined;
   log: Log;
   /** Time to wait for response headers of a POST (and for the legacy endpoint event). */
   requestTimeoutMs?: number;
@@ -30,6 +35,15 @@ export const upstreamAgent = new Agent({
   connections: null,
   pipelining: 1,
 });
+
+/** `headers` with the per-request identity headers laid over them (the same object when there are none). */
+export function withIdentity(
+  headers: Record<string, string>,
+  identity: HttpTransportOptions['identityHeaders'],
+): Record<string, string> {
+  const extra = identity?.();
+  return extra ? { ...headers, ...extra } : headers;
+}
 
 export function backendError(
   id: JsonRpcId,

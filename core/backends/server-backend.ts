@@ -44,6 +44,14 @@ export interface BackendEvents {
   ): void;
   /** The shared backend came up, restarted or went down: its catalog may have changed. */
   availabilityChanged(server: string): void;
+  /**
+   * Who is calling, as headers for this HTTP backend (`identity: headers | delegation`), per request;
+   * undefined sends none.
+   */
+  identityHeaders?(
+    server: string,
+    owner: SessionOwner | undefined,
+  ): Readonly<Record<string, string>> | undefined;
   /** A per-session backend session opened (info) or ended (undefined): the session record keeps it. */
   backendSessionChanged(server: string, owner: SessionOwner, info: BackendSessionRecord | undefined): void;
 }
@@ -360,14 +368,25 @@ class HttpBackend implements ServerBackend {
     );
   }
 
-  private transport(): UpstreamTransport {
+  private transport(owner?: SessionOwner): UpstreamTransport {
     const c = this.config;
-    const opts = { url: c.url, headers: c.headers, log: this.log, requestTimeoutMs: c.timeouts.requestMs };
+    const identity = this.events.identityHeaders;
+    const opts = {
+      url: c.url,
+      headers: c.headers,
+      log: this.log,
+      requestTimeoutMs: c.timeouts.requestMs,
+      // Without an owner (the start-up probe) the gateway acts for itself.
+      ...(identity &&
+        c.identity !== 'none' && {
+          identityHeaders: () => identity.call(this.events, this.name, owner),
+        }),
+    };
     return c.transport === 'sse' ? new LegacySseTransport(opts) : new StreamableHttpTransport(opts);
   }
 
   private newClient(owner: SessionOwner): BackendClient {
-    const client: BackendClient = new BackendClient(this.name, this.transport(), {
+    const client: BackendClient = new BackendClient(this.name, this.transport(owner), {
       onRequest: (req, related, signal) => this.events.request(this.name, owner, req, related, signal),
       onNotification: (n, related) => this.events.notification(this.name, owner, n, related, client),
       onClose: () => {

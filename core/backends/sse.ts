@@ -9,7 +9,13 @@ import { setMaxListeners } from 'node:events';
 import type { Dispatcher } from 'undici';
 import { createParser } from 'eventsource-parser';
 import { brokenResponseId, classify, type JsonRpcId, type JsonRpcMessage } from '../../shared/mcp/jsonrpc.js';
-import { backendError, upstreamAgent, withTraceHeaders, type HttpTransportOptions } from './http-common.js';
+import {
+  backendError,
+  upstreamAgent,
+  withIdentity,
+  withTraceHeaders,
+  type HttpTransportOptions,
+} from './http-common.js';
 import {
   BackendHttpError,
   MAX_SSE_EVENT,
@@ -81,7 +87,7 @@ export class LegacySseTransport implements UpstreamTransport {
         origin: this.url.origin,
         path: `${this.url.pathname}${this.url.search}`,
         method: 'GET',
-        headers: { ...this.base, accept: 'text/event-stream' },
+        headers: withIdentity({ ...this.base, accept: 'text/event-stream' }, this.o.identityHeaders),
         headersTimeout: timeoutMs,
         bodyTimeout: 0,
         signal: this.abort.signal,
@@ -166,7 +172,7 @@ export class LegacySseTransport implements UpstreamTransport {
         origin: this.url.origin,
         path: this.endpointPath,
         method: 'POST',
-        headers: withTraceHeaders(this.postHeaders, message),
+        headers: withIdentity(withTraceHeaders(this.postHeaders, message), this.o.identityHeaders),
         body: JSON.stringify(message),
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,

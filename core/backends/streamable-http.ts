@@ -34,7 +34,13 @@ import {
   type JsonRpcId,
   type JsonRpcMessage,
 } from '../../shared/mcp/jsonrpc.js';
-import { backendError, upstreamAgent, withTraceHeaders, type HttpTransportOptions } from './http-common.js';
+import {
+  backendError,
+  upstreamAgent,
+  withIdentity,
+  withTraceHeaders,
+  type HttpTransportOptions,
+} from './http-common.js';
 import type { UpstreamMessageContext, UpstreamTransport } from './transport.js';
 
 export type BackendErrorCode = Extract<
@@ -127,7 +133,10 @@ export class StreamableHttpTransport implements UpstreamTransport {
         origin: this.origin,
         path: this.path,
         method: 'POST',
-        headers: withTraceHeaders((this.postHeaders ??= this.headers(POST_ACCEPT, true)), message),
+        headers: withIdentity(
+          withTraceHeaders((this.postHeaders ??= this.headers(POST_ACCEPT, true)), message),
+          this.o.identityHeaders,
+        ),
         body: JSON.stringify(message),
         headersTimeout: this.timeoutMs,
         bodyTimeout: 0,
@@ -348,7 +357,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
         origin: this.origin,
         path: this.path,
         method: 'GET',
-        headers: this.headers(SSE_ACCEPT, false, lastEventId),
+        headers: withIdentity(this.headers(SSE_ACCEPT, false, lastEventId), this.o.identityHeaders),
         headersTimeout: this.timeoutMs,
         bodyTimeout: 0,
         signal: this.abort.signal,
@@ -498,7 +507,7 @@ export class StreamableHttpTransport implements UpstreamTransport {
           origin: this.origin,
           path: this.path,
           method: 'DELETE',
-          headers: this.headers(POST_ACCEPT, false),
+          headers: withIdentity(this.headers(POST_ACCEPT, false), this.o.identityHeaders),
           headersTimeout: Math.min(this.timeoutMs, DELETE_TIMEOUT_MS),
           bodyTimeout: Math.min(this.timeoutMs, DELETE_TIMEOUT_MS),
         });

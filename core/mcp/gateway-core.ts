@@ -75,6 +75,11 @@ export interface GatewayCoreOptions {
   audit?: AuditSink;
   /** Told of every finished client request (metrics, usage analytics, the access log). */
   observe?: (o: CoreObservation) => void;
+  /** Who is calling, as headers for an HTTP backend with `identity: headers | delegation` (core role). */
+  backendIdentity?: (
+    server: string,
+    sessionId: string | undefined,
+  ) => Readonly<Record<string, string>> | undefined;
 }
 
 /** A finished request as the core saw it: what metrics record, plus who asked (never a metric label). */
@@ -531,6 +536,7 @@ export class GatewayCore implements CoreService {
           client,
         ),
       availabilityChanged: (server) => this.onAvailabilityChanged(server),
+      identityHeaders: (server, owner) => this.opts.backendIdentity?.(server, owner?.id),
       backendSessionChanged: (server, owner, info) =>
         void this.opts.sessions
           ?.setBackendSession(owner.id, server, info)

@@ -2,6 +2,8 @@
  * The edge's HTTP application (never listens by itself): MCP endpoints, health and readiness. Cheap
  * checks (Host and Origin) run in onRequest, before any body is read.
  */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
@@ -43,6 +45,8 @@ export interface EdgeAppOptions {
   usage?: UsageAnalytics;
   /** Sections of /admin/topology; the app adds `node` and `servers`, other modules the rest. */
   topology?: Topology;
+  /** Serve HTTPS with these options (shared/tls/server-tls.ts builds them from `listen.tls`). */
+  https?: HttpsOptions;
 }
 
 export interface EdgeApp {
@@ -85,6 +89,11 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     exposeHeadRoutes: false,
     forceCloseConnections: true,
     return503OnClosing: true,
+    // Fastify's own https option changes the instance's type everywhere; a server factory keeps one type.
+    ...(o.https && {
+      serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
+        createHttpsServer(o.https!, handler) as unknown as Server,
+    }),
   });
   const endpoint = new McpEndpoint(o);
 

@@ -87,6 +87,28 @@ function interpolate(
   return node;
 }
 
+/** A core accepts only internal tokens of trusted edges; running without that trust is a loopback test mode. */
+function coreTrustProblems(cfg: GatewayConfig): ConfigProblem[] {
+  const { internal, listen, role } = cfg;
+  const trusts = internal.trustedKeys.length > 0 || internal.jwksUrl !== undefined;
+  if (internal.insecureNoTrustOnLoopback && !isLoopbackHost(listen.host))
+    return [
+      {
+        path: 'internal.insecureNoTrustOnLoopback',
+        message: `a test mode, accepted only when listening on loopback, not on ${listen.host}`,
+      },
+    ];
+  if (role === 'core' && !trusts && !internal.insecureNoTrustOnLoopback)
+    return [
+      {
+        path: 'internal.trustedKeys',
+        message:
+          'role core needs the public keys of its edges (internal.trustedKeys or internal.jwksUrl); without them it would trust anyone',
+      },
+    ];
+  return [];
+}
+
 export function isLoopbackHost(host: string): boolean {
   if (host === 'localhost' || host === '::1' || host === '[::1]') return true;
   return isIP(host) === 4 && host.startsWith('127.');
@@ -109,12 +131,19 @@ export function validateConfig(
     for (const issue of parsed.error.issues)
       problems.push({ path: issue.path.join('.'), message: issue.message });
   }
-  if (parsed.success && parsed.data.auth.mode === 'none' && !isLoopbackHost(parsed.data.listen.host)) {
+  // A core authenticates no client: its callers are edges, proven by the internal token instead.
+  if (
+    parsed.success &&
+    parsed.data.role !== 'core' &&
+    parsed.data.auth.mode === 'none' &&
+    !isLoopbackHost(parsed.data.listen.host)
+  ) {
     problems.push({
       path: 'auth.mode',
       message: `"none" is accepted only when listening on loopback, not on ${parsed.data.listen.host}`,
     });
   }
+  if (parsed.success) problems.push(...coreTrustProblems(parsed.data));
   if (problems.length > 0 || !parsed.success) throw new ConfigError(file, problems);
   return deepFreeze(parsed.data);
 }

@@ -44,6 +44,12 @@ const timeouts = z
 
 const common = {
   name: serverName,
+  identity: z
+    .enum(['none', 'headers', 'delegation'])
+    .default('none')
+    .describe(
+      'How the core tells this HTTP backend who is calling: `none`; `headers` (X-MCPGW-User/Tenant/Roles plus an HMAC signature in X-MCPGW-Signature, key `backendIdentity.hmacKeyFile`); `delegation` (a short-lived JWT with aud = this server name in Authorization, signed with `backendIdentity.delegationKey`). Ignored for stdio servers.',
+    ),
   description: z.string().optional().describe('Free text for operators.'),
   enabled: z.boolean().default(true).describe('A disabled server is neither started nor listed.'),
   timeouts,
@@ -304,12 +310,174 @@ const observabilityKeys = {
     .describe('Source-address security at the edge.'),
 };
 
+// ---------------------------------------------------------------- tiers: roles, TLS, identity between tiers
+
+const pemFile = (what: string) => z.string().min(1).describe(what);
+
+const listenTls = z
+  .object({
+    cert: pemFile('Certificate chain file (PEM).'),
+    key: pemFile('Private key file (PEM).'),
+    ca: pemFile('Extra CA certificates sent with the chain (PEM).').optional(),
+    minVersion: z
+      .enum(['TLSv1.2', 'TLSv1.3'])
+      .default('TLSv1.2')
+      .describe('Oldest TLS version accepted (TLS 1.3 is preferred whenever the peer has it).'),
+    clientCa: pemFile(
+      'mTLS: CA certificates (PEM) that client certificates must chain to. Set, clients without a valid certificate are refused at the handshake.',
+    ).optional(),
+    requestCert: z
+      .boolean()
+      .optional()
+      .describe(
+        'Ask for a client certificate (default: true when clientCa is set). The verified certificate is on request.raw.socket.getPeerCertificate().',
+      ),
+  })
+  .strict();
+
+const coreTarget = z
+  .object({
+    region: z
+      .string()
+      .regex(/^[a-z0-9-]{1,32}$/)
+      .describe('Region of this core.'),
+    url: z
+      .url({ protocol: /^https?$/ })
+      .describe('Base URL of the core internal listener, e.g. https://core-eu-1:9443.'),
+    id: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+      .optional()
+      .describe('The core id the internal token is addressed to (its `aud`); default: the region.'),
+    tls: z
+      .object({
+        ca: pemFile('CA certificates (PEM) the core certificate must chain to.').optional(),
+        cert: pemFile('mTLS: the edge client certificate (PEM).').optional(),
+        key: pemFile('mTLS: the edge client private key (PEM).').optional(),
+        serverName: z.string().optional().describe('TLS server name to verify (default: the URL host).'),
+      })
+      .strict()
+      .optional()
+      .describe('TLS toward this core; files are reloaded when they change.'),
+  })
+  .strict();
+
+const tierKeys = {
+  cores: z
+    .array(coreTarget)
+    .default([])
+    .describe(
+      'role edge: the cores this edge forwards to. A session is pinned to one core of its region by a hash of its id (the same on every edge), so any edge reaches the core side of any session.',
+    ),
+  internal: z
+    .object({
+      id: z
+        .string()
+        .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+        .optional()
+        .describe(
+          'This node in internal tokens: the `iss` an edge signs as, the `aud` a core accepts. Default: `edge-{region}` / the region.',
+        ),
+      signingKey: pemFile(
+        'role edge: private key file (PKCS#8 PEM or JWK, EdDSA or ES256) signing internal tokens. Rewriting the file switches keys without a restart.',
+      ).optional(),
+      signingKid: z
+        .string()
+        .optional()
+        .describe('The `kid` of the signing key (default: the JWK `kid`, else its RFC 7638 thumbprint).'),
+      trustedKeys: z
+        .array(z.string().min(1))
+        .default([])
+        .describe(
+          'role core: public key files (SPKI PEM, JWK or JWKS) of the edges it trusts; reloaded on change, so old and new keys overlap during rotation.',
+        ),
+      jwksUrl: z
+        .url({ protocol: /^https?$/ })
+        .optional()
+        .describe('role core: a JWKS URL of trusted edge keys (refetched every 60 s and on an unknown kid).'),
+      tokenTtlSeconds: z
+        .number()
+        .int()
+        .min(5)
+        .max(60)
+        .default(60)
+        .describe('Lifetime of an internal token; an edge reuses one per principal for half of it.'),
+      insecureNoTrustOnLoopback: z
+        .boolean()
+        .default(false)
+        .describe(
+          'TEST MODE ONLY: a core on loopback accepts requests without any internal token. Refused off loopback.',
+        ),
+    })
+    .strict()
+    .prefault({})
+    .describe('The signed identity between tiers (edge -> core).'),
+  backendIdentity: z
+    .object({
+      hmacKeyFile: pemFile('Secret (file, at least 32 bytes) for `identity: headers` signatures.').optional(),
+      delegationKey: pemFile(
+        'Private key file (PKCS#8 PEM or JWK, EdDSA or ES256) signing `identity: delegation` tokens.',
+      ).optional(),
+      ttlSeconds: z.number().int().min(5).max(300).default(60).describe('Lifetime of a delegation token.'),
+    })
+    .strict()
+    .prefault({})
+    .describe('Keys the core uses to tell backends who is calling (see servers[].identity).'),
+};
+
+type TierView = {
+  role: string;
+  listen: { host: string; tls?: { clientCa?: string; requestCert?: boolean } | undefined };
+  cores: { region: string; id?: string | undefined }[];
+  internal: { signingKey?: string | undefined; trustedKeys: string[]; jwksUrl?: string | undefined };
+  backendIdentity: { hmacKeyFile?: string | undefined; delegationKey?: string | undefined };
+  servers: { transport: string; identity: string }[];
+};
+
+function checkTiers(cfg: TierView, ctx: z.RefinementCtx): void {
+  const issue = (path: (string | number)[], message: string) =>
+    ctx.addIssue({ code: 'custom', path, message });
+  if (cfg.role === 'edge') {
+    if (cfg.cores.length === 0)
+      issue(['cores'], 'role edge needs at least one core (cores: [{ region, url }])');
+    if (!cfg.internal.signingKey)
+      issue(['internal', 'signingKey'], 'role edge needs internal.signingKey to sign internal tokens');
+    if (cfg.servers.length > 0) issue(['servers'], 'role edge has no backends: servers belong to the core');
+    const ids = new Set<string>();
+    cfg.cores.forEach((c, i) => {
+      const id = c.id ?? c.region;
+      if (ids.has(id)) issue(['cores', i, 'id'], `two cores share the id "${id}": give each its own id`);
+      ids.add(id);
+    });
+  } else if (cfg.cores.length > 0) issue(['cores'], `cores are for role edge, not role ${cfg.role}`);
+  if (cfg.role !== 'core' && cfg.internal.trustedKeys.length > 0)
+    issue(['internal', 'trustedKeys'], 'trustedKeys are for role core');
+  cfg.servers.forEach((s, i) => {
+    if (s.identity === 'headers' && !cfg.backendIdentity.hmacKeyFile)
+      issue(['servers', i, 'identity'], 'identity "headers" needs backendIdentity.hmacKeyFile');
+    if (s.identity === 'delegation' && !cfg.backendIdentity.delegationKey)
+      issue(['servers', i, 'identity'], 'identity "delegation" needs backendIdentity.delegationKey');
+    if (s.identity !== 'none' && s.transport === 'stdio')
+      issue(
+        ['servers', i, 'identity'],
+        'identity is for HTTP servers (a stdio process is shared by every caller)',
+      );
+  });
+  if (cfg.listen.tls?.requestCert === false && cfg.listen.tls.clientCa)
+    issue(
+      ['listen', 'tls', 'requestCert'],
+      'clientCa without requestCert would never check a client certificate',
+    );
+}
+
 export const configSchema = z
   .object({
     role: z
-      .enum(['single'])
+      .enum(['single', 'edge', 'core'])
       .default('single')
-      .describe('What this process runs. `single`: edge and core in one process.'),
+      .describe(
+        'What this process runs. `single`: edge and core in one process. `edge`: the client-facing tier (TLS, auth, sessions), forwarding to `cores`. `core`: the backends, reached by edges over the internal API with a signed internal token.',
+      ),
     region: z
       .string()
       .regex(/^[a-z0-9-]{1,32}$/)
@@ -319,9 +487,11 @@ export const configSchema = z
       .object({
         host: z.string().default('127.0.0.1').describe('Address to listen on.'),
         port: z.number().int().min(0).max(65535).default(8080).describe('Port (0 picks a free one).'),
+        tls: listenTls.optional().describe('Serve HTTPS (files are reloaded when they change).'),
       })
       .strict()
       .prefault({}),
+    ...tierKeys,
     auth: authSchema,
     http: z
       .object({
@@ -599,6 +769,7 @@ export const configSchema = z
         message: 'auth.apiKeys.store "redis" needs redis.url',
       });
     const seen = new Set<string>();
+    checkTiers(cfg, ctx);
     cfg.servers.forEach((s, i) => {
       if (seen.has(s.name))
         ctx.addIssue({

@@ -39,6 +39,12 @@ export interface CoreSessionHandle {
 export interface OpenSessionOptions {
   id: string;
   principal: string;
+  /**
+   * The caller in full (tenant, roles, scopes) behind `principal` (its principalKey), for authorization,
+   * tenancy and filtering; a remote core receives it in the internal token. Absent: the anonymous caller
+   * of auth.mode none (or, at a remote core, rebuilt from `principal`).
+   */
+  identity?: Principal;
   /** `aggregate` for /mcp, or a server name for /servers/{name}/mcp. */
   scope: string;
   /** Messages unrelated to any request (list_changed, resource updates, log messages). */
@@ -50,11 +56,6 @@ export interface OpenSessionOptions {
    * `resultType`, `ttlMs` and `cacheScope`, and a 2026 backend's `input_required` reaches it as is.
    */
   modern?: boolean;
-  /**
-   * The caller in full (tenant, roles, scopes), for authorization, tenancy and filtering; `principal` is
-   * its principalKey. Absent: the anonymous caller of auth.mode none.
-   */
-  identity?: Principal;
 }
 
 export interface ReadinessReport {

@@ -23,6 +23,7 @@ export function server(name: string, url = `http://127.0.0.1:1/${name}`): Server
     transport: 'streamable-http',
     url,
     headers: {},
+    identity: 'none',
     enabled: true,
     classification: 'Internal',
     timeouts: { requestMs: 1000, connectMs: 1000 },

@@ -53,7 +53,17 @@ const V1_SCHEMAS = {
   'notifications/tools/list_changed': ToolListChangedNotificationSchema,
 } as const;
 
-export async function connectSdk(kind: SdkKind, url: string, h: ClientHandlers = {}): Promise<SdkClient> {
+/** Options for the client transport (a custom fetch: TLS trust, headers, a moving target). */
+export interface TransportOptions {
+  fetch?: (url: string | URL, init?: RequestInit) => Promise<Response>;
+}
+
+export async function connectSdk(
+  kind: SdkKind,
+  url: string,
+  h: ClientHandlers = {},
+  t: TransportOptions = {},
+): Promise<SdkClient> {
   const capabilities: Record<string, unknown> = {};
   if (h.sampling) capabilities.sampling = {};
   if (h.elicitation) capabilities.elicitation = {};
@@ -63,7 +73,7 @@ export async function connectSdk(kind: SdkKind, url: string, h: ClientHandlers =
     if (h.sampling) c.setRequestHandler(CreateMessageRequestSchema, async (r) => h.sampling!(r.params));
     if (h.elicitation) c.setRequestHandler(ElicitRequestSchema, async (r) => h.elicitation!(r.params));
     if (h.roots) c.setRequestHandler(ListRootsRequestSchema, async () => h.roots!());
-    await c.connect(new V1Transport(new URL(url)));
+    await c.connect(new V1Transport(new URL(url), t));
     // v1's callTool takes a result schema before the options; the rest of the shape agrees with v2.
     const v1 = c as unknown as SdkClient;
     const callTool = c.callTool.bind(c);
@@ -81,7 +91,7 @@ export async function connectSdk(kind: SdkKind, url: string, h: ClientHandlers =
   if (h.sampling) c.setRequestHandler('sampling/createMessage', async (r: any) => h.sampling!(r.params));
   if (h.elicitation) c.setRequestHandler('elicitation/create', async (r: any) => h.elicitation!(r.params));
   if (h.roots) c.setRequestHandler('roots/list', async () => h.roots!());
-  await c.connect(new V2Transport(new URL(url)));
+  await c.connect(new V2Transport(new URL(url), t as never));
   const v2 = c as unknown as SdkClient;
   v2.onNotification = (method, fn) => c.setNotificationHandler(method, async (n: any) => fn(n.params));
   return v2;

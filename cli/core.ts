@@ -1,0 +1,106 @@
+/**
+ * Composition root of the core role: the backends and the internal API edges call (docs/adr/0005). It
+ * authenticates no client: every request must carry an internal token signed by a trusted edge key.
+ */
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server as TlsServer } from 'node:tls';
+import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
+import { RedisSessionStore } from '../shared/adapters/redis/session-store.js';
+import { sharedSecret } from '../shared/adapters/redis/shared-secret.js';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import { InternalTokenVerifier } from '../shared/identity/internal-token.js';
+import { createLogger } from '../shared/log.js';
+import { useCursorKey } from '../shared/mcp/cursor.js';
+import type { SessionStore } from '../shared/ports/session-store.js';
+import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
+import { BackendIdentity } from '../core/internal/backend-identity.js';
+import { InternalApi } from '../core/internal/internal-api.js';
+import { GatewayCore } from '../core/mcp/gateway-core.js';
+import { listenUrl, type RunningTier } from './listen.js';
+import { loadPlugins, type StartOptions } from './single.js';
+
+export async function startCoreNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
+  const log = opts.log ?? createLogger(config.log.level);
+  const coreId = config.internal.id ?? config.region;
+  const plugins = await loadPlugins(config, opts.baseDir ?? process.cwd(), log);
+  const sessions: SessionStore =
+    config.sessions.store === 'redis' && config.redis
+      ? new RedisSessionStore(config.redis.url, { keyPrefix: config.redis.keyPrefix })
+      : new MemorySessionStore();
+  // Cursors are made here (merged lists): cores sharing sessions must accept each other's.
+  if (config.sessions.store === 'redis' && config.redis)
+    useCursorKey(await sharedSecret(config.redis.url, 'cursors', { keyPrefix: config.redis.keyPrefix }));
+
+  const trusts = config.internal.trustedKeys.length > 0 || config.internal.jwksUrl !== undefined;
+  const verifier = trusts
+    ? new InternalTokenVerifier({
+        audience: coreId,
+        trustedKeyFiles: config.internal.trustedKeys,
+        ...(config.internal.jwksUrl && { jwksUrl: config.internal.jwksUrl }),
+        log,
+      })
+    : undefined;
+  if (!verifier)
+    log.warn({}, 'TEST MODE: this core accepts requests without an internal token (loopback only)');
+  const identity = new BackendIdentity(config, coreId, log);
+
+  const core = new GatewayCore({
+    config,
+    log,
+    plugins,
+    sessions,
+    replicaId: coreId,
+    ...(identity.active && { backendIdentity: (server, id) => identity.headersFor(server, id) }),
+  });
+  const started = core.start();
+  if (opts.waitForBackends !== false) await started;
+
+  const api = new InternalApi({
+    core,
+    sessions,
+    verifier,
+    identity,
+    coreId,
+    region: config.region,
+    servers: config.servers.filter((s) => s.enabled).map((s) => s.name),
+    // The edge already bounded the client's body; the frame around it adds little.
+    maxBodyBytes: config.http.maxBodyBytes + 64 * 1024,
+    idleTimeoutMs: config.sessions.idleTimeoutMs,
+    sharedSessions: config.sessions.store === 'redis',
+    log,
+  });
+  const tls = config.listen.tls;
+  const server: Server = tls
+    ? (createHttpsServer(serverTlsOptions(tls), api.handle) as unknown as Server)
+    : createHttpServer(api.handle);
+  // Longer than the edges' pool keep-alive, so an edge never writes to a socket the core is closing.
+  server.keepAliveTimeout = 75_000;
+  server.headersTimeout = 80_000;
+  const tlsWatch = tls ? watchServerTls(server as unknown as TlsServer, tls, log) : undefined;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  const url = listenUrl(server, config);
+  log.info(
+    { url, role: 'core', coreId, region: config.region, servers: config.servers.map((s) => s.name) },
+    'mcpgw listening',
+  );
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    close: () =>
+      (closed ??= (async () => {
+        tlsWatch?.close();
+        verifier?.close();
+        identity.close();
+        const stopped = new Promise<void>((r) => server.close(() => r()));
+        server.closeAllConnections();
+        await api.close();
+        await stopped;
+        await core.close();
+        await sessions.close();
+      })()),
+  };
+}

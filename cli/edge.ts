@@ -1,0 +1,100 @@
+/**
+ * Composition root of the edge role: the client-facing app (sessions, streams, the 2026 endpoint, legacy
+ * SSE) with its core reached over the internal API (edge/forward/remote-core.ts) instead of a function
+ * call. An edge keeps nothing another edge cannot recover: sessions and stream logs are in the shared
+ * stores, and the core side of a session is found by its id from any edge.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Server as TlsServer } from 'node:tls';
+import { sharedSecret } from '../shared/adapters/redis/shared-secret.js';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import { watchFiles } from '../shared/files/watch.js';
+import { InternalTokenSigner } from '../shared/identity/internal-token.js';
+import { createLogger } from '../shared/log.js';
+import { useCursorKey } from '../shared/mcp/cursor.js';
+import { readPem, serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
+import { buildEdgeApp } from '../edge/http/app.js';
+import { RemoteCore, type CoreTarget } from '../edge/forward/remote-core.js';
+import { listenUrl, type RunningTier } from './listen.js';
+import { sessionStores, type StartOptions } from './single.js';
+
+export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
+  const log = opts.log ?? createLogger(config.log.level);
+  const { sessions, events, replicas } = sessionStores(config);
+  if (config.sessions.store === 'redis' && config.redis)
+    useCursorKey(await sharedSecret(config.redis.url, 'cursors', { keyPrefix: config.redis.keyPrefix }));
+  const signer = new InternalTokenSigner({
+    keyFile: config.internal.signingKey!,
+    ...(config.internal.signingKid && { kid: config.internal.signingKid }),
+    issuer: config.internal.id ?? `edge-${config.region}`,
+    region: config.region,
+    ttlSeconds: config.internal.tokenTtlSeconds,
+    log,
+  });
+  const instance = replicas?.replicaId ?? randomBytes(4).toString('hex');
+  const core = new RemoteCore({
+    cores: config.cores.map(coreTarget),
+    region: config.region,
+    instance,
+    tokens: signer,
+    log,
+  });
+  await core.start();
+
+  const tls = config.listen.tls;
+  const { app, endpoint } = buildEdgeApp({
+    config,
+    core,
+    sessions,
+    events,
+    ...(replicas && { replicas }),
+    log,
+    ...(tls && { https: serverTlsOptions(tls) }),
+  });
+  await replicas?.listen((m) => endpoint.onReplicaMessage(m));
+  await app.listen({ host: config.listen.host, port: config.listen.port });
+  const tlsWatch = tls ? watchServerTls(app.server as unknown as TlsServer, tls, log) : undefined;
+  const url = listenUrl(app.server, config);
+  log.info(
+    { url, role: 'edge', instance, region: config.region, cores: config.cores.map((c) => c.url) },
+    'mcpgw listening',
+  );
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    close: () =>
+      (closed ??= (async () => {
+        tlsWatch?.close();
+        await app.close();
+        await core.close();
+        signer.close();
+        await Promise.all([sessions.close(), events.close(), replicas?.close()]);
+      })()),
+  };
+}
+
+/** A configured core as the forward stage sees it: its token audience and TLS material (re-read on change). */
+function coreTarget(c: GatewayConfig['cores'][number]): CoreTarget {
+  const t = c.tls;
+  const files = t ? [t.ca, t.cert, t.key].filter((f): f is string => f !== undefined) : [];
+  return {
+    id: c.id ?? c.region,
+    region: c.region,
+    url: c.url,
+    ...(t && {
+      connect: () => ({
+        ...(t.ca && { ca: readPem(t.ca) }),
+        ...(t.cert && { cert: readPem(t.cert) }),
+        ...(t.key && { key: readPem(t.key) }),
+        ...(t.serverName && { servername: t.serverName }),
+        minVersion: 'TLSv1.2',
+      }),
+    }),
+    ...(files.length > 0 && {
+      watch: (onChange: () => void) => {
+        const w = watchFiles(files, onChange);
+        return () => w.close();
+      },
+    }),
+  };
+}

@@ -1,0 +1,436 @@
+/**
+ * The core's internal API: CoreService spoken over HTTP, for edges only (see docs/adr/0005). Every route
+ * under /internal/v1 needs an internal token of a trusted edge (401 GW_INTERNAL_TOKEN_* otherwise);
+ * bodies and answers are the JSON-RPC messages themselves, framed:
+ *
+ *   POST /internal/v1/sessions/{id}/request  {scope, message}  -> 200 NDJSON: {"m":related}* then {"r":response} | {"c":1}
+ *   POST /internal/v1/sessions/{id}/notify   {scope, message}  -> 202
+ *   POST /internal/v1/sessions/{id}/respond  {message}         -> 200 {"delivered":bool}
+ *   POST /internal/v1/sessions/{id}/close | /detach            -> 204
+ *   GET  /internal/v1/events                                   -> NDJSON {"s":sessionId,"m":message}* (unrelated messages)
+ *   GET  /internal/v1/info                                     -> {coreId, region, servers, readiness}
+ *
+ * The core side of a session is found by its id alone, so any edge reaches it: live here, or continued
+ * from the shared SessionStore (a session another core or an earlier run of this one served). Messages
+ * unrelated to a request go to the edge instance that last used the session, over that edge's one
+ * events stream (one stream per edge, not per session).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GatewayError, toRpcError } from '../../shared/errors.js';
+import type { InternalIdentity } from '../../shared/identity/internal-token.js';
+import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
+import type { Logger } from '../../shared/log.js';
+import {
+  classify,
+  type JsonRpcMessage,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../../shared/mcp/jsonrpc.js';
+import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
+import type { SessionStore } from '../../shared/ports/session-store.js';
+
+const PREFIX = '/internal/v1/';
+const SESSION_ROUTE =
+  /^\/internal\/v1\/sessions\/([A-Za-z0-9._~:-]{1,200})\/(request|notify|respond|close|detach)$/;
+const EDGE_INSTANCE = /^[A-Za-z0-9_-]{1,64}$/;
+const NDJSON = 'application/x-ndjson';
+const HEARTBEAT_MS = 20_000;
+
+export interface TokenVerifier {
+  verify(authorization: string | undefined): Promise<InternalIdentity>;
+}
+
+export interface IdentityBinding {
+  bind(sessionId: string, principal: Principal): void;
+  unbind(sessionId: string): void;
+}
+
+export interface InternalApiOptions {
+  core: CoreService;
+  sessions: SessionStore;
+  /** Undefined only in the loopback test mode `internal.insecureNoTrustOnLoopback`. */
+  verifier: TokenVerifier | undefined;
+  identity?: IdentityBinding;
+  coreId: string;
+  region: string;
+  servers: readonly string[];
+  maxBodyBytes: number;
+  idleTimeoutMs: number;
+  /** Sessions live in a store other cores share: at shutdown they are let go of, not ended. */
+  sharedSessions: boolean;
+  log: Logger;
+}
+
+interface CoreSide {
+  id: string;
+  scope: string;
+  principal: string;
+  handle: CoreSessionHandle;
+  /** Edge instances using the session, the latest last. */
+  holders: Set<string>;
+  lastEdge: string;
+  lastSeen: number;
+  inflight: number;
+}
+
+interface Caller {
+  principal: Principal;
+  key: string;
+  edge: string;
+}
+
+export class InternalApi {
+  private readonly live = new Map<string, CoreSide>();
+  private readonly opening = new Map<string, Promise<CoreSide>>();
+  private readonly edges = new Map<string, ServerResponse>();
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly heartbeat: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(private readonly o: InternalApiOptions) {
+    this.sweeper = setInterval(
+      () => void this.expireIdle(),
+      Math.min(Math.max(o.idleTimeoutMs / 4, 50), 30_000),
+    ).unref();
+    this.heartbeat = setInterval(() => {
+      for (const res of this.edges.values()) res.write('{}\n');
+    }, HEARTBEAT_MS).unref();
+  }
+
+  get sessionCount(): number {
+    return this.live.size;
+  }
+
+  /** The node:http request handler. */
+  handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.route(req, res).catch((err: unknown) => {
+      if (!(err instanceof GatewayError)) this.o.log.error({ err }, 'internal API failure');
+      fail(res, err);
+    });
+  };
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.sweeper);
+    clearInterval(this.heartbeat);
+    for (const res of this.edges.values()) res.end();
+    this.edges.clear();
+    const all = [...this.live.values()];
+    this.live.clear();
+    await Promise.all(
+      all.map((s) =>
+        (this.o.sharedSessions ? s.handle.detach() : s.handle.close()).catch((err: unknown) =>
+          this.o.log.warn({ err, sessionId: s.id }, 'error letting go of a session'),
+        ),
+      ),
+    );
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    if (req.method === 'GET' && (url === '/healthz' || url === '/readyz')) {
+      const ready = url === '/healthz' || this.o.core.readiness().ready;
+      return json(res, ready ? 200 : 503, {
+        status: ready ? (url === '/healthz' ? 'ok' : 'ready') : 'starting',
+      });
+    }
+    if (!url.startsWith(PREFIX)) return fail(res, new GatewayError('GW_UNKNOWN_SERVER', 'Not found'), 404);
+    // Identity first, before any body is read: nothing of a stranger's request is processed.
+    const caller = await this.caller(req);
+    if (req.method === 'GET' && url === `${PREFIX}info`)
+      return json(res, 200, {
+        coreId: this.o.coreId,
+        region: this.o.region,
+        servers: this.o.servers,
+        readiness: this.o.core.readiness(),
+      });
+    if (req.method === 'GET' && url === `${PREFIX}events`) return this.events(res, caller);
+    const m = SESSION_ROUTE.exec(url);
+    if (!m || req.method !== 'POST') return fail(res, new GatewayError('GW_METHOD_NOT_ALLOWED'), 404);
+    const [, id, op] = m as unknown as [string, string, string];
+    const body = await readJson(req, this.o.maxBodyBytes);
+    switch (op) {
+      case 'request':
+        return this.request(res, id, caller, body);
+      case 'notify':
+        return this.notify(res, id, caller, body);
+      case 'respond': {
+        const msg = body.message;
+        if (classify(msg) !== 'response') throw new GatewayError('GW_INVALID_REQUEST');
+        const s = this.live.get(id);
+        const delivered =
+          s !== undefined && s.principal === caller.key && s.handle.respond(msg as JsonRpcResponse);
+        return json(res, 200, { delivered });
+      }
+      case 'close':
+        return this.end(res, id, caller, body);
+      default:
+        return this.detach(res, id, caller);
+    }
+  }
+
+  private async caller(req: IncomingMessage): Promise<Caller> {
+    const instance = req.headers['x-mcpgw-edge-instance'];
+    const edge = typeof instance === 'string' && EDGE_INSTANCE.test(instance) ? instance : 'unnamed';
+    if (!this.o.verifier) {
+      const p = req.headers['x-mcpgw-test-principal'];
+      return { principal: ANONYMOUS, key: typeof p === 'string' ? p : 'anonymous', edge };
+    }
+    let identity: InternalIdentity;
+    try {
+      identity = await this.o.verifier.verify(req.headers.authorization);
+    } catch (err) {
+      if (err instanceof GatewayError)
+        this.o.log.warn(
+          { code: err.code, remote: req.socket.remoteAddress, url: req.url },
+          'internal request refused',
+        );
+      throw err;
+    }
+    return { principal: identity.principal, key: principalKey(identity.principal), edge };
+  }
+
+  private events(res: ServerResponse, caller: Caller): void {
+    if (caller.edge === 'unnamed')
+      return fail(
+        res,
+        new GatewayError('GW_INVALID_REQUEST', 'Bad Request: x-mcpgw-edge-instance is required'),
+      );
+    this.edges.get(caller.edge)?.end();
+    res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store' });
+    res.flushHeaders();
+    this.edges.set(caller.edge, res);
+    res.on('close', () => {
+      if (this.edges.get(caller.edge) === res) this.edges.delete(caller.edge);
+    });
+  }
+
+  private async request(res: ServerResponse, id: string, caller: Caller, body: Body): Promise<void> {
+    const msg = body.message;
+    if (classify(msg) !== 'request') throw new GatewayError('GW_INVALID_REQUEST');
+    const request = msg as JsonRpcRequest;
+    const s = await this.sessionFor(id, scopeOf(body), caller, request.method === 'initialize');
+    this.o.identity?.bind(id, caller.principal);
+    s.inflight++;
+    const answer = new NdjsonAnswer(res, { send: (m) => this.toEdge(s, m) });
+    let response: JsonRpcResponse | undefined;
+    try {
+      response = await s.handle.request(request, answer);
+    } catch (err) {
+      response = toRpcError(request.id, err);
+    } finally {
+      s.inflight--;
+      s.lastSeen = Date.now();
+    }
+    answer.finish(response);
+  }
+
+  private async notify(res: ServerResponse, id: string, caller: Caller, body: Body): Promise<void> {
+    const msg = body.message;
+    if (classify(msg) !== 'notification') throw new GatewayError('GW_INVALID_REQUEST');
+    const n = msg as JsonRpcNotification;
+    // A cancellation for a session not held here concerns no call of this core.
+    const s =
+      this.live.get(id) ??
+      (n.method === 'notifications/cancelled'
+        ? undefined
+        : await this.sessionFor(id, scopeOf(body), caller, false));
+    if (s && s.principal === caller.key) {
+      this.held(s, caller.edge);
+      s.handle.notify(n);
+    }
+    res.writeHead(202).end();
+  }
+
+  private async end(res: ServerResponse, id: string, caller: Caller, body: Body): Promise<void> {
+    // Not held here (a core restarted): continue it only to end it, so its backend sessions close too.
+    const s =
+      this.live.get(id) ??
+      (await this.sessionFor(id, scopeOf(body), caller, false).catch((err: unknown) => {
+        if (err instanceof GatewayError && err.code === 'GW_SESSION_NOT_FOUND') return undefined;
+        throw err;
+      }));
+    if (s) {
+      if (s.principal !== caller.key) throw new GatewayError('GW_SESSION_NOT_FOUND');
+      this.live.delete(id);
+      this.o.identity?.unbind(id);
+      await s.handle.close();
+    }
+    res.writeHead(204).end();
+  }
+
+  private async detach(res: ServerResponse, id: string, caller: Caller): Promise<void> {
+    const s = this.live.get(id);
+    if (s && s.principal === caller.key) {
+      s.holders.delete(caller.edge);
+      // The last edge let go: so does this core (backend sessions stay open for whoever continues).
+      if (s.holders.size === 0 && s.inflight === 0) {
+        this.live.delete(id);
+        this.o.identity?.unbind(id);
+        await s.handle.detach();
+      }
+    }
+    res.writeHead(204).end();
+  }
+
+  /** The core side of session `id`: live, freshly opened for initialize, or continued from the store. */
+  private async sessionFor(
+    id: string,
+    scope: string,
+    caller: Caller,
+    initialize: boolean,
+  ): Promise<CoreSide> {
+    const live = this.live.get(id);
+    if (live) return this.checked(live, scope, caller);
+    let p = this.opening.get(id);
+    if (!p) {
+      p = this.open(id, scope, caller, initialize).finally(() => this.opening.delete(id));
+      this.opening.set(id, p);
+    }
+    return this.checked(await p, scope, caller);
+  }
+
+  private checked(s: CoreSide, scope: string, caller: Caller): CoreSide {
+    if (s.scope !== scope) throw new GatewayError('GW_SESSION_NOT_FOUND');
+    if (s.principal !== caller.key) throw new GatewayError('GW_SESSION_NOT_FOUND');
+    this.held(s, caller.edge);
+    return s;
+  }
+
+  private held(s: CoreSide, edge: string): void {
+    s.lastSeen = Date.now();
+    if (s.lastEdge !== edge) {
+      s.holders.delete(edge);
+      s.lastEdge = edge;
+    }
+    s.holders.add(edge);
+  }
+
+  private async open(id: string, scope: string, caller: Caller, initialize: boolean): Promise<CoreSide> {
+    if (this.closing) throw new GatewayError('GW_SHUTTING_DOWN');
+    if (!this.o.core.hasScope(scope)) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${scope}`);
+    const record = initialize ? undefined : await this.o.sessions.get(id);
+    if (!initialize) {
+      if (!record || record.scope !== scope) throw new GatewayError('GW_SESSION_NOT_FOUND');
+      if (record.principal !== caller.key) throw new GatewayError('GW_SESSION_NOT_FOUND');
+    }
+    const s: CoreSide = {
+      id,
+      scope,
+      principal: caller.key,
+      handle: undefined as unknown as CoreSessionHandle,
+      holders: new Set([caller.edge]),
+      lastEdge: caller.edge,
+      lastSeen: Date.now(),
+      inflight: 0,
+    };
+    s.handle = this.o.core.openSession({
+      id,
+      principal: caller.key,
+      scope,
+      unrelated: { send: (m) => this.toEdge(s, m) },
+      ...(record && { restore: record }),
+    });
+    this.live.set(id, s);
+    if (record) this.o.log.debug({ sessionId: id, scope }, 'session continued from the session store');
+    return s;
+  }
+
+  /** An unrelated message: to the edge that last used the session, else any other edge holding it. */
+  private toEdge(s: CoreSide, message: JsonRpcMessage): void {
+    const line = `${JSON.stringify({ s: s.id, m: message })}\n`;
+    const first = this.edges.get(s.lastEdge);
+    if (first && !first.destroyed) return void first.write(line);
+    for (const e of s.holders) {
+      const res = this.edges.get(e);
+      if (res && !res.destroyed) return void res.write(line);
+    }
+    this.o.log.debug({ sessionId: s.id }, 'no edge connected for an unrelated message; dropped');
+  }
+
+  private async expireIdle(): Promise<void> {
+    const limit = Date.now() - this.o.idleTimeoutMs;
+    for (const s of [...this.live.values()]) {
+      if (s.inflight > 0 || s.lastSeen >= limit) continue;
+      this.live.delete(s.id);
+      this.o.identity?.unbind(s.id);
+      // The shared record decides whether the session still exists; here it is only let go of.
+      await s.handle
+        .detach()
+        .catch((err: unknown) => this.o.log.warn({ err, sessionId: s.id }, 'detach failed'));
+    }
+  }
+}
+
+type Body = Record<string, unknown>;
+
+function scopeOf(body: Body): string {
+  if (typeof body.scope !== 'string')
+    throw new GatewayError('GW_INVALID_REQUEST', 'Bad Request: "scope" is required');
+  return body.scope;
+}
+
+/**
+ * The answer to one forwarded request: NDJSON frames, written as they come. A response that nothing went
+ * before is one write with a length (the common case, and the cheapest for the edge to read).
+ */
+class NdjsonAnswer implements MessageSink {
+  private started = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    /** Where related messages go when the edge that asked is gone (another edge reaches the client). */
+    private readonly fallback: MessageSink,
+  ) {}
+
+  send(message: JsonRpcMessage): void {
+    if (this.res.destroyed) return this.fallback.send(message);
+    if (!this.started) {
+      this.started = true;
+      this.res.writeHead(200, { 'content-type': NDJSON });
+    }
+    this.res.write(`${JSON.stringify({ m: message })}\n`);
+  }
+
+  finish(response: JsonRpcResponse | undefined): void {
+    if (this.res.destroyed) return;
+    const line = response === undefined ? '{"c":1}\n' : `${JSON.stringify({ r: response })}\n`;
+    if (this.started) return void this.res.end(line);
+    this.res.writeHead(200, { 'content-type': NDJSON, 'content-length': Buffer.byteLength(line) }).end(line);
+  }
+}
+
+async function readJson(req: IncomingMessage, limit: number): Promise<Body> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > limit) throw new GatewayError('GW_BODY_TOO_LARGE');
+    chunks.push(c as Buffer);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new GatewayError('GW_PARSE_ERROR');
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new GatewayError('GW_INVALID_REQUEST');
+  return v as Body;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res
+    .writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+    .end(text);
+}
+
+function fail(res: ServerResponse, err: unknown, status?: number): void {
+  if (res.headersSent) return void res.destroy();
+  const ge = err instanceof GatewayError ? err : new GatewayError('GW_INTERNAL');
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (ge.httpStatus === 401) headers['www-authenticate'] = 'Bearer realm="mcpgw-core"';
+  const text = JSON.stringify(toRpcError(null, ge));
+  res.writeHead(status ?? ge.httpStatus, headers).end(text);
+}

@@ -1,0 +1,477 @@
+/**
+ * The edge's forward stage: CoreService spoken over HTTP to the core tier (docs/adr/0005). Each core is
+ * one undici Pool of keep-alive connections (TLS, with a client certificate when configured, handshakes
+ * only when a connection opens); every call carries the internal token for the caller's principal, minted
+ * once per ~30 s. A session is pinned to a core by rendezvous hashing of its id over the cores of this
+ * edge's region, so every edge picks the same core for it; a core that cannot be reached is skipped, and
+ * the next one continues the session from the shared SessionStore.
+ */
+import { createHash } from 'node:crypto';
+import { Pool, type Dispatcher } from 'undici';
+import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
+import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
+import type { Logger } from '../../shared/log.js';
+import type {
+  JsonRpcMessage,
+  JsonRpcNotification,
+  JsonRpcRequest,
+  JsonRpcResponse,
+} from '../../shared/mcp/jsonrpc.js';
+import type {
+  CoreService,
+  CoreSessionHandle,
+  MessageSink,
+  OpenSessionOptions,
+  ReadinessReport,
+} from '../../shared/ports/core-service.js';
+
+const INFO_EVERY_MS = 5_000;
+const DOWN_FOR_MS = 2_000;
+// Failures before anything was sent: the next core may take the call. (A reset may come after the core
+// got the request, so it is never retried.)
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface CoreTarget {
+  /** The `aud` of tokens for this core. */
+  id: string;
+  region: string;
+  url: string;
+  /** undici connect options (ca, cert, key, servername...); called again when `watch` fires. */
+  connect?: () => Record<string, unknown>;
+  /** Calls back when the TLS files change, so that new connections use them. Returns an unwatch. */
+  watch?: (onChange: () => void) => () => void;
+}
+
+export interface TokenSource {
+  tokenFor(principal: Principal, audience: string): Promise<string>;
+  forget(): void;
+}
+
+export interface RemoteCoreOptions {
+  cores: readonly CoreTarget[];
+  /** This edge's region: its cores come first. */
+  region: string;
+  /** This edge process, unique among edges (unrelated messages are routed to it by this name). */
+  instance: string;
+  /** Undefined only when calling a core in its loopback test mode (no internal token). */
+  tokens: TokenSource | undefined;
+  log: Logger;
+}
+
+interface CoreInfo {
+  coreId: string;
+  servers: string[];
+  readiness: ReadinessReport;
+}
+
+/** One core: its connection pool, what it serves, whether it answered lately. */
+class CoreLink {
+  pool: Pool;
+  info: CoreInfo | undefined;
+  downUntil = 0;
+  private readonly unwatch: (() => void) | undefined;
+
+  constructor(
+    readonly target: CoreTarget,
+    private readonly log: Logger,
+  ) {
+    this.pool = this.newPool();
+    this.unwatch = target.watch?.(() => this.renewPool());
+  }
+
+  get up(): boolean {
+    return this.downUntil <= Date.now();
+  }
+
+  private newPool(): Pool {
+    return new Pool(this.target.url, {
+      connections: null,
+      pipelining: 1,
+      keepAliveTimeout: 60_000,
+      keepAliveMaxTimeout: 600_000,
+      connect: { ...(this.target.connect?.() ?? {}) },
+    });
+  }
+
+  /** New TLS material: new connections use it; requests on the old pool finish there. */
+  private renewPool(): void {
+    try {
+      const old = this.pool;
+      this.pool = this.newPool();
+      void old.close().catch(() => {});
+      this.log.info({ core: this.target.id }, 'TLS material toward the core reloaded');
+    } catch (err) {
+      this.log.error({ core: this.target.id, err: (err as Error).message }, 'TLS material not reloaded');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.unwatch?.();
+    await this.pool.destroy().catch(() => {});
+  }
+}
+
+export class RemoteCore implements CoreService {
+  private readonly links: CoreLink[];
+  private readonly sessions = new Map<string, RemoteSession>();
+  private readonly aborts = new AbortController();
+  private readonly infoTimer: NodeJS.Timeout;
+  private closed = false;
+  /** The edge itself, for calls that act for no caller (info, the events stream). */
+  private readonly self: Principal;
+
+  constructor(private readonly o: RemoteCoreOptions) {
+    if (o.cores.length === 0) throw new Error('an edge needs at least one core');
+    this.links = o.cores.map((c) => new CoreLink(c, o.log));
+    this.self = Object.freeze({
+      subject: `edge:${o.instance}`,
+      tenant: 'mcpgw-system',
+      roles: Object.freeze(['edge']),
+      scopes: Object.freeze([]),
+      authMethod: 'internal',
+    });
+    this.infoTimer = setInterval(() => void this.refreshInfo(), INFO_EVERY_MS).unref();
+  }
+
+  /** Learns what the cores serve and opens their events streams; resolves once one core answered. */
+  async start(waitMs = 15_000): Promise<void> {
+    for (const l of this.links) void this.followEvents(l);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      await this.refreshInfo();
+      if (this.links.some((l) => l.info) || this.closed) return;
+      if (Date.now() > deadline) {
+        this.o.log.warn(
+          { cores: this.links.map((l) => l.target.url) },
+          'no core answered yet; starting anyway',
+        );
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  hasScope(scope: string): boolean {
+    if (scope === 'aggregate') return true;
+    return this.links.some((l) => l.info?.servers.includes(scope));
+  }
+
+  openSession(o: OpenSessionOptions): CoreSessionHandle {
+    // Ids the edge cannot promise unique across edges (2026 per-caller contexts) are qualified with
+    // this edge; session ids (random UUIDs, shared through the SessionStore) go as they are.
+    const wireId = UUID.test(o.id) || o.restore ? o.id : `${this.o.instance}.${o.id}`;
+    const s = new RemoteSession(
+      this,
+      wireId,
+      o.scope,
+      o.identity ?? principalFromKey(o.principal),
+      o.unrelated,
+      () => this.sessions.delete(wireId),
+    );
+    this.sessions.set(wireId, s);
+    return s;
+  }
+
+  readiness(): ReadinessReport {
+    const servers: ReadinessReport['servers'] = {};
+    let ready = false;
+    for (const l of this.candidates()) {
+      if (!l.info || !l.up) continue;
+      ready ||= l.info.readiness.ready;
+      for (const [name, st] of Object.entries(l.info.readiness.servers)) servers[name] ??= st;
+    }
+    return { ready, servers };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.infoTimer);
+    this.aborts.abort();
+    await Promise.all(this.links.map((l) => l.close()));
+  }
+
+  // ------------------------------------------------------------------------------------------------
+
+  /**
+   * One call to the core that holds session `wireId` (or any core, for edge-level paths). A core that
+   * cannot be connected to is skipped for a while; a refused token is minted afresh and tried once more.
+   */
+  async call(
+    wireId: string | undefined,
+    path: string,
+    body: string | undefined,
+    principal: Principal,
+    extra: { method?: 'GET' | 'POST'; signal?: AbortSignal } = {},
+  ): Promise<Dispatcher.ResponseData> {
+    let lastErr: unknown;
+    let retriedToken = false;
+    for (const link of this.order(wireId)) {
+      for (;;) {
+        let res: Dispatcher.ResponseData;
+        try {
+          res = await link.pool.request({
+            path,
+            method: extra.method ?? 'POST',
+            headers: await this.headers(link, principal, body !== undefined),
+            body,
+            headersTimeout: 0,
+            bodyTimeout: 0,
+            ...(extra.signal && { signal: extra.signal }),
+          });
+        } catch (err) {
+          lastErr = err;
+          if (!CONNECT_ERRORS.has((err as { code?: string }).code ?? '')) throw unavailable(link, err);
+          link.downUntil = Date.now() + DOWN_FOR_MS;
+          this.o.log.warn(
+            { core: link.target.id, err: (err as Error).message },
+            'core unreachable; trying the next',
+          );
+          break;
+        }
+        if (res.statusCode === 401 && !retriedToken && this.o.tokens) {
+          // A key rotated under a cached token: a fresh one, signed with the current key, once.
+          retriedToken = true;
+          await res.body.dump();
+          this.o.tokens.forget();
+          continue;
+        }
+        link.downUntil = 0;
+        return res;
+      }
+    }
+    throw unavailable(undefined, lastErr);
+  }
+
+  private async headers(
+    link: CoreLink,
+    principal: Principal,
+    json: boolean,
+  ): Promise<Record<string, string>> {
+    const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
+    if (json) h['content-type'] = 'application/json';
+    if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
+    else
+      h['x-mcpgw-test-principal'] =
+        principal === ANONYMOUS || principal.authMethod === 'none'
+          ? 'anonymous'
+          : `${principal.tenant}:${principal.subject}`;
+    return h;
+  }
+
+  /** This region's cores (every core when it has none), by rendezvous hash of the session id; up first. */
+  private order(wireId: string | undefined): CoreLink[] {
+    const c = this.candidates();
+    const ranked = wireId === undefined ? c : [...c].sort((a, b) => score(wireId, b) - score(wireId, a));
+    return [...ranked.filter((l) => l.up), ...ranked.filter((l) => !l.up)];
+  }
+
+  private candidates(): CoreLink[] {
+    const own = this.links.filter((l) => l.target.region === this.o.region);
+    return own.length > 0 ? own : this.links;
+  }
+
+  private async refreshInfo(): Promise<void> {
+    await Promise.all(
+      this.links.map(async (l) => {
+        try {
+          const res = await l.pool.request({
+            path: '/internal/v1/info',
+            method: 'GET',
+            headers: await this.headers(l, this.self, false),
+            headersTimeout: 5_000,
+            bodyTimeout: 5_000,
+          });
+          const text = await res.body.text();
+          if (res.statusCode !== 200)
+            throw new Error(`info answered ${res.statusCode}: ${text.slice(0, 200)}`);
+          l.info = JSON.parse(text) as CoreInfo;
+        } catch (err) {
+          if (this.closed) return;
+          if (l.info)
+            this.o.log.warn({ core: l.target.id, err: (err as Error).message }, 'core info not refreshed');
+          l.info = undefined;
+        }
+      }),
+    );
+  }
+
+  /** The core's stream of messages unrelated to any request, for the sessions of this edge; reconnects. */
+  private async followEvents(link: CoreLink): Promise<void> {
+    let delay = 200;
+    while (!this.closed) {
+      try {
+        const res = await link.pool.request({
+          path: '/internal/v1/events',
+          method: 'GET',
+          headers: await this.headers(link, this.self, false),
+          headersTimeout: 10_000,
+          bodyTimeout: 0,
+          signal: this.aborts.signal,
+        });
+        if (res.statusCode !== 200) {
+          const text = await res.body.text();
+          throw new Error(`events answered ${res.statusCode}: ${text.slice(0, 200)}`);
+        }
+        delay = 200;
+        for await (const line of ndjsonLines(res.body)) {
+          const frame = line as { s?: string; m?: JsonRpcMessage };
+          if (frame.s === undefined || frame.m === undefined) continue; // heartbeat
+          const s = this.sessions.get(frame.s);
+          if (s) s.unrelated.send(frame.m);
+          else
+            this.o.log.debug(
+              { sessionId: frame.s },
+              'unrelated message for a session this edge no longer holds',
+            );
+        }
+      } catch (err) {
+        if (this.closed) return;
+        this.o.log.debug(
+          { core: link.target.id, err: (err as Error).message },
+          'core events stream lost; reconnecting',
+        );
+      }
+      await new Promise((r) => setTimeout(r, delay).unref());
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+}
+
+/** One client session as the edge forwards it. */
+class RemoteSession implements CoreSessionHandle {
+  private readonly base: string;
+  private gone = false;
+
+  constructor(
+    private readonly remote: RemoteCore,
+    readonly id: string,
+    private readonly scope: string,
+    private readonly principal: Principal,
+    readonly unrelated: MessageSink,
+    private readonly forget: () => void,
+  ) {
+    this.base = `/internal/v1/sessions/${encodeURIComponent(id)}/`;
+  }
+
+  async request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined> {
+    const res = await this.remote.call(
+      this.id,
+      `${this.base}request`,
+      JSON.stringify({ scope: this.scope, message: request }),
+      this.principal,
+    );
+    if (res.statusCode !== 200) throw await refusalOf(res);
+    // The common case: the response alone, in one body of known length.
+    if (res.headers['content-length'] !== undefined)
+      return finalOf(JSON.parse(await res.body.text()) as Frame, request);
+    for await (const line of ndjsonLines(res.body)) {
+      const f = line as Frame;
+      if (f.m !== undefined) related.send(f.m);
+      else return finalOf(f, request);
+    }
+    throw new GatewayError('GW_CORE_UNAVAILABLE', 'The core ended the answer without a response');
+  }
+
+  notify(notification: JsonRpcNotification): void {
+    this.fireAndForget('notify', { scope: this.scope, message: notification });
+  }
+
+  respond(response: JsonRpcResponse): boolean {
+    // The core holds the pending request whichever edge the answer arrived at: never another edge's.
+    this.fireAndForget('respond', { message: response });
+    return true;
+  }
+
+  async close(): Promise<void> {
+    await this.end('close');
+  }
+
+  async detach(): Promise<void> {
+    await this.end('detach');
+  }
+
+  private async end(op: 'close' | 'detach'): Promise<void> {
+    if (this.gone) return;
+    this.gone = true;
+    this.forget();
+    const res = await this.remote.call(
+      this.id,
+      `${this.base}${op}`,
+      JSON.stringify({ scope: this.scope }),
+      this.principal,
+    );
+    await res.body.dump();
+  }
+
+  private fireAndForget(op: string, body: object): void {
+    this.remote.call(this.id, `${this.base}${op}`, JSON.stringify(body), this.principal).then(
+      (res) => res.body.dump(),
+      () => {},
+    );
+  }
+}
+
+type Frame = { m?: JsonRpcMessage; r?: JsonRpcResponse; c?: 1 };
+
+function finalOf(f: Frame, request: JsonRpcRequest): JsonRpcResponse | undefined {
+  if (f.c) return undefined;
+  if (f.r && typeof f.r === 'object') return f.r;
+  throw new GatewayError('GW_CORE_UNAVAILABLE', `The core sent no response to ${request.method}`);
+}
+
+/** The core's refusal as the same gateway error (its code travels in data.code). */
+async function refusalOf(res: Dispatcher.ResponseData): Promise<GatewayError> {
+  const text = await res.body.text();
+  let code: string | undefined;
+  let message: string | undefined;
+  try {
+    const e = (JSON.parse(text) as { error?: { message?: string; data?: { code?: string } } }).error;
+    code = e?.data?.code;
+    message = e?.message;
+  } catch {
+    // not the core's JSON: described below
+  }
+  if (code && code in ERRORS) return new GatewayError(code as ErrorCode, message);
+  return new GatewayError('GW_CORE_UNAVAILABLE', `The core answered ${res.statusCode}`);
+}
+
+function unavailable(link: CoreLink | undefined, err: unknown): GatewayError {
+  return new GatewayError(
+    'GW_CORE_UNAVAILABLE',
+    `No core could be reached${link ? ` (${link.target.id})` : ''}: ${(err as Error)?.message ?? 'no core configured'}`,
+    undefined,
+    { cause: err },
+  );
+}
+
+async function* ndjsonLines(body: AsyncIterable<Buffer | string>): AsyncGenerator<unknown> {
+  let buf = '';
+  for await (const chunk of body) {
+    buf += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.length > 0) yield JSON.parse(line);
+    }
+  }
+  if (buf.trim().length > 0) yield JSON.parse(buf);
+}
+
+function score(id: string, link: CoreLink): number {
+  return createHash('sha1').update(`${link.target.id}\u0000${id}`).digest().readUInt32BE(0);
+}
+
+/** The session's principal key back as a Principal, for endpoints that pass only the key. */
+function principalFromKey(key: string): Principal {
+  if (key === 'anonymous') return ANONYMOUS;
+  const i = key.indexOf(':');
+  return Object.freeze({
+    subject: i >= 0 ? key.slice(i + 1) : key,
+    tenant: i >= 0 ? key.slice(0, i) : 'default',
+    roles: Object.freeze([]) as readonly string[],
+    scopes: Object.freeze([]) as readonly string[],
+    authMethod: 'internal',
+  });
+}
