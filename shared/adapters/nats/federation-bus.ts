@@ -45,6 +45,9 @@ export interface NatsBusOptions {
   reconnectTimeWaitMs?: number;
 }
 
+const PULL = { expires: 3_000, idle_heartbeat: 1_000 };
+const SNAPSHOT_STALL_MS = 1_000;
+const SNAPSHOT_ATTEMPTS = 4;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -292,39 +295,69 @@ class StreamReader implements KvReader {
   }
 
   async entries(prefix: string): Promise<KvEntry[]> {
-    const consumer = await this.js.consumers.get(this.stream, this.consumerOptions(prefix, 5_000));
-    const pending = (await consumer.info(true)).num_pending;
     const out = new Map<string, KvEntry>();
-    if (pending === 0) return [];
-    const messages = await consumer.consume();
-    for await (const m of messages) {
-      const e = this.toEntry(m, prefix);
-      if (e) {
-        if (e.entry) out.set(e.key, e.entry);
-        else out.delete(e.key);
-      }
-      if (m.info.pending === 0) break;
-    }
-    messages.stop();
+    const stop = await this.watch(prefix, (key, entry) => {
+      if (entry) out.set(key, entry);
+      else out.delete(key);
+    });
+    stop();
     return [...out.values()];
   }
 
+  /**
+   * Right after a server restart, a consumer's first pull is sometimes not answered for seconds (seen
+   * on 2.9): a snapshot that stalls is abandoned and read again with a fresh consumer.
+   */
   async watch(prefix: string, listener: KvListener): Promise<() => void> {
+    for (let attempt = 1; ; attempt++) {
+      const stop = await this.watchOnce(prefix, listener, SNAPSHOT_STALL_MS * attempt);
+      if (stop) return stop;
+      if (attempt === SNAPSHOT_ATTEMPTS)
+        throw new Error(`stream ${this.stream}: no snapshot after ${attempt} attempts`);
+    }
+  }
+
+  private async watchOnce(
+    prefix: string,
+    listener: KvListener,
+    stallMs: number,
+  ): Promise<(() => void) | undefined> {
     const consumer = await this.js.consumers.get(this.stream, this.consumerOptions(prefix, 30_000));
     const pending = (await consumer.info(true)).num_pending;
-    const messages = await consumer.consume();
+    // Short pulls with heartbeats: a pull lost to a server restart is noticed (and the ordered consumer
+    // recreated) within seconds rather than the client's default half minute.
+    const messages = await consumer.consume(PULL);
     let initialized!: () => void;
     const snapshot = new Promise<void>((r) => (initialized = r));
     if (pending === 0) initialized();
+    // The snapshot is staged until complete, so an abandoned attempt delivers nothing.
+    let staged: Array<[string, KvEntry | undefined]> | undefined = pending === 0 ? undefined : [];
+    let abandoned = false;
     void (async () => {
       for await (const m of messages) {
+        if (abandoned) break;
         const e = this.toEntry(m, prefix);
-        if (e) listener(e.key, e.entry);
-        if (m.info.pending === 0) initialized();
+        if (e) {
+          if (staged) staged.push([e.key, e.entry]);
+          else listener(e.key, e.entry);
+        }
+        if (m.info.pending === 0 && staged) {
+          const s = staged;
+          staged = undefined;
+          for (const [k, v] of s) listener(k, v);
+          initialized();
+        }
       }
-      initialized();
-    })();
-    await snapshot;
+    })().catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<'stalled'>((r) => (timer = setTimeout(() => r('stalled'), stallMs)));
+    const outcome = await Promise.race([snapshot, stalled]);
+    clearTimeout(timer);
+    if (outcome === 'stalled') {
+      abandoned = true;
+      messages.stop();
+      return undefined;
+    }
     const stop = () => {
       this.stops.delete(stop);
       messages.stop();
