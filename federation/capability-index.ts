@@ -15,6 +15,9 @@ import type { FederationBus, KvEntry, KvReader } from '../shared/ports/federatio
 import { decodeEnvelope, EnvelopeError, type GatewayBody, type ServerBody } from './codec.js';
 import { parseRegistryKey, registryBucket } from './subjects.js';
 
+/** A mirror is rebuilt at most this often (a dead gateway in a live region would rebuild it each time). */
+const REPAIR_INTERVAL_MS = 60_000;
+
 export type CapabilityKind = 'server' | 'tool' | 'prompt' | 'resource';
 
 export interface ServedBy {
@@ -89,6 +92,10 @@ interface RegionState {
   resyncing?: Promise<void>;
   /** After our own reconnect: nothing in this region expires until its registry is heard again. */
   quietUntil?: number;
+  /** When a fresh read last confirmed a silence (see verified()). */
+  verifiedAt?: number;
+  repairedAt?: number;
+  verifying?: Promise<void>;
 }
 
 export class CapabilityIndex {
@@ -155,9 +162,7 @@ export class CapabilityIndex {
       const gw = st.gateways.get(gateway);
       const entry = st.servers.get(gateway)?.get(server);
       if (!entry) continue;
-      // A gateway that stopped heartbeating while its region lives on is gone; a dead region's
-      // entries stay, as its last known state.
-      if (st.up && !gw?.up) continue;
+      if (!this.visible(st, gw)) continue;
       out.push({
         region,
         gateway,
@@ -173,6 +178,18 @@ export class CapabilityIndex {
     }
     const rank = (s: ServedBy) => (s.reachable ? 0 : 2) + (s.region === this.opts.region ? 0 : 1);
     return out.sort((a, b) => rank(a) - rank(b) || a.gateway.localeCompare(b.gateway));
+  }
+
+  /**
+   * A gateway that stopped heartbeating while its region lives on is gone. A dead region keeps, as its
+   * last known state, the gateways that were alive when the region fell silent.
+   */
+  private visible(st: RegionState, gw: GatewayState | undefined): boolean {
+    if (!gw) return false;
+    if (st.up !== false) return gw.up;
+    const last = Math.max(...[...st.gateways.values()].map((g) => g.lastSeen));
+    // Alive then: heard within its last two heartbeat periods before the region's last sign of life.
+    return last - gw.lastSeen <= 2 * gw.body.heartbeatMs;
   }
 
   regionStatus(region: string): RegionStatus {
@@ -202,7 +219,9 @@ export class CapabilityIndex {
   servers(region: string): Array<{ gateway: string; body: ServerBody }> {
     const st = this.states.get(region);
     if (!st) return [];
-    return [...st.servers].flatMap(([gateway, m]) => [...m.values()].map((e) => ({ gateway, body: e.body })));
+    return [...st.servers]
+      .filter(([gateway]) => this.visible(st, st.gateways.get(gateway)))
+      .flatMap(([gateway, m]) => [...m.values()].map((e) => ({ gateway, body: e.body })));
   }
 
   // ------------------------------------------------------------------ reading the buckets
@@ -394,6 +413,10 @@ export class CapabilityIndex {
         if (t < st.quietUntil) continue;
         st.quietUntil = undefined;
       }
+      const expiring = [...st.gateways.values()].some((g) => g.up && t - g.lastSeen > this.opts.downAfterMs);
+      // Before anyone is declared down, a fresh read checks that the watch did not just go quiet.
+      if (expiring && !this.verified(region, st, t)) continue;
+
       for (const [gateway, g] of st.gateways) {
         const up = t - g.lastSeen <= this.opts.downAfterMs;
         if (up !== g.up) {
@@ -403,6 +426,54 @@ export class CapabilityIndex {
       }
       this.updateRegion(region, st);
     }
+  }
+
+  /**
+   * True once a fresh read since the gateways went silent confirmed there is nothing newer; starts that
+   * read otherwise. A newer heartbeat found there means the watch went stale: it is opened again.
+   */
+  private verified(region: string, st: RegionState, t: number): boolean {
+    if (st.verifiedAt !== undefined && t - st.verifiedAt < this.opts.downAfterMs) return true;
+    if (st.verifying) return false;
+    st.verifying = (async () => {
+      try {
+        const entries = await (await this.reader(region)).entries('gw.');
+        let stale = false;
+        for (const e of entries) {
+          const k = parseRegistryKey(e.key);
+          const known = k?.type === 'gateway' ? st.gateways.get(k.gateway) : undefined;
+          if (k?.type === 'gateway' && (!known || e.revision > known.revision)) {
+            stale = true;
+            this.apply(region, e.key, e, this.now());
+          }
+        }
+        const reader = await this.reader(region);
+        if (stale) {
+          this.opts.log.warn({ peer: region }, 'federation: registry watch went stale; reopening it');
+          void this.resync(region);
+        } else if (
+          reader.repair &&
+          // Only a silence of the whole region can be a stuck mirror: others' heartbeats still arrive.
+          ![...st.gateways.values()].some((g) => this.now() - g.lastSeen <= this.opts.downAfterMs) &&
+          this.now() - (st.repairedAt ?? 0) > REPAIR_INTERVAL_MS &&
+          (await reader.repair())
+        ) {
+          // The origin answers while its heartbeats do not reach us: the mirror was stuck. Read the
+          // rebuilt one; the silence is judged again on what it holds.
+          st.repairedAt = this.now();
+          this.opts.log.warn({ peer: region }, 'federation: region mirror rebuilt from its origin');
+          await this.resync(region);
+        }
+        st.verifiedAt = this.now();
+      } catch (err) {
+        // Unreadable: the silence stands.
+        this.opts.log.debug({ err, peer: region }, 'federation: verification read failed');
+        st.verifiedAt = this.now();
+      } finally {
+        st.verifying = undefined;
+      }
+    })();
+    return false;
   }
 
   private updateRegion(region: string, st: RegionState): void {

@@ -301,7 +301,7 @@ export const configSchema = z
           .number()
           .int()
           .min(50)
-          .default(2500)
+          .default(2000)
           .describe(
             'A gateway silent this long is down; a region whose gateways are all down is down (its last known entries are kept).',
           ),

@@ -28,6 +28,12 @@ export interface KvReader {
    * delivered (the snapshot), then delivers every later change. Resolves to a stop function.
    */
   watch(prefix: string, listener: KvListener): Promise<() => void>;
+  /**
+   * Mirrors only: rebuilds the mirror from its origin when the origin answers, and resolves true; false
+   * when the origin is unreachable, the mirror then left untouched (it is the last known state). For a
+   * mirror that stopped following its origin; watches opened before must be opened again.
+   */
+  repair?(): Promise<boolean>;
 }
 
 /** A bucket this region writes. Keys: letters, digits and `-_=/.`; `.` separates tokens. */

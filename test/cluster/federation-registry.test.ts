@@ -102,6 +102,45 @@ describe('federation registry over two NATS regions', () => {
     assert.ok(p99 <= 100, `p99 ${p99.toFixed(2)} ms`);
   });
 
+  test('a gateway that leaves is dropped at once; one that stops heartbeating in a live region expires', async () => {
+    const index = b1.node.index;
+    const a2 = await startTestGateway({
+      bus: await bus('a'),
+      region: 'a',
+      regions: REGIONS,
+      id: 'a2',
+      servers: [server('weather', ['alerts'])],
+      heartbeatMs: DEFAULTS.heartbeatMs,
+      downAfterMs: DEFAULTS.downAfterMs,
+    });
+    await until(index, () => index.whoServes('weather__alerts').length === 2, 'a2 in b1');
+    await a2.node.close();
+    await until(index, () => index.whoServes('weather__alerts').length === 1, 'a2 gone from b1');
+    assert.equal(index.whoServes('weather__alerts')[0]?.gateway, 'a1');
+    assert.equal(index.regionStatus('a').state, 'up');
+
+    // a3 crashes: its connection is gone without a goodbye, while a1 keeps region A alive.
+    const a3Bus = await NatsBus.connect({ servers: topo.server('a').url });
+    const a3 = await startTestGateway({
+      bus: a3Bus,
+      region: 'a',
+      regions: REGIONS,
+      id: 'a3',
+      servers: [server('weather', ['alerts'])],
+      heartbeatMs: DEFAULTS.heartbeatMs,
+      downAfterMs: DEFAULTS.downAfterMs,
+    });
+    await until(index, () => index.whoServes('weather__alerts').length === 2, 'a3 in b1');
+    await a3Bus.nc.close();
+    const crashedAt = Date.now();
+    await until(index, () => index.whoServes('weather__alerts').length === 1, 'a3 expired in b1');
+    const took = Date.now() - crashedAt;
+    assert.ok(took <= 3_000, `a3 expired ${took} ms after its crash`);
+    assert.equal(index.regionStatus('a').gateways.find((g) => g.gateway === 'a3')?.up, false);
+    assert.equal(index.regionStatus('a').state, 'up');
+    await a3.node.close();
+  });
+
   test('region A killed: B keeps A’s last known entries and marks A down within the bound', async () => {
     const index = b1.node.index;
     a1.servers = [server('weather', ['alerts']), server('maps', ['route'])];
@@ -212,23 +251,5 @@ describe('federation registry over two NATS regions', () => {
     assert.deepEqual(flaps, []);
     assert.equal(index.regionStatus('a').state, 'up');
     assert.equal(index.regionStatus('b').state, 'up');
-  });
-
-  test('a gateway that leaves is dropped at once; one that stops heartbeating in a live region expires', async () => {
-    const index = b1.node.index;
-    const a2 = await startTestGateway({
-      bus: await bus('a'),
-      region: 'a',
-      regions: REGIONS,
-      id: 'a2',
-      servers: [server('weather', ['alerts'])],
-      heartbeatMs: DEFAULTS.heartbeatMs,
-      downAfterMs: DEFAULTS.downAfterMs,
-    });
-    await until(index, () => index.whoServes('weather__alerts').length === 2, 'a2 in b1');
-    await a2.node.close();
-    await until(index, () => index.whoServes('weather__alerts').length === 1, 'a2 gone from b1');
-    assert.equal(index.whoServes('weather__alerts')[0]?.gateway, 'a1');
-    assert.equal(index.regionStatus('a').state, 'up');
   });
 });

@@ -10,7 +10,6 @@
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import {
   DeliverPolicy,
-  DiscardPolicy,
   jetstream,
   JetStreamApiCodes,
   JetStreamApiError,
@@ -159,24 +158,53 @@ export class NatsBus implements FederationBus {
           await this.jsm.streams.info(stream);
         } catch (err) {
           if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
-          // The mirror keeps its own copy of the origin's last value per key: a region's last known
-          // registry survives that region going away. It is created even before the origin exists.
-          await this.jsm.streams.add({
-            name: stream,
-            mirror: { name: `KV_${bucket}`, domain: region },
-            max_msgs_per_subject: 1,
-            discard: DiscardPolicy.New,
-            storage: StorageType.File,
-            allow_rollup_hdrs: true,
-            deny_delete: true,
-          });
+          await this.addMirror(stream, bucket, region);
         }
-        return this.reader(stream, bucket);
+        const reader = this.reader(stream, bucket);
+        reader.repair = () => this.repairMirror(stream, bucket, region);
+        return reader;
       })();
       m.catch(() => this.mirrors.delete(stream));
       this.mirrors.set(stream, m);
     }
     return m;
+  }
+
+  // The mirror keeps its own copy of the origin's last value per key: a region's last known registry
+  // survives that region going away. It is created even before the origin exists.
+  private async addMirror(stream: string, bucket: string, region: string): Promise<void> {
+    await this.jsm.streams.add({
+      name: stream,
+      mirror: { name: `KV_${bucket}`, domain: region },
+      max_msgs_per_subject: 1,
+      storage: StorageType.File,
+      allow_rollup_hdrs: true,
+      deny_delete: true,
+    });
+  }
+
+  /**
+   * Seen on server 2.9 after the mirror's own server was killed and restarted: the mirror goes on
+   * receiving but keeps old values. It is rebuilt only when the origin answers, so a region that is
+   * really gone keeps its last known state.
+   */
+  private async repairMirror(stream: string, bucket: string, region: string): Promise<boolean> {
+    let messages: number;
+    try {
+      const origin = await jetstreamManager(this.nc, { domain: region, timeout: 500 });
+      messages = (await origin.streams.info(`KV_${bucket}`)).state.messages;
+    } catch {
+      return false;
+    }
+    await this.jsm.streams.delete(stream).catch(() => {});
+    await this.addMirror(stream, bucket, region);
+    // Readers must not take the empty new mirror for the region's state: wait for it to catch up.
+    for (const deadline = Date.now() + 2_000; Date.now() < deadline;) {
+      const si = await this.jsm.streams.info(stream);
+      if (si.mirror?.lag === 0 && si.state.messages >= messages) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
   }
 
   onConnection(listener: (state: BusConnectionState) => void): () => void {
@@ -274,6 +302,7 @@ function isWrongSequence(err: unknown): boolean {
 /** Reads a KV stream (a bucket's own, or a mirror of one) with plain consumers, as KV entries. */
 class StreamReader implements KvReader {
   private readonly subjectPrefix: string;
+  repair?: () => Promise<boolean>;
 
   constructor(
     private readonly js: JetStreamClient,
