@@ -6,7 +6,6 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MemoryEventStore } from '../shared/adapters/memory/event-store.js';
-import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
 import { MemoryRegistryStore } from '../shared/adapters/memory/registry-store.js';
 import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
 import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
@@ -22,11 +21,15 @@ import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp } from '../edge/http/app.js';
+import type { FederationNode } from '../federation/federation-node.js';
+import { startFederation } from './federation.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
   core: GatewayCore;
+  /** Registry publisher, capability index and region lease, when `federation` is configured. */
+  federation?: FederationNode;
   close(): Promise<void>;
 }
 
@@ -81,7 +84,6 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   if (config.sessions.store === 'redis' && config.redis)
     useCursorKey(await sharedSecret(config.redis.url, 'cursors', { keyPrefix: config.redis.keyPrefix }));
   const registry = new MemoryRegistryStore();
-  const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
 
   const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId });
@@ -95,6 +97,15 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `http://${host}:${port}`;
+  // After listening: the registry entry names the URL where this node is reached.
+  let federation: FederationNode | undefined;
+  try {
+    federation = await startFederation(config, core, url, log);
+  } catch (err) {
+    await app.close();
+    await core.close();
+    throw new Error(`federation: ${(err as Error).message}`, { cause: err });
+  }
   log.info(
     { url, role: config.role, region: config.region, servers: config.servers.map((s) => s.name) },
     'mcpgw listening',
@@ -103,17 +114,14 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   return {
     url,
     core,
+    ...(federation && { federation }),
     close: () =>
       (closed ??= (async () => {
+        // Leaving the registry first: other gateways stop routing here before the listener goes.
+        await federation?.close();
         await app.close();
         await core.close();
-        await Promise.all([
-          sessions.close(),
-          events.close(),
-          registry.close(),
-          bus.close(),
-          replicas?.close(),
-        ]);
+        await Promise.all([sessions.close(), events.close(), registry.close(), replicas?.close()]);
       })()),
   };
 }
