@@ -10,6 +10,8 @@ import type { FederationBus, KvBucket } from '../shared/ports/federation-bus.js'
 import { encodeEnvelope, type CapabilityRef, type ServerBody } from './codec.js';
 import { gatewayKey, registryBucket, serverKey, serverPrefix } from './subjects.js';
 
+const REPUBLISH_MS = 5 * 60_000;
+
 /** One backend server as the gateway knows it now (the publisher computes the hash). */
 export type LocalServer = Omit<ServerBody, 'hash'>;
 
@@ -39,10 +41,12 @@ export class RegistryPublisher {
   private readonly now: () => number;
   private stopConnection: (() => void) | undefined;
   private stopped = false;
+  private republishedAt: number;
 
   constructor(private readonly opts: RegistryPublisherOptions) {
     this.now = opts.now ?? Date.now;
     this.startedAt = this.now();
+    this.republishedAt = this.startedAt;
   }
 
   async start(): Promise<void> {
@@ -83,6 +87,12 @@ export class RegistryPublisher {
 
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    // Every entry is rewritten now and then, so that it stays inside the window other regions'
+    // mirrors keep (shared/adapters/nats/federation-bus.ts).
+    if (this.now() - this.republishedAt >= REPUBLISH_MS) {
+      this.republishedAt = this.now();
+      this.published.clear();
+    }
     try {
       await this.publishChanges();
       await this.heartbeat();

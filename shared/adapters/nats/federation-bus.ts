@@ -47,6 +47,9 @@ export interface NatsBusOptions {
 const PULL = { expires: 3_000, idle_heartbeat: 1_000 };
 const SNAPSHOT_STALL_MS = 1_000;
 const SNAPSHOT_ATTEMPTS = 4;
+/** A mirror's window: hours of heartbeats of a few dozen gateways; the oldest messages go first. */
+const MIRROR_MAX_MSGS = 1_000_000;
+const MIRROR_MAX_BYTES = 512 * 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -170,13 +173,19 @@ export class NatsBus implements FederationBus {
     return m;
   }
 
-  // The mirror keeps its own copy of the origin's last value per key: a region's last known registry
-  // survives that region going away. It is created even before the origin exists.
+  /**
+   * The mirror keeps its own copy of the origin: a region's last known registry survives that region
+   * going away. It is created even before the origin exists. It keeps a window of history rather than
+   * one value per key: with `max_msgs_per_subject: 1`, server 2.9.10 was seen keeping a key's first
+   * value and discarding every newer one. Publishers rewrite every key well within the window
+   * (RegistryPublisher republishes everything every few minutes); reads take the last value per key.
+   */
   private async addMirror(stream: string, bucket: string, region: string): Promise<void> {
     await this.jsm.streams.add({
       name: stream,
       mirror: { name: `KV_${bucket}`, domain: region },
-      max_msgs_per_subject: 1,
+      max_msgs: MIRROR_MAX_MSGS,
+      max_bytes: MIRROR_MAX_BYTES,
       storage: StorageType.File,
       allow_rollup_hdrs: true,
       deny_delete: true,
