@@ -6,7 +6,6 @@ import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MemoryEventStore } from '../shared/adapters/memory/event-store.js';
-import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
 import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
 import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
 import { RedisReplicaChannel } from '../shared/adapters/redis/replica-channel.js';
@@ -31,6 +30,8 @@ import { startTracing } from './telemetry.js';
 import type { Server as TlsServer } from 'node:tls';
 import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
+import type { FederationNode } from '../federation/federation-node.js';
+import { startFederation } from './federation.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -42,6 +43,8 @@ export interface RunningNode {
   security: EdgeApp['security'];
   metrics?: GatewayMetrics;
   usage: UsageAnalytics;
+  /** Registry publisher, capability index and region lease, when `federation` is configured. */
+  federation?: FederationNode;
   close(): Promise<void>;
 }
 
@@ -102,7 +105,6 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   // The registry is what runs: seeded from the file, changed by operators (docs/registry.md).
   const stores = await openNodeStores(config, { baseDir: opts.baseDir ?? process.cwd(), log });
   const servers = await serversToStart(config, stores.registry);
-  const bus = new InProcessBus();
 
   const tracing = await startTracing(config, log, opts.spanProcessors);
   const tm = config.telemetry.metrics;
@@ -166,6 +168,15 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const tlsWatch = tls ? watchServerTls(app.server as unknown as TlsServer, tls, log) : undefined;
   const url = listenUrl(app.server, config);
+  // After listening: the registry entry names the URL where this node is reached.
+  let federation: FederationNode | undefined;
+  try {
+    federation = await startFederation(config, core, url, log);
+  } catch (err) {
+    await app.close();
+    await core.close();
+    throw new Error(`federation: ${(err as Error).message}`, { cause: err });
+  }
   log.info(
     {
       url,
@@ -181,11 +192,14 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     url,
     core,
     stores,
+    ...(federation && { federation }),
     security,
     metrics,
     usage,
     close: () =>
       (closed ??= (async () => {
+        // Leaving the registry first: other gateways stop routing here before the listener goes.
+        await federation?.close();
         stopWatching();
         tlsWatch?.close();
         await app.close();
@@ -195,7 +209,6 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
           sessions.close(),
           events.close(),
           stores.close(),
-          bus.close(),
           replicas?.close(),
           ownKeys?.close(),
         ]);

@@ -42,6 +42,10 @@ const timeouts = z
   .strict()
   .prefault({});
 
+const regionId = z
+  .string()
+  .regex(/^[a-z0-9-]{1,32}$/, 'lowercase letters, digits and "-", at most 32 characters');
+
 const common = {
   name: serverName,
   identity: z
@@ -66,6 +70,10 @@ const common = {
     .describe(
       'The tenant this server belongs to: only callers of that tenant see or reach it. Absent: shared by every tenant.',
     ),
+  residency: z
+    .array(regionId)
+    .optional()
+    .describe("Regions where this server's data may be served; absent means no residency constraint."),
 };
 
 const stdioServer = z
@@ -741,6 +749,62 @@ export const configSchema = z
     plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
     servers: z.array(serverSchema).default([]).describe('Backend MCP servers.'),
     ...observabilityKeys,
+    federation: z
+      .object({
+        bus: z
+          .enum(['memory', 'nats'])
+          .default('memory')
+          .describe(
+            'Where the regional registries live: `memory` (in-process, one node) or `nats` (JetStream KV, one domain per region; needs `natsUrls`).',
+          ),
+        natsUrls: z
+          .array(z.string().regex(/^(nats|tls):\/\/[^\s]+$/, 'must be a nats:// or tls:// URL'))
+          .default([])
+          .describe("NATS servers of this gateway's region, e.g. nats://127.0.0.1:4222."),
+        region: regionId
+          .optional()
+          .describe(
+            'Region this gateway publishes to (its JetStream domain); defaults to the top-level `region`.',
+          ),
+        regions: z
+          .array(regionId)
+          .default([])
+          .describe(
+            "Every region of the federation; each other region's registry is mirrored into this one.",
+          ),
+        gatewayId: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "-" and "_", at most 64 characters')
+          .optional()
+          .describe('Unique name of this gateway in the federation; defaults to host name and port.'),
+        advertiseUrl: z
+          .url({ protocol: /^https?$/ })
+          .optional()
+          .describe('Where other gateways reach this one; defaults to the listening URL.'),
+        heartbeatMs: z
+          .number()
+          .int()
+          .min(10)
+          .default(500)
+          .describe('How often this gateway heartbeats (and rechecks its servers for changes).'),
+        downAfterMs: z
+          .number()
+          .int()
+          .min(50)
+          .default(2000)
+          .describe(
+            'A gateway silent this long is down; a region whose gateways are all down is down (its last known entries are kept).',
+          ),
+        antiEntropyMs: z
+          .number()
+          .int()
+          .min(100)
+          .default(30_000)
+          .describe('How often every registry is re-read whole, repairing anything a watch missed.'),
+      })
+      .strict()
+      .optional()
+      .describe('Federation between gateways and regions (registry sync, heartbeats, region status).'),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -768,6 +832,21 @@ export const configSchema = z
         path: ['auth', 'apiKeys', 'store'],
         message: 'auth.apiKeys.store "redis" needs redis.url',
       });
+    if (cfg.federation) {
+      const f = cfg.federation;
+      if (f.bus === 'nats' && f.natsUrls.length === 0)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['federation', 'natsUrls'],
+          message: 'federation.bus "nats" needs natsUrls',
+        });
+      if (f.heartbeatMs >= f.downAfterMs)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['federation', 'downAfterMs'],
+          message: 'downAfterMs must be longer than heartbeatMs (a few heartbeats)',
+        });
+    }
     const seen = new Set<string>();
     checkTiers(cfg, ctx);
     cfg.servers.forEach((s, i) => {

@@ -1,0 +1,121 @@
+/**
+ * Wires the federation into a node (composition root): the bus the config names (in-process by
+ * default, NATS for a cluster), and this node's servers as the registry source. Nothing here needs NATS
+ * unless `federation.bus` is `nats`.
+ */
+import { hostname } from 'node:os';
+import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
+import { NatsBus } from '../shared/adapters/nats/federation-bus.js';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import type { Logger } from '../shared/log.js';
+import type { FederationBus } from '../shared/ports/federation-bus.js';
+import type { GatewayCore } from '../core/mcp/gateway-core.js';
+import type { SessionOwner } from '../core/backends/server-backend.js';
+import type { ListKind } from '../core/mcp/catalog.js';
+import { startFederationNode, type FederationNode } from '../federation/federation-node.js';
+import { definitionHash, type LocalServer, type RegistrySource } from '../federation/registry-publisher.js';
+import type { CapabilityRef } from '../federation/codec.js';
+
+/** Shared (stdio) backends hand their one client to anyone: this owner only names the asker. */
+const REGISTRY_OWNER: SessionOwner = {
+  id: 'mcpgw-federation',
+  protocolVersion: '2025-11-25',
+  clientCapabilities: {},
+  clientInfo: { name: 'mcpgw-federation', version: '0.1.0' },
+};
+
+export async function startFederation(
+  config: GatewayConfig,
+  core: GatewayCore,
+  url: string,
+  log: Logger,
+): Promise<FederationNode | undefined> {
+  const f = config.federation;
+  if (!f) return undefined;
+  const region = f.region ?? config.region;
+  const gatewayId = f.gatewayId ?? defaultGatewayId(url);
+  const bus: FederationBus =
+    f.bus === 'nats'
+      ? await NatsBus.connect({ servers: f.natsUrls, name: `mcpgw-${gatewayId}` })
+      : new InProcessBus();
+  try {
+    const node = await startFederationNode({
+      bus,
+      region,
+      regions: f.regions.length > 0 ? f.regions : [region],
+      gatewayId,
+      url: f.advertiseUrl ?? url,
+      source: coreRegistrySource(core),
+      heartbeatMs: f.heartbeatMs,
+      downAfterMs: f.downAfterMs,
+      antiEntropyMs: f.antiEntropyMs,
+      log,
+    });
+    log.info({ region, gatewayId, bus: f.bus }, 'federation started');
+    return {
+      ...node,
+      close: async () => {
+        await node.close();
+        await bus.close();
+      },
+    };
+  } catch (err) {
+    await bus.close();
+    throw err;
+  }
+}
+
+/** Host name and port: unique per process on a host, stable across restarts of the same deployment. */
+function defaultGatewayId(url: string): string {
+  const port = new URL(url).port || '80';
+  return `${hostname()}-${port}`.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64);
+}
+
+/**
+ * This node's servers as registry entries. Catalogs come from the core's cache of shared (stdio)
+ * backends; an HTTP backend has no session of its own outside client sessions, so its entry carries
+ * health and residency but `listed: false` (its capabilities are not published yet).
+ */
+export function coreRegistrySource(core: GatewayCore): RegistrySource {
+  return () =>
+    Promise.all(
+      core.backendList().map(async (b): Promise<LocalServer> => {
+        const st = b.status();
+        const client = b.shared && st.state === 'ready' ? b.existingClientFor(REGISTRY_OWNER) : undefined;
+        const lists: Record<'tools' | 'prompts' | 'resources', CapabilityRef[]> = {
+          tools: [],
+          prompts: [],
+          resources: [],
+        };
+        let listed = false;
+        if (client) {
+          listed = true;
+          for (const kind of ['tools', 'prompts', 'resources'] as const satisfies readonly ListKind[]) {
+            if (!core.catalog.declares(client, kind)) continue;
+            const items = await core.catalog.list(client, kind).catch(() => undefined);
+            if (!items) {
+              listed = false;
+              continue;
+            }
+            lists[kind] = items
+              .map((it) => ({
+                name: String(kind === 'resources' ? it.uri : it.name),
+                hash: definitionHash(it),
+              }))
+              .filter((r) => r.name.length > 0);
+          }
+        }
+        const version = client?.initializeResult?.serverInfo?.version;
+        return {
+          name: b.name,
+          transport: b.config.transport,
+          health: st.error ? { state: st.state, error: st.error.slice(0, 2048) } : { state: st.state },
+          ...(typeof version === 'string' && { version: version.slice(0, 256) }),
+          ...(b.config.classification && { classification: b.config.classification }),
+          ...(b.config.residency && { residency: b.config.residency }),
+          listed,
+          ...lists,
+        };
+      }),
+    );
+}
