@@ -18,6 +18,7 @@ import { seedRegistry } from '../core/registry/seed.js';
 import { PostgresCredentialVault } from '../shared/adapters/postgres/credential-vault.js';
 import type { CredentialVault } from '../shared/ports/credential-vault.js';
 import { Keyring } from '../shared/vault/keyring.js';
+import { SealedServerFields } from '../shared/vault/sealed-fields.js';
 import { TokenRefresher } from '../shared/vault/token-refresher.js';
 
 const HOUR = 3_600_000;
@@ -39,7 +40,14 @@ export async function openNodeStores(
 ): Promise<NodeStores> {
   const db = await openStoreDatabase(config.store, opts);
   try {
-    const registry: RegistryStore = db ? await PostgresRegistryStore.open(db) : new MemoryRegistryStore();
+    // One key for the vault and for the secrets inside registry entries (headers, env).
+    const keyring =
+      db && (process.env.MCPGW_VAULT_KEY || config.vault.keyFile)
+        ? Keyring.fromConfig(config.vault, opts.baseDir)
+        : undefined;
+    const registry: RegistryStore = db
+      ? await PostgresRegistryStore.open(db, { sealed: new SealedServerFields(keyring) })
+      : new MemoryRegistryStore();
     const report = await seedRegistry(registry, config.servers, opts.log);
     opts.log.debug({ ...report }, 'registry seeded from the config file');
     let auditLog: AuditLog | undefined;
@@ -62,8 +70,8 @@ export async function openNodeStores(
     if (pruner) prune();
     let vault: CredentialVault | undefined;
     let tokens: TokenRefresher | undefined;
-    if (db && (process.env.MCPGW_VAULT_KEY || config.vault.keyFile)) {
-      vault = new PostgresCredentialVault(db, Keyring.fromConfig(config.vault, opts.baseDir));
+    if (db && keyring) {
+      vault = new PostgresCredentialVault(db, keyring);
       tokens = new TokenRefresher(vault, {
         refreshBeforeMs: config.vault.refreshBeforeMs,
         log: opts.log.child({ component: 'vault' }),

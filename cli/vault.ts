@@ -4,13 +4,18 @@
  */
 import { PostgresCredentialVault } from '../shared/adapters/postgres/credential-vault.js';
 import { openStoreDatabase } from '../shared/adapters/postgres/open.js';
+import { PostgresRegistryStore } from '../shared/adapters/postgres/registry-store.js';
+import { SealedServerFields } from '../shared/vault/sealed-fields.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import type { CredentialKind } from '../shared/ports/credential-vault.js';
 import { CredentialInputError } from '../shared/vault/credential-input.js';
 import { Keyring, VaultKeyError } from '../shared/vault/keyring.js';
 import { UsageError } from './audit.js';
 
-async function openVault(config: GatewayConfig, baseDir: string): Promise<PostgresCredentialVault> {
+async function openVault(
+  config: GatewayConfig,
+  baseDir: string,
+): Promise<PostgresCredentialVault & { registry?: () => Promise<PostgresRegistryStore> }> {
   if (config.store.kind === 'memory') throw new UsageError('store.kind "memory" keeps no vault');
   if (config.store.kind === 'embedded' && config.store.dataDir === undefined)
     throw new UsageError('the embedded store has no dataDir: nothing it holds outlives the gateway');
@@ -22,7 +27,9 @@ async function openVault(config: GatewayConfig, baseDir: string): Promise<Postgr
     throw err;
   }
   const db = await openStoreDatabase(config.store, { baseDir });
-  return new PostgresCredentialVault(db!, keyring, { ownsDb: true });
+  return Object.assign(new PostgresCredentialVault(db!, keyring, { ownsDb: true }), {
+    registry: () => PostgresRegistryStore.open(db!, { sealed: new SealedServerFields(keyring) }),
+  });
 }
 
 export async function vaultList(
@@ -48,6 +55,12 @@ export async function vaultRotateKey(
   try {
     const r = await vault.rotateKey();
     out(`${r.reencrypted} of ${r.total} credential(s) re-encrypted with the current key\n`);
+    const registry = await vault.registry!();
+    try {
+      out(`${await registry.reseal()} registry row(s) with sealed headers or env re-sealed\n`);
+    } finally {
+      await registry.close();
+    }
     if (r.undecryptable.length > 0) {
       out(`not re-encrypted (their key is not in the keyring): ${r.undecryptable.join(', ')}\n`);
       return 1;

@@ -43,6 +43,9 @@ describe('one session across two gateway processes sharing Redis', { timeout: 90
         log: { level: 'info' },
         sessions: { store: 'redis' },
         redis: { url: REDIS_URL, keyPrefix: prefix },
+        // Sessions are what these replicas share; the registry store is beside the point (and an
+        // embedded one per process would only slow their start).
+        store: { kind: 'memory' },
         servers: [
           { name: 'everything', transport: 'streamable-http', url: backendUrl },
           // stdio backends are per process: each replica runs its own.

@@ -5,7 +5,8 @@
  * without a restart.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,7 +17,8 @@ import { PostgresRegistryStore } from '../../shared/adapters/postgres/registry-s
 import { serverSchema, type ServerConfig } from '../../shared/config/schema.js';
 import { startGateway } from '../helpers/gateway.js';
 import { ROOT } from '../helpers/net.js';
-import { dropSchema, migratedDatabase, PG_URL, uniqueSchema } from '../helpers/postgres.js';
+import { dropSchema, migratedDatabase, PG_URL, uniqueSchema, withClient } from '../helpers/postgres.js';
+import { configFile, mcpgw } from '../helpers/cli.js';
 import { connectSdk } from '../helpers/sdk-clients.js';
 import { server } from '../contract/registry-store.contract.js';
 
@@ -146,5 +148,74 @@ describe('changes made by another gateway apply live', () => {
       await client.close();
       await node.close();
     }
+  });
+});
+
+describe('secrets inside registry entries are sealed with the vault key', () => {
+  const schema = uniqueSchema('seal');
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-keys-'));
+  const keyA = join(dir, 'a.key');
+  const keyB = join(dir, 'b.key');
+  writeFileSync(keyA, randomBytes(32).toString('base64'));
+  writeFileSync(keyB, randomBytes(32).toString('base64'));
+  const token = `tok-${randomBytes(10).toString('hex')}`;
+  const header = `Bearer hdr-${randomBytes(10).toString('hex')}`;
+  const store = { kind: 'postgres', url: PG_URL, schema };
+  const servers = [
+    {
+      ...scripted('alpha', ['one']),
+      env: { FIXTURE_CATALOG: JSON.stringify({ tools: ['one'] }), API_TOKEN: token },
+    },
+    {
+      name: 'remote',
+      transport: 'streamable-http',
+      url: 'http://127.0.0.1:9/mcp',
+      headers: { authorization: header },
+    },
+  ];
+  after(() => dropSchema(schema));
+
+  async function inDatabase(value: string): Promise<boolean> {
+    const r = await withClient((c) =>
+      c.query<{ t: string }>(
+        `SELECT t::text AS t FROM ${schema}.registry_servers t UNION ALL SELECT h::text FROM ${schema}.registry_history h`,
+      ),
+    );
+    return r.rows.some((x) => x.t.includes(value));
+  }
+
+  test('stored sealed, started with the real values, re-sealed by rotate-key', async () => {
+    const node = await startGateway({ store, vault: { keyFile: keyA }, servers });
+    try {
+      const alpha = node.core.backend('alpha')!.config as { env: Record<string, string> };
+      assert.equal(alpha.env.API_TOKEN, token, 'the backend gets the real value');
+      assert.equal(await inDatabase(token), false);
+      assert.equal(await inDatabase(header.slice(7)), false);
+      assert.equal(await inDatabase('mcpgw-sealed:1:'), true);
+    } finally {
+      await node.close();
+    }
+    const cfg = configFile({ store, vault: { keyFile: keyB, previousKeyFiles: [keyA] } });
+    const r = await mcpgw(['vault', 'rotate-key', '--config', cfg]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /4 registry row\(s\) with sealed headers or env re-sealed/);
+    // The new key alone now opens the registry, and a restart with the same file makes no new version.
+    const again = await startGateway({ store, vault: { keyFile: keyB }, servers });
+    try {
+      assert.equal(
+        (again.core.backend('alpha')!.config as { env: Record<string, string> }).env.API_TOKEN,
+        token,
+      );
+      assert.equal((await again.stores.registry.history('alpha')).length, 1);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test('a sealed entry read without the key fails saying so', async () => {
+    await assert.rejects(
+      startGateway({ store, servers }),
+      /server "(alpha|remote)": (env|headers)\.\w+ is sealed with vault key k[0-9a-f]+, and no vault key is configured/,
+    );
   });
 });

@@ -12,6 +12,7 @@ import {
   type RegistryVersion,
   type WriteOptions,
 } from '../../ports/registry-store.js';
+import { SealedServerFields } from '../../vault/sealed-fields.js';
 import { channelName, type SqlDatabase, type SqlQueryable } from './sql.js';
 
 interface ServerRow {
@@ -39,13 +40,24 @@ export class PostgresRegistryStore implements RegistryStore {
   private constructor(
     private readonly db: SqlDatabase,
     private readonly ownsDb: boolean,
+    private readonly sealed: SealedServerFields,
   ) {
     this.channel = channelName(db.schema, 'registry');
   }
 
-  /** Opens the store and starts listening, so that every change after this resolves is seen. */
-  static async open(db: SqlDatabase, options: { ownsDb?: boolean } = {}): Promise<PostgresRegistryStore> {
-    const store = new PostgresRegistryStore(db, options.ownsDb ?? false);
+  /**
+   * Opens the store and starts listening, so that every change after this resolves is seen. With
+   * `sealed` (a vault key), header and env values are stored encrypted.
+   */
+  static async open(
+    db: SqlDatabase,
+    options: { ownsDb?: boolean; sealed?: SealedServerFields } = {},
+  ): Promise<PostgresRegistryStore> {
+    const store = new PostgresRegistryStore(
+      db,
+      options.ownsDb ?? false,
+      options.sealed ?? new SealedServerFields(undefined),
+    );
     store.unlisten = await db.listen(
       store.channel,
       (payload) => store.onNotice(payload),
@@ -59,18 +71,45 @@ export class PostgresRegistryStore implements RegistryStore {
     const r = await this.db.query<ServerRow>(
       'SELECT name, version, config, updated_at, updated_by FROM registry_servers WHERE NOT deleted ORDER BY name',
     );
-    return r.rows.map(toEntry);
+    return r.rows.map((row) => this.opened(toEntry(row)));
   }
 
   async get(name: string): Promise<RegistryEntry | undefined> {
-    return getEntry(this.db, name);
+    const e = await getEntry(this.db, name);
+    return e && this.opened(e);
+  }
+
+  /**
+   * Re-seals every stored header and env value (current versions and history) under the vault's current
+   * key; versions do not change, since the servers did not. Returns how many rows were rewritten.
+   */
+  async reseal(): Promise<number> {
+    let n = 0;
+    for (const table of ['registry_servers', 'registry_history'] as const) {
+      const r = await this.db.query<{ name: string; version: number; config: ServerConfig }>(
+        `SELECT name, version, config FROM ${table} WHERE config IS NOT NULL`,
+      );
+      for (const row of r.rows) {
+        if (!this.sealed.stale(row.config)) continue;
+        const u = await this.db.query(
+          `UPDATE ${table} SET config = $3::jsonb WHERE name = $1 AND version = $2`,
+          [row.name, row.version, JSON.stringify(this.sealed.reseal(row.config))],
+        );
+        n += u.rowCount;
+      }
+    }
+    return n;
+  }
+
+  private opened(e: RegistryEntry): RegistryEntry {
+    return { ...e, server: this.sealed.open(e.server) };
   }
 
   async upsert(server: ServerConfig, by: string, options: WriteOptions = {}): Promise<RegistryEntry> {
     const { expectedVersion } = options;
     return this.db.transaction(async (tx) => {
       const now = new Date();
-      const config = JSON.stringify(server);
+      const config = JSON.stringify(this.sealed.seal(server));
       // A known version updates only that live row; otherwise insert, or continue a tombstone, or
       // (without expectations) update whatever is there. The row lock orders concurrent writers.
       const r =
@@ -146,7 +185,7 @@ export class PostgresRegistryStore implements RegistryStore {
       name,
       version: row.version,
       op: row.op,
-      ...(row.config ? { server: row.config } : {}),
+      ...(row.config ? { server: this.sealed.open(row.config) } : {}),
       changedAt: row.changed_at.getTime(),
       changedBy: row.changed_by,
     }));
