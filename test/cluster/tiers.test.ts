@@ -63,7 +63,8 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
 
   async function spawnNode(name: string, doc: object): Promise<Proc> {
     const file = join(dir, `${name}.json`);
-    writeFileSync(file, JSON.stringify(doc));
+    // The registry store is beside the point here (an embedded one per process only slows the start).
+    writeFileSync(file, JSON.stringify({ store: { kind: 'memory' }, ...doc }));
     const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);
     children.push(child);
     const out = collectOutput(child);
