@@ -15,9 +15,14 @@ import { baseHeaders, contentType, describeNetworkError, parseHttpUrl } from './
 
 export type Era = '2025' | '2026';
 
-export async function probeEra(config: HttpServerConfig, gateway: EnvelopeOwner): Promise<Era> {
+export async function probeEra(
+  config: HttpServerConfig,
+  gateway: EnvelopeOwner,
+  /** Who the probe speaks as (`identity: headers | delegation`: the core itself). */
+  identity?: Readonly<Record<string, string>>,
+): Promise<Era> {
   for (let attempt = 0; attempt < 2; attempt++) {
-    const answer = await discover(config, gateway);
+    const answer = await discover(config, gateway, identity);
     if (answer.result) {
       const versions = (answer.result as { supportedVersions?: unknown }).supportedVersions;
       if (Array.isArray(versions) && versions.includes(MODERN_VERSION)) return '2026';
@@ -37,6 +42,7 @@ export async function probeEra(config: HttpServerConfig, gateway: EnvelopeOwner)
 async function discover(
   config: HttpServerConfig,
   gateway: EnvelopeOwner,
+  identity: Readonly<Record<string, string>> | undefined,
 ): Promise<{ result?: object; error?: { code: number; data?: unknown } }> {
   const u = parseHttpUrl(config.url);
   const timeoutMs = config.timeouts.connectMs;
@@ -53,6 +59,7 @@ async function discover(
       method: 'POST',
       headers: {
         ...baseHeaders(u, config.headers),
+        ...identity,
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
         'mcp-protocol-version': MODERN_VERSION,

@@ -342,7 +342,11 @@ export class AutoEraBackend implements ServerBackend {
   private async decide(): Promise<ServerBackend> {
     let era: Era;
     try {
-      era = await probeEra(this.config, { clientCapabilities: {}, clientInfo: this.gatewayInfo });
+      era = await probeEra(
+        this.config,
+        { clientCapabilities: {}, clientInfo: this.gatewayInfo },
+        this.events.identityHeaders?.(this.name, undefined),
+      );
     } catch (err) {
       this.lastError = (err as Error).message;
       this.log.warn({ server: this.name, error: this.lastError }, 'era probe failed');
@@ -369,7 +373,11 @@ export class AutoEraBackend implements ServerBackend {
     if (this.reprobing || this.stopped) return;
     this.reprobing = true;
     try {
-      const era = await probeEra(this.config, { clientCapabilities: {}, clientInfo: this.gatewayInfo });
+      const era = await probeEra(
+        this.config,
+        { clientCapabilities: {}, clientInfo: this.gatewayInfo },
+        this.events.identityHeaders?.(this.name, undefined),
+      );
       if (era === this.era || this.stopped) return;
       this.log.warn({ server: this.name, from: this.era, to: era }, 'backend changed era; switching');
       const old = this.current;

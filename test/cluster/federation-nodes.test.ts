@@ -37,7 +37,7 @@ describe('federation in gateway nodes', () => {
   test("a node in region B finds region A's tools, on A's gateway, healthy", async () => {
     const a = await startGateway({
       region: 'a',
-      servers: [stdio('weather', ['forecast'], { classification: 'confidential', residency: ['a'] })],
+      servers: [stdio('weather', ['forecast'], { classification: 'Confidential', residency: ['a'] })],
       federation: {
         bus: 'nats',
         natsUrls: [topo.server('a').url],
@@ -64,7 +64,7 @@ describe('federation in gateway nodes', () => {
     const [who] = index.whoServes('weather__forecast');
     assert.deepEqual(
       [who!.region, who!.gateway, who!.url, who!.health, who!.reachable, who!.classification, who!.residency],
-      ['a', 'gw-a', a.url, 'ready', true, 'confidential', ['a']],
+      ['a', 'gw-a', a.url, 'ready', true, 'Confidential', ['a']],
     );
     // The fixture's own tools are there too; B's own server is in its own index.
     assert.equal(index.whoServes('weather__pid').length, 1);

@@ -52,7 +52,7 @@ describe('federation registry over two NATS regions', () => {
   test('a server added in A, then its tool list changed, shows in B’s index', async () => {
     const index = b1.node.index;
     await until(index, () => index.regionStatus('a').state === 'up', 'region a up in b1');
-    a1.servers = [server('weather', ['forecast'], { classification: 'internal', residency: ['a'] })];
+    a1.servers = [server('weather', ['forecast'], { classification: 'Internal', residency: ['a'] })];
     await a1.node.publisher.refresh();
     await until(index, () => index.whoServes('weather__forecast').length === 1, 'weather__forecast in b1');
     const [who] = index.whoServes('weather__forecast');
@@ -66,7 +66,7 @@ describe('federation registry over two NATS regions', () => {
         kind: 'tool',
         health: 'ready',
         reachable: true,
-        classification: 'internal',
+        classification: 'Internal',
         residency: ['a'],
         hash: 'string',
       },

@@ -342,7 +342,8 @@ describe('edge and core tiers as separate processes', { timeout: 120_000 }, () =
         !JSON.stringify(h).includes(CLIENT_SECRET),
         `the client's token reached the backend: ${JSON.stringify(h)}`,
       );
-      if (h['x-test-server'] === 'delegated') assert.match(h.authorization ?? '', /^Bearer ey/);
+      if (h['x-test-server'] === 'delegated')
+        assert.match(h.authorization ?? '', /^Bearer ey/, `no delegation token on ${JSON.stringify(h)}`);
       else assert.equal(h.authorization, undefined, `${h['x-test-server']} got an Authorization header`);
       if (h['x-test-server'] !== 'signed') assert.equal(h['x-mcpgw-signature'], undefined);
     }
