@@ -12,6 +12,8 @@ import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
 import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
 import { RedisReplicaChannel } from '../shared/adapters/redis/replica-channel.js';
 import { RedisSessionStore } from '../shared/adapters/redis/session-store.js';
+import { RedisBreakerState } from '../shared/adapters/redis/breaker-state.js';
+import { RedisResponseCache } from '../shared/adapters/redis/response-cache.js';
 import { sharedSecret } from '../shared/adapters/redis/shared-secret.js';
 import { useCursorKey } from '../shared/mcp/cursor.js';
 import type { ReplicaChannel } from '../shared/ports/replica-channel.js';
@@ -84,7 +86,15 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
 
-  const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId });
+  // Breaker verdicts and the response cache's second tier, shared by the region's cores through Redis.
+  const pools =
+    config.pools.sharedState === 'redis' && config.redis
+      ? {
+          breakerState: new RedisBreakerState(config.redis.url, { keyPrefix: config.redis.keyPrefix }),
+          sharedCache: new RedisResponseCache(config.redis.url, { keyPrefix: config.redis.keyPrefix }),
+        }
+      : undefined;
+  const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId, pools });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log });
@@ -113,6 +123,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
           registry.close(),
           bus.close(),
           replicas?.close(),
+          pools?.breakerState.close(),
         ]);
       })()),
   };

@@ -145,6 +145,18 @@ export const ERRORS = {
   GW_PLUGIN_ERROR: { http: 500, rpc: RpcCode.InternalError, message: 'A pipeline plugin failed' },
   GW_SHUTTING_DOWN: { http: 503, rpc: RpcCode.InternalError, message: 'The gateway is shutting down' },
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
+  // Backend pools (issue 6): see docs/pools.md.
+  GW_BACKEND_OUTCOME_UNKNOWN: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message:
+      'The backend failed after the call was sent: it may or may not have run, and it is not safe to repeat',
+  },
+  GW_BACKEND_CIRCUIT_OPEN: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'No replica of the backend can take calls now (breakers open or replicas unhealthy)',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -424,17 +424,19 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   ): Promise<JsonRpcResponse | undefined> {
     const backend = this.core.backend(server);
     if (!backend) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${server}`, { server });
-    const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
     const ctx: CallContext = { session: this, sink, server, clientRequestId: req.id };
     const handle: CallHandle = {};
     this.inflight.set(req.id, handle);
-    const progress = this.core.mapProgress(params, ctx, client);
     const untrack = this.core.trackCall(ctx);
     try {
-      const res = await client.call(req.method, progress.params, {
+      // The pool picks the replica, retries where safe, and may answer from its cache.
+      const res = await backend.call({
+        owner: this,
+        method: req.method,
+        params,
         context: ctx,
         handle,
-        timeoutMs: this.core.timeoutMs(server),
+        prepare: (client, p) => this.core.mapProgress(p, ctx, client),
       });
       return { ...res, id: req.id } as JsonRpcResponse;
     } catch (err) {
@@ -443,7 +445,6 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     } finally {
       untrack();
       this.inflight.delete(req.id);
-      progress.release();
     }
   }
 

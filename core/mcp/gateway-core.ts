@@ -27,14 +27,15 @@ import type {
   OpenSessionOptions,
   ReadinessReport,
 } from '../../shared/ports/core-service.js';
+import { randomBytes } from 'node:crypto';
+import { MemoryBreakerState } from '../../shared/adapters/memory/breaker-state.js';
+import { MemoryResponseCache } from '../../shared/adapters/memory/response-cache.js';
+import type { BreakerStateStore } from '../../shared/ports/breaker-state.js';
+import type { ResponseCache } from '../../shared/ports/response-cache.js';
 import type { BackendClient } from '../backends/backend-client.js';
-import {
-  createBackend,
-  GATEWAY_CLIENT_INFO,
-  type BackendEvents,
-  type ServerBackend,
-  type SessionOwner,
-} from '../backends/server-backend.js';
+import { GATEWAY_CLIENT_INFO, type BackendEvents, type SessionOwner } from '../backends/server-backend.js';
+import { ServerPool } from '../pool/server-pool.js';
+import { ToolResponseCache } from '../pool/tool-cache.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
 
@@ -60,6 +61,11 @@ export interface GatewayCoreOptions {
   sessions?: SessionStore;
   /** Names this replica in the ids of requests it sends clients (ReplicaChannel.replicaId). */
   replicaId?: string;
+  /**
+   * What the backend pools share beyond this core: breaker/ejection verdicts and the second tier of the
+   * response cache (Redis in a cluster). Absent: in-process only.
+   */
+  pools?: { breakerState?: BreakerStateStore; sharedCache?: ResponseCache };
 }
 
 export class GatewayCore implements CoreService {
@@ -68,7 +74,9 @@ export class GatewayCore implements CoreService {
   readonly serverInfo = GATEWAY_CLIENT_INFO;
   readonly pageSize: number;
   readonly replicaId: string;
-  private readonly backends = new Map<string, ServerBackend>();
+  private readonly backends = new Map<string, ServerPool>();
+  readonly responseCache: ToolResponseCache;
+  private readonly ownedBreakerState: BreakerStateStore | undefined;
   private readonly sessions = new Set<ClientSession>();
   /** Calls in flight per server, oldest first: where a shared backend's requests are routed. */
   private readonly calls = new Map<string, Set<CallContext>>();
@@ -87,8 +95,24 @@ export class GatewayCore implements CoreService {
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));
     const events = this.backendEvents();
+    const pools = opts.config.pools;
+    this.responseCache = new ToolResponseCache(
+      new MemoryResponseCache(pools.cacheMaxEntries),
+      opts.pools?.sharedCache,
+      pools.cacheMaxEntryBytes,
+      opts.log,
+    );
+    if (!opts.pools?.breakerState) this.ownedBreakerState = new MemoryBreakerState();
+    const poolDeps = {
+      log: opts.log,
+      breakerState: opts.pools?.breakerState ?? this.ownedBreakerState!,
+      cache: this.responseCache,
+      instanceId: `${this.replicaId}-${randomBytes(4).toString('hex')}`,
+      listTools: async (client: BackendClient) =>
+        this.catalog.declares(client, 'tools') ? this.catalog.list(client, 'tools') : [],
+    };
     for (const s of opts.config.servers)
-      if (s.enabled) this.backends.set(s.name, createBackend(s, events, opts.log));
+      if (s.enabled) this.backends.set(s.name, new ServerPool(s, events, poolDeps));
     const plugins = opts.plugins ?? [];
     this.hasPlugins = plugins.length > 0;
     // The core's request pipeline, top to bottom:
@@ -113,11 +137,11 @@ export class GatewayCore implements CoreService {
     return scope === 'aggregate' || this.backends.has(scope);
   }
 
-  backend(name: string): ServerBackend | undefined {
+  backend(name: string): ServerPool | undefined {
     return this.backends.get(name);
   }
 
-  backendList(): ServerBackend[] {
+  backendList(): ServerPool[] {
     return [...this.backends.values()];
   }
 
@@ -142,12 +166,14 @@ export class GatewayCore implements CoreService {
       servers[b.name] = st;
       if (st.state !== 'ready' && st.state !== 'failed') ready = false;
     }
-    return { ready, servers };
+    return { ready, servers, pools: { cache: { ...this.responseCache.counters } } };
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.close()));
     await Promise.all([...this.backends.values()].map((b) => b.close()));
+    await this.responseCache.close();
+    await this.ownedBreakerState?.close();
   }
 
   async runPipeline(
