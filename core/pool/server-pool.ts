@@ -893,14 +893,13 @@ export class ServerPool implements ServerBackend {
     if (this.config.transport !== 'stdio' || this.closed) return;
     const { idleTimeoutMs, minProcesses } = this.config.pool;
     const now = Date.now();
-    let live = this.replicas.filter((r) => !r.reaped && !r.givenUp).length;
     for (const r of this.replicas) {
-      if (live <= minProcesses) return;
+      // Counted afresh each time: a slow close of an earlier round must not let this one reap too many.
+      if (this.replicas.filter((x) => !x.reaped && !x.givenUp).length <= minProcesses) return;
       if (r.reaped || r.givenUp || r.inflight > 0 || now - r.lastUsedAt < idleTimeoutMs) continue;
       r.reaped = true;
-      live--;
       this.log.info({ server: this.name, replica: r.id }, 'idle stdio process reaped');
-      await r.inner.close();
+      void r.inner.close();
     }
   }
 
