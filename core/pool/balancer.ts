@@ -88,20 +88,23 @@ class Latency implements Balancer {
   constructor(private readonly random: () => number) {}
   pick<T extends Balanced>(c: readonly T[], now: number): T | undefined {
     if (c.length <= 1) return c[0];
-    const a = this.draw(c, now);
-    let b = this.draw(c, now);
-    for (let i = 0; b === a && i < 3; i++) b = this.draw(c, now);
+    const a = this.draw(c, now, undefined);
+    const b = this.draw(c, now, a);
     return cost(a, now) <= cost(b, now) ? a : b;
   }
-  private draw<T extends Balanced>(c: readonly T[], now: number): T {
+  /** One replica drawn with probability proportional to its effective weight, other than `not`. */
+  private draw<T extends Balanced>(c: readonly T[], now: number, not: T | undefined): T {
     let total = 0;
-    for (const r of c) total += r.effectiveWeight(now);
+    for (const r of c) if (r !== not) total += r.effectiveWeight(now);
     let x = this.random() * total;
+    let last: T | undefined;
     for (const r of c) {
+      if (r === not) continue;
+      last = r;
       x -= r.effectiveWeight(now);
       if (x < 0) return r;
     }
-    return c[c.length - 1]!;
+    return last!;
   }
 }
 

@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { RunningNode } from '../../cli/single.js';
 import { raw, startGateway } from '../helpers/gateway.js';
+import { ROOT } from '../helpers/net.js';
 import { FixtureReplica, percentile, RawCaller, until } from '../helpers/pool-replicas.js';
+import { connectSdk } from '../helpers/sdk-clients.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcpgw-pools-'));
 const readyz = async (gw: RunningNode) => (await raw(`${gw.url}/readyz`, { method: 'GET' })).json;
@@ -288,5 +290,48 @@ describe('one replica 10x slower', { timeout: 120_000 }, () => {
       slowShare.latency! < 0.02,
       `the slow replica took ${slowShare.latency} of the latency balancer's calls`,
     );
+  });
+});
+
+describe('the catalog follows health', { timeout: 60_000 }, () => {
+  let rep: FixtureReplica;
+  let gw: RunningNode;
+
+  before(async () => {
+    rep = await FixtureReplica.start('cat', join(dir, 'catalog.log'));
+    gw = await startGateway({
+      servers: [
+        poolServer('svc', [rep]),
+        {
+          name: 'local',
+          transport: 'stdio',
+          command: process.execPath,
+          args: [`${ROOT}dist/test/fixtures/scripted-server.js`],
+        },
+      ],
+    });
+  });
+  after(async () => {
+    await gw?.close();
+    await rep.stop();
+  });
+
+  test('a server no replica can serve leaves tools/list with list_changed, and comes back on recovery', async () => {
+    const client = await connectSdk('v1', `${gw.url}/mcp`);
+    let changes = 0;
+    client.onNotification('notifications/tools/list_changed', () => changes++);
+    const names = async (): Promise<string[]> =>
+      (await client.listTools()).tools.map((t: any) => t.name as string);
+    assert.ok((await names()).includes('svc__read'));
+    await rep.kill();
+    await until('list_changed after the kill', () => (changes >= 1 ? true : undefined));
+    const without = await names();
+    assert.ok(!without.some((n) => n.startsWith('svc__')), `svc tools gone: ${without.join(',')}`);
+    assert.ok(without.includes('local__pid'), 'the other server stays');
+    const before = changes;
+    await rep.restart();
+    await until('list_changed on recovery', () => (changes > before ? true : undefined));
+    assert.ok((await names()).includes('svc__read'), 'svc tools are back');
+    await client.close();
   });
 });
