@@ -155,3 +155,36 @@ describe('cache keys and fields', () => {
     );
   });
 });
+
+describe('pool configuration', () => {
+  const base = { name: 'svc', transport: 'streamable-http' };
+  test('`url` is one replica; `replicas` may mix URLs and {url, weight}', async () => {
+    const { validateConfig } = await import('../../shared/config/load.js');
+    const one = validateConfig({ servers: [{ ...base, url: 'http://127.0.0.1:1/mcp' }] }, 't', {});
+    assert.deepEqual((one.servers[0] as any).replicas, [{ url: 'http://127.0.0.1:1/mcp', weight: 1 }]);
+    const many = validateConfig(
+      {
+        servers: [
+          { ...base, replicas: ['http://127.0.0.1:1/mcp', { url: 'http://127.0.0.1:2/mcp', weight: 3 }] },
+        ],
+      },
+      't',
+      {},
+    );
+    assert.deepEqual(
+      (many.servers[0] as any).replicas.map((r: any) => r.weight),
+      [1, 3],
+    );
+    assert.equal((many.servers[0] as any).url, 'http://127.0.0.1:1/mcp');
+  });
+  test('neither or both of url and replicas is an error naming the key', async () => {
+    const { validateConfig } = await import('../../shared/config/load.js');
+    assert.throws(() => validateConfig({ servers: [base] }, 't', {}), /servers\.0\.url.*either "url"/s);
+    assert.throws(
+      () =>
+        validateConfig({ servers: [{ ...base, url: 'http://a/mcp', replicas: ['http://b/mcp'] }] }, 't', {}),
+      /either "url"/,
+    );
+    assert.throws(() => validateConfig({ pools: { sharedState: 'redis' } }, 't', {}), /needs redis\.url/);
+  });
+});
