@@ -221,7 +221,9 @@ const poolFields = {
   tools: z
     .record(z.string(), toolPolicy)
     .default({})
-    .describe("Per-tool policy by the backend's own tool name."),
+    .describe(
+      "Per-tool policy by the backend's own tool name: `{readOnly, idempotent, timeoutMs, cacheTtlMs, staleIfErrorMs}` (see docs/pools.md).",
+    ),
 };
 
 const stdioPoolFields = {
