@@ -114,7 +114,7 @@ export function percentile(sorted: number[], p: number): number {
 export async function until<T>(
   what: string,
   check: () => Promise<T | undefined> | T | undefined,
-  ms = 10_000,
+  ms = 30_000,
 ): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {

@@ -44,7 +44,7 @@ function poolServer(name: string, replicas: FixtureReplica[], extra: Record<stri
   };
 }
 
-describe('three replicas, one killed under load', { timeout: 60_000 }, () => {
+describe('three replicas, one killed under load', { timeout: 180_000 }, () => {
   let reps: FixtureReplica[];
   let gw: RunningNode;
   let mcp: string;
@@ -126,7 +126,7 @@ describe('three replicas, one killed under load', { timeout: 60_000 }, () => {
   });
 });
 
-describe('a non-idempotent call whose replica dies', { timeout: 30_000 }, () => {
+describe('a non-idempotent call whose replica dies', { timeout: 90_000 }, () => {
   let reps: FixtureReplica[];
   let gw: RunningNode;
 
@@ -160,7 +160,7 @@ describe('a non-idempotent call whose replica dies', { timeout: 30_000 }, () => 
   });
 });
 
-describe('a hung backend', { timeout: 30_000 }, () => {
+describe('a hung backend', { timeout: 90_000 }, () => {
   let rep: FixtureReplica;
   let gw: RunningNode;
 
@@ -189,7 +189,7 @@ describe('a hung backend', { timeout: 30_000 }, () => {
   });
 });
 
-describe('the response cache', { timeout: 30_000 }, () => {
+describe('the response cache', { timeout: 90_000 }, () => {
   let rep: FixtureReplica;
   let gw: RunningNode;
 
@@ -235,15 +235,15 @@ describe('the response cache', { timeout: 30_000 }, () => {
   });
 });
 
-describe('one replica 10x slower', { timeout: 120_000 }, () => {
+describe('one replica 10x slower', { timeout: 400_000 }, () => {
   let reps: FixtureReplica[];
   const gws: Record<string, RunningNode> = {};
 
   before(async () => {
     reps = await Promise.all([
-      FixtureReplica.start('fast1', join(dir, 'lat-1.log'), 50),
-      FixtureReplica.start('fast2', join(dir, 'lat-2.log'), 50),
-      FixtureReplica.start('slow', join(dir, 'lat-3.log'), 500),
+      FixtureReplica.start('fast1', join(dir, 'lat-1.log'), 40),
+      FixtureReplica.start('fast2', join(dir, 'lat-2.log'), 40),
+      FixtureReplica.start('slow', join(dir, 'lat-3.log'), 400),
     ]);
     for (const balancer of ['round-robin', 'latency'])
       gws[balancer] = await startGateway({ servers: [poolServer('svc', reps, { balancer })] });
