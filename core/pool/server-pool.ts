@@ -255,7 +255,15 @@ export class ServerPool implements ServerBackend {
       this.log.warn({ server: this.name, err: (err as Error).message }, 'shared breaker state unreachable');
     }
     await Promise.all(this.replicas.map((r) => r.inner.start()));
-    for (const r of this.replicas) r.hadClient = r.inner.shared && r.innerUp;
+    const now = Date.now();
+    for (const r of this.replicas) {
+      r.hadClient = r.inner.shared && r.innerUp;
+      // An HTTP replica whose first probe failed starts out; a health check (or the lapse) brings it in.
+      if (!r.inner.shared && r.inner.status().state === 'failed') {
+        r.health.lastError = r.inner.status().error;
+        r.health.eject(now);
+      }
+    }
     this.available = this.canServeAny(Date.now());
     const hc = this.config.health;
     if (hc.intervalMs > 0) {
