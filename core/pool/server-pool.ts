@@ -145,6 +145,7 @@ export class ServerPool implements ServerBackend {
   private readonly assigned = new Map<string, Replica>();
   private readonly annotations = new Map<string, { at: number; value: JsonObject | undefined }>();
   private annotationsAt = 0;
+  private annotationsLoading: Promise<JsonObject[]> | undefined;
   private available = false;
   private healthTimer: NodeJS.Timeout | undefined;
   private reapTimer: NodeJS.Timeout | undefined;
@@ -395,8 +396,14 @@ export class ServerPool implements ServerBackend {
         last = toRpcError(0, err);
         continue; // nothing was sent: another replica may take it at no risk
       }
-      const safe = tool === undefined ? true : await this.safeToRepeat(tool, policy, client);
-      if (cache && !cache.key && safe === 'read-only') cache.key = this.cacheKey(call, tool!);
+      if (tool !== undefined) {
+        // The cache needs to know before the call; retries only after a failure, so the tool list is
+        // read in the background and the answer is there (or known from earlier) when a failure asks.
+        if (cache && !cache.key) {
+          if ((await this.safeToRepeat(tool, policy, client)) === 'read-only')
+            cache.key = this.cacheKey(call, tool);
+        } else void this.safeToRepeat(tool, policy, client).catch(() => {});
+      }
       const attemptStart = Date.now();
       const prepared = call.prepare(client, params);
       r.calls++;
@@ -443,6 +450,9 @@ export class ServerPool implements ServerBackend {
       if (!this.shared && outcome !== 'timeout') this.unassign(call.owner, r);
       last = res;
       if (outcome === 'timeout') break; // the deadline is spent: the backend was told to stop
+      const safe = tool === undefined ? true : await this.safeToRepeat(tool, policy, client);
+      // A protocol error is an answer, if a broken one: it is not repeated unless safe, but keeps its code.
+      if (outcome === 'maybe-sent' && !safe && errorCode(res) === 'GW_BACKEND_PROTOCOL_ERROR') break;
       if (outcome === 'maybe-sent' && !safe) {
         this.counters.outcomeUnknown++;
         last = toRpcError(
@@ -596,9 +606,15 @@ export class ServerPool implements ServerBackend {
     const now = Date.now();
     const known = this.annotations.get(tool);
     if (known && now - known.at < ANNOTATIONS_TTL_MS) return known.value;
+    if (this.annotationsLoading) {
+      await this.annotationsLoading.catch(() => {});
+      return this.annotations.get(tool)?.value;
+    }
     if (now - this.annotationsAt >= ANNOTATIONS_TTL_MS || !known) {
       try {
-        const tools = await this.deps.listTools(client);
+        const loading = this.deps.listTools(client);
+        this.annotationsLoading = loading;
+        const tools = await loading.finally(() => (this.annotationsLoading = undefined));
         this.annotationsAt = now;
         for (const t of tools)
           this.annotations.set(String(t.name), { at: now, value: t.annotations as JsonObject | undefined });
@@ -921,6 +937,10 @@ export class ServerPool implements ServerBackend {
     slot.inner = createBackend(this.config, this.replicaEvents(slot), this.log);
     void slot.inner.start().then(() => (slot.hadClient = slot.innerUp));
   }
+}
+
+function errorCode(res: JsonRpcResponse): unknown {
+  return 'error' in res ? (res.error.data as { code?: unknown } | undefined)?.code : undefined;
 }
 
 function errorMessage(res: JsonRpcResponse): string {
