@@ -37,11 +37,7 @@ import type { ResponseCache } from '../../shared/ports/response-cache.js';
 import type { BackendClient } from '../backends/backend-client.js';
 import { modernBackend, type ModernHttpBackend } from '../backends/modern-backend.js';
 import { ModernBackendClient } from '../backends/modern-client.js';
-import {
-  GATEWAY_CLIENT_INFO,
-  type BackendEvents,
-  type SessionOwner,
-} from '../backends/server-backend.js';
+import { GATEWAY_CLIENT_INFO, type BackendEvents, type SessionOwner } from '../backends/server-backend.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import { AccessControl } from '../policy/access-control.js';
 import { PiiMasker } from '../policy/pii-mask.js';
