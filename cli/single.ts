@@ -10,12 +10,14 @@ import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
 import { RedisEventStore } from '../shared/adapters/redis/event-store.js';
 import { RedisReplicaChannel } from '../shared/adapters/redis/replica-channel.js';
 import { RedisSessionStore } from '../shared/adapters/redis/session-store.js';
+import { RedisBreakerState } from '../shared/adapters/redis/breaker-state.js';
+import { RedisResponseCache } from '../shared/adapters/redis/response-cache.js';
 import { sharedSecret } from '../shared/adapters/redis/shared-secret.js';
 import { useCursorKey } from '../shared/mcp/cursor.js';
 import type { ReplicaChannel } from '../shared/ports/replica-channel.js';
 import type { EventStore } from '../shared/ports/event-store.js';
 import type { SessionStore } from '../shared/ports/session-store.js';
-import { serverSchema, type GatewayConfig } from '../shared/config/schema.js';
+import { runtimeServerSchema, type GatewayConfig } from '../shared/config/schema.js';
 import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
 import { openNodeStores, serversToStart, type NodeStores } from './stores.js';
@@ -106,6 +108,14 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const stores = await openNodeStores(config, { baseDir: opts.baseDir ?? process.cwd(), log });
   const servers = await serversToStart(config, stores.registry);
 
+  // Breaker verdicts and the response cache's second tier, shared by the region's cores through Redis.
+  const pools =
+    config.pools.sharedState === 'redis' && config.redis
+      ? {
+          breakerState: new RedisBreakerState(config.redis.url, { keyPrefix: config.redis.keyPrefix }),
+          sharedCache: new RedisResponseCache(config.redis.url, { keyPrefix: config.redis.keyPrefix }),
+        }
+      : undefined;
   const tracing = await startTracing(config, log, opts.spanProcessors);
   const tm = config.telemetry.metrics;
   const metrics = tm.enabled
@@ -125,13 +135,14 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     replicaId: replicas?.replicaId,
     audit: stores.audit,
     observe,
+    pools,
   });
   // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
   // one at a time per server, in the order they were announced.
   const applying = new Map<string, Promise<void>>();
   const stopWatching = stores.registry.watch((change) => {
     const name = change.type === 'upsert' ? change.entry.server.name : change.name;
-    const parsed = change.type === 'upsert' ? serverSchema.safeParse(change.entry.server) : undefined;
+    const parsed = change.type === 'upsert' ? runtimeServerSchema.safeParse(change.entry.server) : undefined;
     if (parsed && !parsed.success) {
       // Whoever wrote it bypassed the schema: the running server stays as it was.
       log.error(
@@ -211,6 +222,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
           stores.close(),
           replicas?.close(),
           ownKeys?.close(),
+          pools?.breakerState.close(),
         ]);
         await tracing?.shutdown();
       })()),

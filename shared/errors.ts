@@ -257,6 +257,18 @@ export const ERRORS = {
     rpc: RpcCode.InternalError,
     message: 'No core could be reached for this session',
   },
+  // Backend pools (issue 6): see docs/pools.md.
+  GW_BACKEND_OUTCOME_UNKNOWN: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message:
+      'The backend failed after the call was sent: it may or may not have run, and it is not safe to repeat',
+  },
+  GW_BACKEND_CIRCUIT_OPEN: {
+    http: 200,
+    rpc: RpcCode.InternalError,
+    message: 'No replica of the backend can take calls now (breakers open or replicas unhealthy)',
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -19,7 +19,12 @@ import { serverRequestId } from '../../shared/mcp/request-ids.js';
 import { negotiateVersion } from '../../shared/mcp/versions.js';
 import type { CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { SessionRecord } from '../../shared/ports/session-store.js';
-import { CallAbortedError, type BackendClient, type CallHandle } from '../backends/backend-client.js';
+import {
+  CallAbortedError,
+  type BackendClient,
+  type CallHandle,
+  type CallOptions,
+} from '../backends/backend-client.js';
 import { ModernBackendClient } from '../backends/modern-client.js';
 import { legacyResult } from '../../shared/mcp/eras.js';
 import { isInputRequired, serveInputRounds } from './input-rounds.js';
@@ -36,6 +41,7 @@ import {
   startStage,
   tracingActive,
   withTraceMeta,
+  type StageSpan,
 } from '../../shared/telemetry/tracing.js';
 import { matchUriTemplate } from './uri-template.js';
 
@@ -583,18 +589,13 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const backend = this.core.backend(server);
     if (!backend) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${server}`, { server });
     this.core.beforeForward(this, req, server);
-    const traced = tracingActive();
-    const client = traced
-      ? await this.selectBackend(backend)
-      : (backend.existingClientFor(this) ?? (await backend.clientFor(this)));
     const ctx: CallContext = { session: this, sink, server, clientRequestId: req.id };
     const handle: CallHandle = {};
     this.inflight.set(req.id, handle);
-    const progress = this.core.mapProgress(params, ctx, client);
     const untrack = this.core.trackCall(ctx);
     const note = this.core.noteOf(req);
     if (note) note.server = server;
-    const stage = traced
+    const stage = tracingActive()
       ? startStage(STAGE.backendCall, {
           kind: SpanKind.CLIENT,
           attributes: () => ({
@@ -605,38 +606,18 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         })
       : undefined;
     const t0 = note ? performance.now() : 0;
-    // The backend continues the trace: W3C context in _meta (and, for HTTP, in headers).
-    const send = (p: JsonObject | undefined) =>
-      client.call(req.method, withTraceMeta(p, stage), {
+    try {
+      // The pool picks the replica, retries where safe, and may answer from its cache.
+      const res = await backend.call({
+        owner: this,
+        method: req.method,
+        params,
         context: ctx,
         handle,
-        timeoutMs: this.core.timeoutMs(server),
-        owner: this,
+        prepare: (client, p) => this.core.mapProgress(p, ctx, client),
+        attempt: (client, p, options) =>
+          this.attempt(client, req.method, p, options, { stage, sink, handle, params }),
       });
-    try {
-      const modernBackend = client instanceof ModernBackendClient;
-      let res: JsonRpcResponse | undefined = await send(
-        modernBackend && this.modern ? backendState(progress.params) : progress.params,
-      );
-      if (modernBackend) {
-        if (this.modern && isInputRequired(res)) res = withOwnState(res!);
-        // A 2026 client reads input_required itself; a 2025 one is asked for real (input-rounds.ts).
-        if (!this.modern && isInputRequired(res))
-          res = await this.serveRounds(
-            res,
-            req.method,
-            progress.params,
-            sink,
-            handle,
-            send,
-            clientToken(params),
-          );
-        if (!res) {
-          endStage(stage);
-          return undefined;
-        }
-        if (!this.modern && 'result' in res) res = { ...res, result: legacyResult(res.result) };
-      }
       if (stage)
         endStage(
           stage,
@@ -653,8 +634,42 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       if (note) note.backendMs = (note.backendMs ?? 0) + (performance.now() - t0);
       untrack();
       this.inflight.delete(req.id);
-      progress.release();
     }
+  }
+
+  /** One attempt on the replica the pool chose: trace context on every send, a 2026 backend's rounds. */
+  private async attempt(
+    client: BackendClient,
+    method: string,
+    params: JsonObject | undefined,
+    options: CallOptions,
+    call: {
+      stage: StageSpan | undefined;
+      sink: MessageSink;
+      handle: CallHandle;
+      params: JsonObject | undefined;
+    },
+  ): Promise<JsonRpcResponse> {
+    // The backend continues the trace: W3C context in _meta (and, for HTTP, in headers).
+    const send = (p: JsonObject | undefined) =>
+      client.call(method, withTraceMeta(p, call.stage), { ...options, owner: this });
+    if (!(client instanceof ModernBackendClient)) return send(params);
+    let res: JsonRpcResponse | undefined = await send(this.modern ? backendState(params) : params);
+    if (this.modern && isInputRequired(res)) res = withOwnState(res!);
+    // A 2026 client reads input_required itself; a 2025 one is asked for real (input-rounds.ts).
+    if (!this.modern && isInputRequired(res))
+      res = await this.serveRounds(
+        res,
+        method,
+        params,
+        call.sink,
+        call.handle,
+        send,
+        clientToken(call.params),
+      );
+    if (!res) throw new CallAbortedError();
+    if (!this.modern && 'result' in res) res = { ...res, result: legacyResult(res.result) };
+    return res;
   }
 
   /** The rounds of a 2026 backend's input_required answer, asked of this 2025 client on `sink`. */

@@ -29,22 +29,23 @@ import type {
   OpenSessionOptions,
   ReadinessReport,
 } from '../../shared/ports/core-service.js';
+import { randomBytes } from 'node:crypto';
+import { MemoryBreakerState } from '../../shared/adapters/memory/breaker-state.js';
+import { MemoryResponseCache } from '../../shared/adapters/memory/response-cache.js';
+import type { BreakerStateStore } from '../../shared/ports/breaker-state.js';
+import type { ResponseCache } from '../../shared/ports/response-cache.js';
 import type { BackendClient } from '../backends/backend-client.js';
-import { modernBackend } from '../backends/modern-backend.js';
+import { modernBackend, type ModernHttpBackend } from '../backends/modern-backend.js';
 import { ModernBackendClient } from '../backends/modern-client.js';
-import {
-  createBackend,
-  GATEWAY_CLIENT_INFO,
-  type BackendEvents,
-  type ServerBackend,
-  type SessionOwner,
-} from '../backends/server-backend.js';
+import { GATEWAY_CLIENT_INFO, type BackendEvents, type SessionOwner } from '../backends/server-backend.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import { AccessControl } from '../policy/access-control.js';
 import { PiiMasker } from '../policy/pii-mask.js';
 import { ToolArgumentValidator } from '../policy/tool-arguments.js';
 import type { Outcome, RequestObservation } from '../../shared/telemetry/metrics.js';
 import { endStage, STAGE, startStage, tracingActive, withContext } from '../../shared/telemetry/tracing.js';
+import { ServerPool, type PoolDeps } from '../pool/server-pool.js';
+import { ToolResponseCache } from '../pool/tool-cache.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
 import { auditEvent, AUDITED_METHODS } from './audit-record.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
@@ -80,6 +81,11 @@ export interface GatewayCoreOptions {
     server: string,
     sessionId: string | undefined,
   ) => Readonly<Record<string, string>> | undefined;
+  /**
+   * What the backend pools share beyond this core: breaker/ejection verdicts and the second tier of the
+   * response cache (Redis in a cluster). Absent: in-process only.
+   */
+  pools?: { breakerState?: BreakerStateStore; sharedCache?: ResponseCache };
 }
 
 /** A finished request as the core saw it: what metrics record, plus who asked (never a metric label). */
@@ -111,7 +117,10 @@ export class GatewayCore implements CoreService {
   /** tools/call arguments against the tool's inputSchema (absent when validation.toolArguments is off). */
   readonly argumentValidator: ToolArgumentValidator | undefined;
   readonly pii: PiiMasker;
-  private readonly backends = new Map<string, ServerBackend>();
+  private readonly backends = new Map<string, ServerPool>();
+  readonly responseCache: ToolResponseCache;
+  private readonly ownedBreakerState: BreakerStateStore | undefined;
+  private readonly poolDeps: PoolDeps;
   private readonly sessions = new Set<ClientSession>();
   /** Calls in flight per server, oldest first: where a shared backend's requests are routed. */
   private readonly calls = new Map<string, Set<CallContext>>();
@@ -142,8 +151,25 @@ export class GatewayCore implements CoreService {
       : undefined;
     this.pii = new PiiMasker(opts.config.pii);
     const events = this.backendEvents();
+    const pools = opts.config.pools;
+    this.responseCache = new ToolResponseCache(
+      new MemoryResponseCache(pools.cacheMaxEntries),
+      opts.pools?.sharedCache,
+      pools.cacheMaxEntryBytes,
+      opts.log,
+    );
+    if (!opts.pools?.breakerState) this.ownedBreakerState = new MemoryBreakerState();
+    const poolDeps: PoolDeps = {
+      log: opts.log,
+      breakerState: opts.pools?.breakerState ?? this.ownedBreakerState!,
+      cache: this.responseCache,
+      instanceId: `${this.replicaId}-${randomBytes(4).toString('hex')}`,
+      listTools: async (client: BackendClient) =>
+        this.catalog.declares(client, 'tools') ? this.catalog.list(client, 'tools') : [],
+    };
     for (const s of opts.config.servers)
-      if (s.enabled) this.backends.set(s.name, createBackend(s, events, opts.log));
+      if (s.enabled) this.backends.set(s.name, new ServerPool(s, events, poolDeps));
+    this.poolDeps = poolDeps;
     const plugins = opts.plugins ?? [];
     this.hasPlugins = plugins.length > 0;
     this.audit = opts.audit;
@@ -183,7 +209,7 @@ export class GatewayCore implements CoreService {
       await old.close();
     }
     if (wanted) {
-      const backend = createBackend(wanted, this.backendEvents(), this.log);
+      const backend = new ServerPool(wanted, this.backendEvents(), this.poolDeps);
       this.backends.set(name, backend);
       await backend.start();
     }
@@ -200,11 +226,11 @@ export class GatewayCore implements CoreService {
     return identity === undefined || this.access.forPrincipal(identity).serverVisible(scope);
   }
 
-  backend(name: string): ServerBackend | undefined {
+  backend(name: string): ServerPool | undefined {
     return this.backends.get(name);
   }
 
-  backendList(): ServerBackend[] {
+  backendList(): ServerPool[] {
     return [...this.backends.values()];
   }
 
@@ -230,12 +256,14 @@ export class GatewayCore implements CoreService {
       servers[b.name] = st;
       if (st.state !== 'ready' && st.state !== 'failed') ready = false;
     }
-    return { ready, servers };
+    return { ready, servers, pools: { cache: { ...this.responseCache.counters } } };
   }
 
   async close(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.close()));
     await Promise.all([...this.backends.values()].map((b) => b.close()));
+    await this.responseCache.close();
+    await this.ownedBreakerState?.close();
   }
 
   /** Runs the pipeline; observed (timing, outcome, the route span) when someone listens or traces. */
@@ -443,7 +471,7 @@ export class GatewayCore implements CoreService {
       subs.add(session);
       return { jsonrpc: '2.0', id: 0, result: {} };
     }
-    const modern = modernBackend(this.backends.get(server));
+    const modern = this.modernOf(this.backends.get(server));
     if (modern) {
       // A 2026 server has no resources/subscribe: its URIs join the upstream listen's filter.
       byUri.set(uri, new Set([session]));
@@ -460,7 +488,7 @@ export class GatewayCore implements CoreService {
     const subs = this.sharedSubs.get(server)?.get(uri);
     if (!subs?.delete(session) || subs.size > 0) return { jsonrpc: '2.0', id: 0, result: {} };
     this.sharedSubs.get(server)!.delete(uri);
-    const modern = modernBackend(this.backends.get(server));
+    const modern = this.modernOf(this.backends.get(server));
     if (modern) {
       modern.watchResources([...this.sharedSubs.get(server)!.keys()]);
       return { jsonrpc: '2.0', id: 0, result: {} };
@@ -496,7 +524,7 @@ export class GatewayCore implements CoreService {
       for (const [uri, subs] of byUri) {
         if (subs.delete(session) && subs.size === 0) {
           byUri.delete(uri);
-          const modern = modernBackend(this.backends.get(server));
+          const modern = this.modernOf(this.backends.get(server));
           if (modern) {
             modern.watchResources([...byUri.keys()]);
             continue;
@@ -542,6 +570,11 @@ export class GatewayCore implements CoreService {
           ?.setBackendSession(owner.id, server, info)
           .catch((err: unknown) => this.log.warn({ err, server }, 'could not record the backend session')),
     };
+  }
+
+  /** A server's 2026 backend (its first replica), for the upstream listen and gateway-held state. */
+  private modernOf(pool: ServerPool | undefined): ModernHttpBackend | undefined {
+    return modernBackend(pool?.replicas[0]?.inner);
   }
 
   private async onBackendRequest(
@@ -677,7 +710,7 @@ export class GatewayCore implements CoreService {
     }
     // Re-apply per-client state to a shared backend that just (re)started.
     const backend = this.backends.get(server);
-    const modern = modernBackend(backend);
+    const modern = this.modernOf(backend);
     if (modern) modern.watchResources([...(this.sharedSubs.get(server)?.keys() ?? [])]);
     else if (backend?.shared && backend.existingClientFor({} as SessionOwner)) {
       this.sharedLevels.delete(server);

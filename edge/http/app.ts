@@ -237,6 +237,7 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     return reply.code(r.ready ? 200 : 503).send({
       status: r.ready ? 'ready' : 'starting',
       servers: r.servers,
+      ...(r.pools && { pools: r.pools }),
       sessions: endpoint.sessionCount + legacy.sessionCount,
     });
   });

@@ -45,6 +45,258 @@ const timeouts = z
 const regionId = z
   .string()
   .regex(/^[a-z0-9-]{1,32}$/, 'lowercase letters, digits and "-", at most 32 characters');
+// ---------------------------------------------------------------- backend pools (issue 6)
+// Replicas, balancing, health, breakers, retries, response cache and per-tool policy; see docs/pools.md.
+
+const poolUrl = z.url({ protocol: /^https?$/ });
+
+const replicaEntry = z.union([
+  poolUrl.describe('A replica URL (weight 1).'),
+  z
+    .object({
+      url: poolUrl.describe("The replica's MCP endpoint."),
+      weight: z
+        .number()
+        .int()
+        .min(1)
+        .max(1000)
+        .default(1)
+        .describe('Relative share of new sessions and calls (`weighted` balancer; also scales the others).'),
+    })
+    .strict(),
+]);
+
+const toolPolicy = z
+  .object({
+    readOnly: z
+      .boolean()
+      .optional()
+      .describe(
+        "Overrides the tool's `readOnlyHint` (annotations are untrusted): safe to retry and to cache.",
+      ),
+    idempotent: z
+      .boolean()
+      .optional()
+      .describe("Overrides the tool's `idempotentHint`: safe to retry (never cached unless read-only)."),
+    timeoutMs: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe(
+        "Timeout of this tool's calls (instead of the server's `timeouts.requestMs`), retries included.",
+      ),
+    cacheTtlMs: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe("Response cache lifetime of this (read-only) tool's results; 0 disables caching it."),
+    staleIfErrorMs: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('How long after expiry a cached result may still be served while the backend fails.'),
+  })
+  .strict();
+
+const poolFields = {
+  balancer: z
+    .enum(['round-robin', 'least-connections', 'weighted', 'latency'])
+    .default('round-robin')
+    .describe(
+      "How a replica is chosen: for a new backend session (HTTP, sticky for the client session) or per call (stdio pools, stateless backends). `latency`: power of two choices over each replica's EWMA latency.",
+    ),
+  health: z
+    .object({
+      intervalMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(5000)
+        .describe('Active check (MCP ping) interval per replica; 0 turns active checks off.'),
+      timeoutMs: z.number().int().positive().default(2000).describe('A ping slower than this failed.'),
+      healthyThreshold: z
+        .number()
+        .int()
+        .positive()
+        .default(2)
+        .describe('Consecutive successful checks that bring an unhealthy replica back.'),
+      unhealthyThreshold: z
+        .number()
+        .int()
+        .positive()
+        .default(3)
+        .describe(
+          'Consecutive failures (checks or real calls: unavailable, timeout) that take a replica out.',
+        ),
+      slowStartMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(10_000)
+        .describe("A recovered replica's weight ramps from 10% to 100% over this time."),
+    })
+    .strict()
+    .prefault({})
+    .describe('Active and passive health checks of each replica.'),
+  breaker: z
+    .object({
+      errorThresholdPercentage: z
+        .number()
+        .min(1)
+        .max(100)
+        .default(50)
+        .describe("Failure share in the rolling window that opens a replica's breaker."),
+      volumeThreshold: z
+        .number()
+        .int()
+        .min(0)
+        .default(5)
+        .describe('Calls in the window before the breaker may open.'),
+      resetTimeoutMs: z
+        .number()
+        .int()
+        .positive()
+        .default(5000)
+        .describe('An open breaker lets one probe call through (half-open) after this long.'),
+      rollingWindowMs: z.number().int().positive().default(10_000).describe('The statistics window.'),
+    })
+    .strict()
+    .prefault({})
+    .describe(
+      'A circuit breaker per replica (opossum). Backend failures trip it; tool errors and caller mistakes do not.',
+    ),
+  retry: z
+    .object({
+      maxAttempts: z
+        .number()
+        .int()
+        .min(1)
+        .max(10)
+        .default(3)
+        .describe('Attempts of a call that is safe to repeat (read-only or idempotent, or never sent).'),
+      initialBackoffMs: z.number().int().min(0).default(20).describe('First backoff (full jitter).'),
+      maxBackoffMs: z.number().int().min(0).default(1000).describe('Backoff ceiling.'),
+      budgetPercent: z
+        .number()
+        .min(0)
+        .max(100)
+        .default(10)
+        .describe(
+          'Retries allowed as a share of requests (token bucket), so retries cannot swamp a backend.',
+        ),
+      budgetBurst: z
+        .number()
+        .int()
+        .min(0)
+        .default(20)
+        .describe('Retry tokens the bucket holds (and starts with).'),
+    })
+    .strict()
+    .prefault({}),
+  cache: z
+    .object({
+      ttlMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(0)
+        .describe(
+          "Response cache lifetime of read-only tools' results; 0: no caching unless a tool sets one.",
+        ),
+      negativeTtlMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(1000)
+        .describe('Lifetime of a cached tool error (`isError`) of a cached tool.'),
+      staleIfErrorMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(0)
+        .describe('How long after expiry a cached result may be served while the backend fails.'),
+      scope: z
+        .enum(['user', 'tenant', 'shared'])
+        .default('user')
+        .describe('Whose calls share cached results: the same user, the same tenant, or everyone.'),
+    })
+    .strict()
+    .prefault({}),
+  trustAnnotations: z
+    .boolean()
+    .default(true)
+    .describe("Believe the backend's readOnlyHint/idempotentHint (otherwise only `tools` overrides count)."),
+  tools: z
+    .record(z.string(), toolPolicy)
+    .default({})
+    .describe(
+      "Per-tool policy by the backend's own tool name: `{readOnly, idempotent, timeoutMs, cacheTtlMs, staleIfErrorMs}` (see docs/pools.md).",
+    ),
+};
+
+const stdioPoolFields = {
+  processes: z
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(1)
+    .describe('Processes in the pool; calls spread over them. Never grows with sessions.'),
+  pool: z
+    .object({
+      minProcesses: z
+        .number()
+        .int()
+        .min(1)
+        .default(1)
+        .describe('Processes kept running when idle reaping is on.'),
+      idleTimeoutMs: z
+        .number()
+        .int()
+        .min(0)
+        .default(0)
+        .describe(
+          'A process beyond `minProcesses` idle this long is stopped (started again under load); 0: never.',
+        ),
+      maxRestarts: z
+        .number()
+        .int()
+        .min(1)
+        .default(10)
+        .describe('Restarts of one process within `restartWindowMs` after which it is given up.'),
+      restartWindowMs: z.number().int().positive().default(60_000).describe('See `maxRestarts`.'),
+    })
+    .strict()
+    .prefault({}),
+};
+
+export const poolsSchema = z
+  .object({
+    sharedState: z
+      .enum(['memory', 'redis'])
+      .default('memory')
+      .describe(
+        'Where breaker/ejection state and the second tier of the response cache live: `memory` (this process) or `redis` (every core instance of the region; needs `redis.url`).',
+      ),
+    cacheMaxEntries: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe('Entries of the in-process response cache (LRU).'),
+    cacheMaxEntryBytes: z
+      .number()
+      .int()
+      .min(1)
+      .default(1024 * 1024)
+      .describe('Results larger than this (serialized) are not cached.'),
+  })
+  .strict()
+  .prefault({});
+// ---------------------------------------------------------------- end of backend pools
 
 const common = {
   name: serverName,
@@ -74,6 +326,7 @@ const common = {
     .array(regionId)
     .optional()
     .describe("Regions where this server's data may be served; absent means no residency constraint."),
+  ...poolFields,
 };
 
 const stdioServer = z
@@ -119,6 +372,7 @@ const stdioServer = z
       .describe(
         'Protocol era of this process: `2025` (initialize) or `2026` (2026-07-28: server/discover and an envelope on each request). No `auto`: it would probe at every spawn.',
       ),
+    ...stdioPoolFields,
   })
   .strict();
 
@@ -137,16 +391,36 @@ const httpServer = (transport: 'streamable-http' | 'sse') =>
       transport: z.literal(transport),
       url: z
         .url({ protocol: /^https?$/ })
+        .optional()
         .describe(
-          transport === 'sse' ? 'The legacy SSE endpoint (GET) of a 2024-11-05 server.' : 'The MCP endpoint.',
+          transport === 'sse'
+            ? 'The legacy SSE endpoint (GET) of a 2024-11-05 server (one replica).'
+            : 'The MCP endpoint (one replica). Give either `url` or `replicas`.',
         ),
+      replicas: z
+        .array(replicaEntry)
+        .min(1)
+        .max(64)
+        .optional()
+        .describe('Several replicas of the server, as URLs or `{url, weight}`; instead of `url`.'),
       headers: z
         .record(z.string(), z.string())
         .default({})
         .describe('Headers sent to this backend (for example an API key). Values may use ${VAR}.'),
       ...(transport === 'streamable-http' ? { protocol: httpProtocol } : {}),
     })
-    .strict();
+    .strict()
+    .superRefine((s, ctx) => {
+      // Both may appear only in the runtime form (url = the first replica), as the registry stores it.
+      const first = s.replicas?.[0];
+      const firstUrl = typeof first === 'string' ? first : first?.url;
+      if (s.url === undefined ? s.replicas === undefined : s.replicas !== undefined && s.url !== firstUrl)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['url'],
+          message: 'give either "url" (one replica) or "replicas"',
+        });
+    });
 
 export const serverSchema = z.discriminatedUnion('transport', [
   stdioServer,
@@ -747,7 +1021,6 @@ export const configSchema = z
     pii: piiSchema,
     validation: validationSchema,
     plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
-    servers: z.array(serverSchema).default([]).describe('Backend MCP servers.'),
     ...observabilityKeys,
     federation: z
       .object({
@@ -805,6 +1078,11 @@ export const configSchema = z
       .strict()
       .optional()
       .describe('Federation between gateways and regions (registry sync, heartbeats, region status).'),
+    pools: poolsSchema.describe(
+      'Backend pools: shared breaker state and response cache (see docs/pools.md).',
+    ),
+    // Runtime form: every HTTP server gets `url` (its first replica) and `replicas` as {url, weight}.
+    servers: z.array(serverSchema.transform(normalizeServer)).default([]).describe('Backend MCP servers.'),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -858,12 +1136,38 @@ export const configSchema = z
         });
       seen.add(s.name);
     });
+    if (cfg.pools.sharedState === 'redis' && !cfg.redis)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['pools', 'sharedState'],
+        message: 'pools.sharedState "redis" needs redis.url',
+      });
   });
 
+/** A server as the gateway runs it (HTTP: `url` and `replicas` compiled to one form). */
+export const runtimeServerSchema = serverSchema.transform((s) => normalizeServer(s));
+
+/** `url` and `replicas` compiled to one form; `url` stays the first replica for code that knows one. */
+function normalizeServer(s: RawServerConfig): ServerConfig {
+  if (s.transport === 'stdio') return s;
+  const replicas = (s.replicas ?? [s.url!]).map((r) => (typeof r === 'string' ? { url: r, weight: 1 } : r));
+  return { ...s, url: replicas[0]!.url, replicas };
+}
+
+type RawServerConfig = z.infer<typeof serverSchema>;
+type RawHttpServerConfig = Exclude<RawServerConfig, { transport: 'stdio' }>;
+
 export type GatewayConfig = z.infer<typeof configSchema>;
-export type ServerConfig = z.infer<typeof serverSchema>;
-export type StdioServerConfig = Extract<ServerConfig, { transport: 'stdio' }>;
+export type StdioServerConfig = Extract<RawServerConfig, { transport: 'stdio' }>;
+export type ReplicaConfig = { url: string; weight: number };
+export type HttpServerConfig = RawHttpServerConfig extends infer S
+  ? S extends RawHttpServerConfig
+    ? Omit<S, 'url' | 'replicas'> & { url: string; replicas: ReplicaConfig[] }
+    : never
+  : never;
+export type ServerConfig = StdioServerConfig | HttpServerConfig;
+export type PoolsConfig = z.infer<typeof poolsSchema>;
+export type ToolPolicy = z.infer<typeof toolPolicy>;
 export type StoreConfig = GatewayConfig['store'];
 export type AuditConfig = GatewayConfig['audit'];
 export type VaultConfig = GatewayConfig['vault'];
-export type HttpServerConfig = Exclude<ServerConfig, { transport: 'stdio' }>;

@@ -60,7 +60,10 @@ export interface OpenSessionOptions {
 
 export interface ReadinessReport {
   ready: boolean;
-  servers: Record<string, { state: string; error?: string }>;
+  /** Per server; `pool` details its replicas (health, breaker, load), as later exported as metrics. */
+  servers: Record<string, { state: string; error?: string; pool?: Record<string, unknown> }>;
+  /** Counters of the backend pools as a whole (response cache hits and misses). */
+  pools?: Record<string, unknown>;
 }
 
 export interface CoreService {

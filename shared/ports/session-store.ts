@@ -25,6 +25,8 @@ export interface BackendSessionRecord {
   protocolVersion: string;
   /** The backend's InitializeResult (its capabilities decide what the gateway asks of it). */
   initializeResult?: Record<string, unknown>;
+  /** The backend replica (pool member id, its URL) that holds the session; absent: the first. */
+  replica?: string;
 }
 
 export interface SessionStore {

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type { ServerConfig } from '../../shared/config/schema.js';
+import { runtimeServerSchema, type ServerConfig } from '../../shared/config/schema.js';
 import {
   RegistryConflictError,
   type RegistryChange,
@@ -18,16 +18,13 @@ export interface RegistryFixture {
 }
 
 export function server(name: string, url = `http://127.0.0.1:1/${name}`): ServerConfig {
-  return {
+  // Through the schema, as the config file and the admin API do: defaults filled in, runtime form.
+  return runtimeServerSchema.parse({
     name,
     transport: 'streamable-http',
     url,
-    headers: {},
-    identity: 'none',
-    enabled: true,
-    classification: 'Internal',
     timeouts: { requestMs: 1000, connectMs: 1000 },
-  };
+  });
 }
 
 /** Resolves with the first change `matches` accepts (watch events may arrive after the write resolves). */

@@ -14,7 +14,7 @@ import { seedRegistry } from '../../core/registry/seed.js';
 import { MemoryRegistryStore } from '../../shared/adapters/memory/registry-store.js';
 import { EmbeddedDatabase } from '../../shared/adapters/postgres/embedded-database.js';
 import { PostgresRegistryStore } from '../../shared/adapters/postgres/registry-store.js';
-import { serverSchema, type ServerConfig } from '../../shared/config/schema.js';
+import { runtimeServerSchema, type ServerConfig } from '../../shared/config/schema.js';
 import { startGateway } from '../helpers/gateway.js';
 import { ROOT } from '../helpers/net.js';
 import { dropSchema, migratedDatabase, PG_URL, uniqueSchema, withClient } from '../helpers/postgres.js';
@@ -131,7 +131,7 @@ describe('changes made by another gateway apply live', () => {
 
       let heard = changed();
       // As an admin API would: the same schema as the config file.
-      await admin.upsert(serverSchema.parse(scripted('beta', ['two'])), 'admin:carol', {
+      await admin.upsert(runtimeServerSchema.parse(scripted('beta', ['two'])), 'admin:carol', {
         expectedVersion: 0,
       });
       await heard;
