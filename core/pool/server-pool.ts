@@ -903,7 +903,10 @@ export class ServerPool implements ServerBackend {
       this.available = this.canServeAny(Date.now());
       return;
     }
-    this.availabilityMaybeChanged();
+    // A per-session backend says its catalog may have changed (an era switch, for one): the core lists
+    // again whether or not the pool as a whole can serve differently.
+    this.available = this.canServeAny(Date.now());
+    this.events.availabilityChanged(this.name);
   }
 
   // ---------------------------------------------------------------- stdio processes
