@@ -22,11 +22,18 @@ import { createLogger, type Logger } from '../shared/log.js';
 import type { GatewayPlugin, PluginFactory } from '../shared/pipeline/pipeline.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp } from '../edge/http/app.js';
+import { createQuotas, type Quotas } from '../edge/quota/quotas.js';
+import { MemoryQuotaStore } from '../shared/adapters/memory/quota-store.js';
+import { RedisQuotaStore } from '../shared/adapters/redis/quota-store.js';
+import type { Principal } from '../shared/identity/principal.js';
+import type { FastifyRequest } from 'fastify';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
   url: string;
   core: GatewayCore;
+  /** Quotas and admission control, when `quotas.enabled`. */
+  quotas?: Quotas;
   close(): Promise<void>;
 }
 
@@ -36,6 +43,8 @@ export interface StartOptions {
   baseDir?: string;
   /** Wait for every backend's first connection attempt before listening. */
   waitForBackends?: boolean;
+  /** Who is calling, for tests that need several principals before authentication exists. */
+  callerOf?: (req: FastifyRequest) => Principal;
 }
 
 export async function loadPlugins(
@@ -84,10 +93,27 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const bus = new InProcessBus();
   for (const s of config.servers) await registry.upsert(s, 'config');
 
-  const core = new GatewayCore({ config, log, plugins, sessions, replicaId: replicas?.replicaId });
+  const quotas = config.quotas.enabled ? await quotasOf(config, log) : undefined;
+  const core = new GatewayCore({
+    config,
+    log,
+    plugins,
+    sessions,
+    replicaId: replicas?.replicaId,
+    stages: quotas?.stages,
+  });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
-  const { app, endpoint } = buildEdgeApp({ config, core, sessions, events, replicas, log });
+  const { app, endpoint } = buildEdgeApp({
+    config,
+    core,
+    sessions,
+    events,
+    replicas,
+    log,
+    quotas,
+    callerOf: opts.callerOf,
+  });
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -103,6 +129,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   return {
     url,
     core,
+    quotas,
     close: () =>
       (closed ??= (async () => {
         await app.close();
@@ -113,9 +140,24 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
           registry.close(),
           bus.close(),
           replicas?.close(),
+          quotas?.close(),
         ]);
       })()),
   };
+}
+
+/** Quotas on their store: this process's memory, or the shared Redis (waited for briefly at start). */
+async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quotas> {
+  const q = config.quotas;
+  if (q.store === 'memory' || !config.redis)
+    return createQuotas({ config: q, store: new MemoryQuotaStore(), log });
+  const store = new RedisQuotaStore(config.redis.url, {
+    keyPrefix: config.redis.keyPrefix,
+    commandTimeoutMs: q.redisTimeoutMs,
+  });
+  if (!(await store.ready()))
+    log.warn({}, 'quota store (Redis) not reachable at start: each dimension follows its onStoreFailure');
+  return createQuotas({ config: q, store, log });
 }
 
 /** Sessions and SSE logs: in memory for one node, in Redis (with a channel between replicas) when shared. */

@@ -20,6 +20,7 @@ import {
   pluginStage,
   type GatewayPlugin,
   type PipelineContext,
+  type Stage,
 } from '../../shared/pipeline/pipeline.js';
 import type {
   CoreService,
@@ -60,6 +61,8 @@ export interface GatewayCoreOptions {
   sessions?: SessionStore;
   /** Names this replica in the ids of requests it sends clients (ReplicaChannel.replicaId). */
   replicaId?: string;
+  /** Stages run before the plugins (quota, admission), in this order. */
+  stages?: Stage[];
 }
 
 export class GatewayCore implements CoreService {
@@ -90,9 +93,13 @@ export class GatewayCore implements CoreService {
     for (const s of opts.config.servers)
       if (s.enabled) this.backends.set(s.name, createBackend(s, events, opts.log));
     const plugins = opts.plugins ?? [];
-    this.hasPlugins = plugins.length > 0;
+    const stages = opts.stages ?? [];
+    this.hasPlugins = plugins.length > 0 || stages.length > 0;
     // The core's request pipeline, top to bottom:
     this.pipeline = compose([
+      // quota, admission (when configured): the cheapest refusals first, before any plugin or backend
+      // work; they need the request's target, so they run once it is parsed (see docs/quotas.md).
+      ...stages,
       // plugins: pre-hooks and request interceptors see the request before routing; response
       // interceptors and post-hooks see the answer, errors included (error handlers may recover).
       ...(plugins.length > 0 ? [pluginStage(plugins, (err, ctx) => toRpcError(ctx.request.id, err))] : []),
@@ -165,6 +172,7 @@ export class GatewayCore implements CoreService {
       request,
       session,
       state: new Map<string, unknown>([[DISPATCH, dispatch]]),
+      target: () => session.targetOf(ctx.request),
     };
     try {
       await this.pipeline(ctx);

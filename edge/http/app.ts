@@ -2,7 +2,7 @@
  * The edge's HTTP application (never listens by itself): MCP endpoints, health and readiness. Cheap
  * checks (Host and Origin) run in onRequest, before any body is read.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
@@ -10,6 +10,8 @@ import type { CoreService } from '../../shared/ports/core-service.js';
 import type { EventStore } from '../../shared/ports/event-store.js';
 import type { ReplicaChannel } from '../../shared/ports/replica-channel.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
+import type { Quotas } from '../quota/quotas.js';
 import { LegacySseEndpoint } from './legacy-sse.js';
 import { McpEndpoint } from './mcp-endpoint.js';
 import { hostAllowed, originAllowed } from './origin.js';
@@ -23,6 +25,13 @@ export interface EdgeAppOptions {
   /** Other replicas serving the same sessions (absent on a single node). */
   replicas?: ReplicaChannel;
   log: Logger;
+  /** Quotas and admission control (absent when `quotas.enabled` is false). */
+  quotas?: Quotas;
+  /**
+   * Who is calling. Default: the Principal an authentication hook put on the request
+   * (`request.principal`), else ANONYMOUS. Tests pass their own.
+   */
+  callerOf?: (req: FastifyRequest) => Principal;
 }
 
 export interface EdgeApp {
@@ -38,7 +47,9 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     forceCloseConnections: true,
     return503OnClosing: true,
   });
-  const endpoint = new McpEndpoint(o);
+  const callerOf =
+    o.callerOf ?? ((req: FastifyRequest) => (req as { principal?: Principal }).principal ?? ANONYMOUS);
+  const endpoint = new McpEndpoint({ ...o, callerOf });
 
   // Every body reaches the endpoint as raw bytes: it checks Content-Type and parses JSON itself, so each
   // failure gets the MCP answer (415, -32700) rather than a generic one.
@@ -83,6 +94,10 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
       .header('content-type', 'application/json')
       .send(JSON.stringify(toRpcError(null, ge)));
   });
+
+  // Quotas after Host/Origin (a forbidden request costs no quota) and, once authentication exists,
+  // after it: the caller's dimensions need the Principal.
+  o.quotas?.installHttp(app, callerOf);
 
   const scopeOf = (params: unknown): string | undefined => {
     const name = (params as { name?: string }).name;

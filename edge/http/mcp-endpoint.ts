@@ -23,6 +23,7 @@ import type { EventStore } from '../../shared/ports/event-store.js';
 import type { ReplicaChannel, ReplicaMessage } from '../../shared/ports/replica-channel.js';
 import { replicaOfRequestId } from '../../shared/mcp/request-ids.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
 import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 
@@ -58,6 +59,8 @@ export interface McpEndpointOptions {
   /** Other replicas serving the same sessions (absent on a single node). */
   replicas?: ReplicaChannel;
   log: Logger;
+  /** Who is calling (ANONYMOUS when absent). */
+  callerOf?: (req: FastifyRequest) => Principal;
 }
 
 export class McpEndpoint {
@@ -461,9 +464,9 @@ export class McpEndpoint {
     return false;
   }
 
-  /** auth.mode none: every caller is the same anonymous principal (authentication arrives with the edge tier). */
-  private principalOf(_req: FastifyRequest): string {
-    return 'anonymous';
+  /** The key sessions are bound to (every caller is the anonymous principal while auth.mode is none). */
+  private principalOf(req: FastifyRequest): string {
+    return principalKey(this.o.callerOf?.(req) ?? ANONYMOUS);
   }
 
   private refuse(
