@@ -48,7 +48,10 @@ export function testCaller(req: FastifyRequest): Principal {
   };
 }
 
-export async function startQuotaGateway(doc: Record<string, unknown>): Promise<RunningNode> {
+export async function startQuotaGateway(
+  doc: Record<string, unknown>,
+  logTo?: NodeJS.WritableStream,
+): Promise<RunningNode> {
   const config = validateConfig(
     {
       role: 'single',
@@ -59,7 +62,7 @@ export async function startQuotaGateway(doc: Record<string, unknown>): Promise<R
     'test',
     {},
   );
-  return startSingleNode(config, { log: createLogger(config.log.level), callerOf: testCaller });
+  return startSingleNode(config, { log: createLogger(config.log.level, logTo), callerOf: testCaller });
 }
 
 /** The official v1 SDK client, as the user `user` (no header: anonymous). */
