@@ -141,7 +141,7 @@ const rateLimit = (what: string, limit: number, windowMs: number) =>
 
 /** A dimension: its limits, or `false` to switch it off. */
 const dimension = (what: string, limit: number, windowMs: number) =>
-  z.union([rateLimit(what, limit, windowMs), z.literal(false)]);
+  z.union([rateLimit(what, limit, windowMs), z.literal(false).describe('`false`: this dimension is off.')]);
 
 const overrideLimit = z
   .object({
@@ -186,7 +186,7 @@ const quotasSchema = z
       .prefault({})
       .describe('Per client application (OAuth client id, API key id), when the caller has one.'),
     tenant: z
-      .union([overrideLimit, z.literal(false)])
+      .union([overrideLimit, z.literal(false).describe('`false` (the default): no tenant-wide limit.')])
       .default(false)
       .describe('Per tenant, all its users together (off unless set here or under quotas.tenants).'),
     tool: dimension('per user and tool', 100, 60_000)
@@ -201,9 +201,15 @@ const quotasSchema = z
     concurrency: z
       .object({
         perUser: z
-          .union([z.number().int().positive(), z.literal(false)])
-          .default(20)
-          .describe('POST requests one user may have in flight at once, across replicas.'),
+          .union([
+            z
+              .number()
+              .int()
+              .positive()
+              .describe('POST requests one user may have in flight at once, across replicas (default 20).'),
+            z.literal(false).describe('`false`: no concurrency limit.'),
+          ])
+          .default(20),
         mode: z
           .enum(['reject', 'queue'])
           .default('reject')
@@ -262,11 +268,17 @@ const quotasSchema = z
     admission: z
       .object({
         connectionsPerIp: z
-          .union([z.number().int().positive(), z.literal(false)])
-          .default(1000)
-          .describe(
-            'Open TCP connections one source address may hold; beyond, 429 before the request is read.',
-          ),
+          .union([
+            z
+              .number()
+              .int()
+              .positive()
+              .describe(
+                'Open TCP connections one source address may hold; beyond, 429 before the request is read (default 1000).',
+              ),
+            z.literal(false).describe('`false`: no per-address limit.'),
+          ])
+          .default(1000),
         backend: z
           .object({
             maxConcurrent: z
