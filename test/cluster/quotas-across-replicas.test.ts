@@ -67,8 +67,13 @@ describe('quotas across two gateway processes sharing Redis', { timeout: 60_000 
     const init = await raw(url, { headers: MCP_HEADERS, body: INIT });
     statuses.push(init.status);
     const sid = init.headers.get('mcp-session-id');
-    const headers: Record<string, string> = { ...MCP_HEADERS, 'mcp-protocol-version': '2025-11-25' };
-    if (sid) headers['mcp-session-id'] = sid;
+    // A client whose initialize was refused has no session to call in: it stops, as a real one would.
+    if (!sid) return statuses;
+    const headers: Record<string, string> = {
+      ...MCP_HEADERS,
+      'mcp-protocol-version': '2025-11-25',
+      'mcp-session-id': sid,
+    };
     for (let i = 1; i <= calls; i++) {
       const r = await raw(url, {
         headers,
@@ -116,8 +121,8 @@ describe('quotas across two gateway processes sharing Redis', { timeout: 60_000 
     const statuses = all.flat();
     const refused = statuses.filter((s) => s === 429).length;
     const admitted = statuses.length - refused;
-    assert.equal(statuses.length, 500);
-    assert.equal(admitted, LIMIT, `admitted ${admitted} of 500`);
+    assert.equal(admitted, LIMIT, `admitted ${admitted} of ${statuses.length}`);
+    assert.ok(refused > 0 && statuses.length > LIMIT, `demand (${statuses.length}) exceeded the limit`);
     assert.ok(
       statuses.every((s) => s === 429 || s === 200),
       `every answer is 200 or 429: ${[...new Set(statuses)].join(',')}`,
