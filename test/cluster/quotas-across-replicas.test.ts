@@ -25,7 +25,7 @@ const INIT = {
   params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'load', version: '1' } },
 };
 
-describe('quotas across two gateway processes sharing Redis', { timeout: 60_000 }, () => {
+describe('quotas across two gateway processes sharing Redis', { timeout: 240_000 }, () => {
   const run = `mcpgw-test-${randomBytes(6).toString('hex')}`;
   const dir = mkdtempSync(join(tmpdir(), 'mcpgw-quotas-'));
   let backend: { url: string; base: string; child: ChildProcess };
