@@ -28,6 +28,11 @@ import { GatewayMetrics } from '../shared/telemetry/metrics.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
 import { GatewayCore, type CoreObservation } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp, type EdgeApp } from '../edge/http/app.js';
+import { createQuotas, type Quotas } from '../edge/quota/quotas.js';
+import { MemoryQuotaStore } from '../shared/adapters/memory/quota-store.js';
+import { RedisQuotaStore } from '../shared/adapters/redis/quota-store.js';
+import type { Principal } from '../shared/identity/principal.js';
+import type { FastifyRequest } from 'fastify';
 import { startTracing } from './telemetry.js';
 import type { Server as TlsServer } from 'node:tls';
 import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
@@ -45,6 +50,8 @@ export interface RunningNode {
   security: EdgeApp['security'];
   metrics?: GatewayMetrics;
   usage: UsageAnalytics;
+  /** Quotas and admission control, when `quotas.enabled`. */
+  quotas?: Quotas;
   /** Registry publisher, capability index and region lease, when `federation` is configured. */
   federation?: FederationNode;
   close(): Promise<void>;
@@ -60,6 +67,8 @@ export interface StartOptions {
   apiKeys?: ApiKeyStore;
   /** Span processors added to the configured ones when tracing is enabled (tests: an in-memory exporter). */
   spanProcessors?: SpanProcessor[];
+  /** Who is calling, for tests that need several principals without credentials (never from config). */
+  callerOf?: (req: FastifyRequest) => Principal;
 }
 
 export async function loadPlugins(
@@ -127,6 +136,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     : undefined;
   const usage = new UsageAnalytics(config.telemetry.usage);
   const observe = observer(log, metrics, usage);
+  const quotas = config.quotas.enabled ? await quotasOf(config, log) : undefined;
   const core = new GatewayCore({
     config: { ...config, servers },
     log,
@@ -136,6 +146,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     audit: stores.audit,
     observe,
     pools,
+    stages: quotas?.stages,
   });
   // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
   // one at a time per server, in the order they were announced.
@@ -172,6 +183,8 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     apiKeys,
     metrics,
     usage,
+    quotas,
+    callerOf: opts.callerOf,
     ...(tls && { https: serverTlsOptions(tls) }),
   });
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
@@ -207,6 +220,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     security,
     metrics,
     usage,
+    quotas,
     close: () =>
       (closed ??= (async () => {
         // Leaving the registry first: other gateways stop routing here before the listener goes.
@@ -223,6 +237,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
           replicas?.close(),
           ownKeys?.close(),
           pools?.breakerState.close(),
+          quotas?.close(),
         ]);
         await tracing?.shutdown();
       })()),
@@ -292,4 +307,18 @@ export function sessionStores(config: GatewayConfig): {
 
 export function configBaseDir(file: string): string {
   return dirname(resolve(file));
+}
+
+/** Quotas on their store: this process's memory, or the shared Redis (waited for briefly at start). */
+async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quotas> {
+  const q = config.quotas;
+  if (q.store === 'memory' || !config.redis)
+    return createQuotas({ config: q, store: new MemoryQuotaStore(), log });
+  const store = new RedisQuotaStore(config.redis.url, {
+    keyPrefix: config.redis.keyPrefix,
+    commandTimeoutMs: q.redisTimeoutMs,
+  });
+  if (!(await store.ready()))
+    log.warn({}, 'quota store (Redis) not reachable at start: each dimension follows its onStoreFailure');
+  return createQuotas({ config: q, store, log });
 }

@@ -188,6 +188,39 @@ export const ERRORS = {
     rpc: RpcCode.ConnectionClosed,
     message: 'Request Header Fields Too Large',
   },
+  // Quotas and admission control (docs/quotas.md). JSON-RPC -32029 (quota, after HTTP 429) and -32053
+  // (capacity, after HTTP 503) are gateway codes in the implementation-defined server-error range.
+  GW_QUOTA_USER: { http: 429, rpc: -32029, message: 'Too Many Requests: the per-user quota is spent' },
+  GW_QUOTA_CLIENT_APP: {
+    http: 429,
+    rpc: -32029,
+    message: 'Too Many Requests: the client application quota is spent',
+  },
+  GW_QUOTA_TENANT: { http: 429, rpc: -32029, message: 'Too Many Requests: the tenant quota is spent' },
+  GW_QUOTA_TOOL: { http: 429, rpc: -32029, message: 'Quota exceeded for this tool' },
+  GW_QUOTA_SERVER: { http: 429, rpc: -32029, message: 'Quota exceeded for this backend server' },
+  GW_QUOTA_GLOBAL: {
+    http: 503,
+    rpc: -32053,
+    message: 'Service Unavailable: the gateway-wide request budget is spent',
+  },
+  GW_QUOTA_CONCURRENCY: {
+    http: 429,
+    rpc: -32029,
+    message: 'Too Many Requests: too many requests of this user in flight',
+  },
+  GW_QUOTA_UNAVAILABLE: {
+    http: 503,
+    rpc: -32053,
+    message: 'Service Unavailable: quotas cannot be checked (the quota store is unreachable)',
+  },
+  GW_QUEUE_TIMEOUT: { http: 503, rpc: -32053, message: 'Timed out waiting in the admission queue' },
+  GW_QUEUE_FULL: { http: 503, rpc: -32053, message: 'The admission queue is full' },
+  GW_TOO_MANY_CONNECTIONS: {
+    http: 429,
+    rpc: RpcCode.ConnectionClosed,
+    message: 'Too Many Requests: too many connections from this address',
+  },
   GW_INTERNAL: { http: 500, rpc: RpcCode.InternalError, message: 'Internal gateway error' },
   // 2026 backends (docs/adr/0004-protocol-eras.md (c), (d))
   GW_TOO_MANY_INPUT_ROUNDS: {

@@ -412,6 +412,37 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     return out;
   }
 
+  /**
+   * The backend server (and backend tool name) a request will go to, for the quota and admission stages;
+   * undefined for requests the gateway answers or fans out (lists, initialize, ping). An unknown name is
+   * undefined too: dispatch then gives the precise error.
+   */
+  async targetOf(req: JsonRpcRequest): Promise<{ server: string; tool?: string } | undefined> {
+    const params = req.params ?? {};
+    if (req.method === 'initialize' || req.method === 'ping') return undefined;
+    if (!this.isAggregate) {
+      if (req.method === 'tools/call' && typeof params.name === 'string')
+        return { server: this.scope, tool: params.name };
+      return { server: this.scope };
+    }
+    switch (req.method) {
+      case 'tools/call':
+      case 'prompts/get': {
+        if (typeof params.name !== 'string') return undefined;
+        const t = await this.resolveName(req.method === 'tools/call' ? 'tools' : 'prompts', params.name);
+        if (!t) return undefined;
+        return req.method === 'tools/call' ? { server: t.server, tool: t.name } : { server: t.server };
+      }
+      case 'resources/read': {
+        if (typeof params.uri !== 'string') return undefined;
+        const t = await this.resolveUri(params.uri);
+        return t && { server: t.server };
+      }
+      default:
+        return undefined;
+    }
+  }
+
   private async resolveName(
     kind: 'tools' | 'prompts',
     exposed: string,

@@ -22,6 +22,7 @@ import {
   pluginStage,
   type GatewayPlugin,
   type PipelineContext,
+  type Stage,
 } from '../../shared/pipeline/pipeline.js';
 import type {
   CoreService,
@@ -86,6 +87,8 @@ export interface GatewayCoreOptions {
    * response cache (Redis in a cluster). Absent: in-process only.
    */
   pools?: { breakerState?: BreakerStateStore; sharedCache?: ResponseCache };
+  /** Stages run before the plugins (quota, admission), in this order. */
+  stages?: Stage[];
 }
 
 /** A finished request as the core saw it: what metrics record, plus who asked (never a metric label). */
@@ -171,10 +174,14 @@ export class GatewayCore implements CoreService {
       if (s.enabled) this.backends.set(s.name, new ServerPool(s, events, poolDeps));
     this.poolDeps = poolDeps;
     const plugins = opts.plugins ?? [];
-    this.hasPlugins = plugins.length > 0;
     this.audit = opts.audit;
+    const stages = opts.stages ?? [];
+    this.hasPlugins = plugins.length > 0 || stages.length > 0;
     // The core's request pipeline, top to bottom:
     this.pipeline = compose([
+      // quota, admission (when configured): the cheapest refusals first, before any plugin or backend
+      // work; they need the request's target, so they run once it is parsed (see docs/quotas.md).
+      ...stages,
       // plugins: pre-hooks and request interceptors see the request before routing; response
       // interceptors and post-hooks see the answer, errors included (error handlers may recover).
       ...(plugins.length > 0 ? [pluginStage(plugins, (err, ctx) => toRpcError(ctx.request.id, err))] : []),
@@ -423,6 +430,7 @@ export class GatewayCore implements CoreService {
       request,
       session,
       state: new Map<string, unknown>([[DISPATCH, dispatch]]),
+      target: () => session.targetOf(ctx.request),
     };
     try {
       await this.pipeline(ctx);

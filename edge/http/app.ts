@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
@@ -17,6 +17,8 @@ import { Topology } from '../../shared/telemetry/topology.js';
 import type { UsageAnalytics } from '../../shared/telemetry/usage.js';
 import { SourceGuard } from '../security/source-guard.js';
 import { registerAdminRoutes } from './admin.js';
+import type { Principal } from '../../shared/identity/principal.js';
+import type { Quotas } from '../quota/quotas.js';
 import { LegacySseEndpoint } from './legacy-sse.js';
 import { McpEndpoint } from './mcp-endpoint.js';
 import { hostAllowed, originAllowed } from './origin.js';
@@ -47,6 +49,13 @@ export interface EdgeAppOptions {
   topology?: Topology;
   /** Serve HTTPS with these options (shared/tls/server-tls.ts builds them from `listen.tls`). */
   https?: HttpsOptions;
+  /** Quotas and admission control (absent when `quotas.enabled` is false). */
+  quotas?: Quotas;
+  /**
+   * Who is calling. Default: the Principal an authentication hook put on the request
+   * (`requestPrincipal`), else ANONYMOUS. Tests pass their own.
+   */
+  callerOf?: (req: FastifyRequest) => Principal;
 }
 
 export interface EdgeApp {
@@ -95,7 +104,8 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
         createHttpsServer(o.https!, handler) as unknown as Server,
     }),
   });
-  const endpoint = new McpEndpoint(o);
+  const callerOf = o.callerOf ?? ((req: FastifyRequest) => requestPrincipal(req.raw));
+  const endpoint = new McpEndpoint({ ...o, callerOf });
 
   // Every body reaches the endpoint as raw bytes: it checks Content-Type and parses JSON itself, so each
   // failure gets the MCP answer (415, -32700) rather than a generic one.
@@ -172,6 +182,9 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
     log: o.log,
     sources: security,
   });
+
+  // quotas: after authentication (the caller's dimensions need the Principal), before the body is read.
+  o.quotas?.installHttp(app, callerOf);
 
   // A server of another tenant, or one the policy hides, does not exist for this caller: 404.
   const scopeOf = (req: import('fastify').FastifyRequest): string | undefined => {

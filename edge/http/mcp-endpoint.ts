@@ -62,6 +62,8 @@ export interface McpEndpointOptions {
   /** Other replicas serving the same sessions (absent on a single node). */
   replicas?: ReplicaChannel;
   log: Logger;
+  /** Who is calling (ANONYMOUS when absent). */
+  callerOf?: (req: FastifyRequest) => Principal;
 }
 
 export class McpEndpoint {
@@ -106,7 +108,7 @@ export class McpEndpoint {
     if (Array.isArray(msg)) return this.refuse(reply, 'GW_BATCH_UNSUPPORTED');
     const kind = classify(msg);
     if (kind === 'invalid') return this.refuse(reply, 'GW_INVALID_REQUEST', idOf(msg));
-    const identity = requestPrincipal(req.raw);
+    const identity = this.o.callerOf?.(req) ?? requestPrincipal(req.raw);
     const principal = principalKey(identity);
     const stage = kind === 'request' ? requestStage(req, reply, (msg as JsonRpcRequest).params) : undefined;
     // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
@@ -185,7 +187,7 @@ export class McpEndpoint {
       reply,
       req.headers['mcp-session-id'],
       scope,
-      requestPrincipal(req.raw),
+      this.o.callerOf?.(req) ?? requestPrincipal(req.raw),
       null,
     );
     if (!session) return;
@@ -219,7 +221,7 @@ export class McpEndpoint {
       reply,
       req.headers['mcp-session-id'],
       scope,
-      requestPrincipal(req.raw),
+      this.o.callerOf?.(req) ?? requestPrincipal(req.raw),
       null,
     );
     if (!session) return;

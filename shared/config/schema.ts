@@ -752,6 +752,218 @@ function checkTiers(cfg: TierView, ctx: z.RefinementCtx): void {
     );
 }
 
+// ---------------------------------------------------------------- quotas and admission control (issue 5)
+
+const storeFailure = z
+  .enum(['open', 'closed', 'local'])
+  .describe(
+    'While the quota store (Redis) is unreachable: `open` admits without counting, `closed` refuses (503 GW_QUOTA_UNAVAILABLE), `local` counts in this process with the limit divided by `quotas.expectedReplicas`.',
+  );
+
+const rateLimit = (what: string, limit: number, windowMs: number) =>
+  z
+    .object({
+      limit: z.number().int().positive().default(limit).describe(`Requests per window (${what}).`),
+      windowMs: z.number().int().positive().default(windowMs).describe('The window, in milliseconds.'),
+      burst: z
+        .number()
+        .int()
+        .positive()
+        .optional()
+        .describe(
+          'How many may be spent at once (GCRA capacity); default: the whole limit. After a burst, requests are admitted at limit/window.',
+        ),
+      onStoreFailure: storeFailure.optional().describe('Overrides quotas.onStoreFailure for this dimension.'),
+    })
+    .strict();
+
+/** A dimension: its limits, or `false` to switch it off. */
+const dimension = (what: string, limit: number, windowMs: number) =>
+  z.union([rateLimit(what, limit, windowMs), z.literal(false).describe('`false`: this dimension is off.')]);
+
+const overrideLimit = z
+  .object({
+    limit: z.number().int().positive().describe('Requests per window.'),
+    windowMs: z.number().int().positive().describe('The window, in milliseconds.'),
+    burst: z.number().int().positive().optional().describe('Spent at once (default: the limit).'),
+    onStoreFailure: storeFailure.optional(),
+  })
+  .strict();
+
+const quotasSchema = z
+  .object({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Quotas and admission control. Off by default (with `auth.mode: none` every caller is the one anonymous user); when on, every dimension not configured gets the reference defaults shown here.',
+      ),
+    store: z
+      .enum(['memory', 'redis'])
+      .default('memory')
+      .describe(
+        'Where counters live: `memory` (this process) or `redis` (exact across replicas; needs redis.url).',
+      ),
+    redisTimeoutMs: z
+      .number()
+      .int()
+      .positive()
+      .default(100)
+      .describe('A quota decision waiting longer than this on Redis counts as a store failure.'),
+    expectedReplicas: z
+      .number()
+      .int()
+      .positive()
+      .default(1)
+      .describe('Replicas sharing the limits; the `local` fallback divides each limit by it.'),
+    onStoreFailure: storeFailure.default('local'),
+    user: dimension('per user, all tools', 1000, 3_600_000)
+      .prefault({})
+      .describe('Per user (tenant + subject), counted on every POST before the body is read.'),
+    clientApp: dimension('per client application', 10_000, 3_600_000)
+      .prefault({})
+      .describe('Per client application (OAuth client id, API key id), when the caller has one.'),
+    tenant: z
+      .union([overrideLimit, z.literal(false).describe('`false` (the default): no tenant-wide limit.')])
+      .default(false)
+      .describe('Per tenant, all its users together (off unless set here or under quotas.tenants).'),
+    tool: dimension('per user and tool', 100, 60_000)
+      .prefault({})
+      .describe('Per user and tool: tools/call to one tool by one user.'),
+    server: dimension('per backend server, all users', 5000, 60_000)
+      .prefault({})
+      .describe('Per backend server, all users together: every request routed to it.'),
+    global: dimension('the whole gateway', 100_000, 60_000)
+      .prefault({})
+      .describe('Everything the gateway admits; refusals are 503 for everyone.'),
+    concurrency: z
+      .object({
+        perUser: z
+          .union([
+            z
+              .number()
+              .int()
+              .positive()
+              .describe('POST requests one user may have in flight at once, across replicas (default 20).'),
+            z.literal(false).describe('`false`: no concurrency limit.'),
+          ])
+          .default(20),
+        mode: z
+          .enum(['reject', 'queue'])
+          .default('reject')
+          .describe(
+            'Beyond perUser: `reject` (429 GW_QUOTA_CONCURRENCY) or `queue` (wait up to queueTimeoutMs).',
+          ),
+        queueTimeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(10_000)
+          .describe('How long a queued request waits for a slot before GW_QUEUE_TIMEOUT.'),
+        leaseMs: z
+          .number()
+          .int()
+          .min(1000)
+          .default(30_000)
+          .describe(
+            'A slot whose gateway died is freed after this long (live gateways renew their slots every leaseMs/3).',
+          ),
+        onStoreFailure: storeFailure.optional(),
+      })
+      .strict()
+      .prefault({}),
+    tenants: z
+      .record(
+        z.string().min(1),
+        z
+          .object({
+            user: overrideLimit.optional().describe("This tenant's per-user limit."),
+            clientApp: overrideLimit.optional(),
+            tenant: overrideLimit.optional().describe('All users of this tenant together.'),
+            tool: overrideLimit.optional(),
+            concurrencyPerUser: z.number().int().positive().optional(),
+          })
+          .strict(),
+      )
+      .default({})
+      .describe('Per-tenant overrides (keyed by tenant name).'),
+    servers: z
+      .record(
+        z.string().min(1),
+        z
+          .object({
+            server: overrideLimit.optional().describe('This server, all users together.'),
+            tool: overrideLimit.optional().describe('Per user and tool, for every tool of this server.'),
+            tools: z
+              .record(z.string().min(1), overrideLimit)
+              .default({})
+              .describe('Per user, for the named tools (backend names) of this server.'),
+          })
+          .strict(),
+      )
+      .default({})
+      .describe('Per-server and per-tool overrides (keyed by server name).'),
+    admission: z
+      .object({
+        connectionsPerIp: z
+          .union([
+            z
+              .number()
+              .int()
+              .positive()
+              .describe(
+                'Open TCP connections one source address may hold; beyond, 429 before the request is read (default 1000).',
+              ),
+            z.literal(false).describe('`false`: no per-address limit.'),
+          ])
+          .default(1000),
+        backend: z
+          .object({
+            maxConcurrent: z
+              .number()
+              .int()
+              .positive()
+              .default(64)
+              .describe(
+                'Requests in flight to one backend server from this replica; more wait in its queue.',
+              ),
+            maxQueue: z
+              .number()
+              .int()
+              .min(0)
+              .default(1000)
+              .describe('Requests waiting per backend server; beyond, GW_QUEUE_FULL at once.'),
+            queueTimeoutMs: z
+              .number()
+              .int()
+              .positive()
+              .default(30_000)
+              .describe('How long a request waits in the queue before GW_QUEUE_TIMEOUT.'),
+            priorities: z
+              .array(
+                z
+                  .object({
+                    name: z.string().min(1).describe('Class name (for logs and stats).'),
+                    roles: z.array(z.string()).default([]).describe('Callers with any of these roles.'),
+                    tenants: z.array(z.string()).default([]).describe('Callers of any of these tenants.'),
+                  })
+                  .strict(),
+              )
+              .default([])
+              .describe(
+                'Priority classes, highest first; a caller matching none is in the lowest class, `default`. Within a class users take turns (deficit round robin).',
+              ),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict()
+  .prefault({})
+  .describe('Quotas and traffic management (docs/quotas.md).');
+
 export const configSchema = z
   .object({
     role: z
@@ -1078,6 +1290,7 @@ export const configSchema = z
       .strict()
       .optional()
       .describe('Federation between gateways and regions (registry sync, heartbeats, region status).'),
+    quotas: quotasSchema,
     pools: poolsSchema.describe(
       'Backend pools: shared breaker state and response cache (see docs/pools.md).',
     ),
@@ -1091,6 +1304,12 @@ export const configSchema = z
         code: 'custom',
         path: ['sessions', 'store'],
         message: 'sessions.store "redis" needs redis.url',
+      });
+    if (cfg.quotas.enabled && cfg.quotas.store === 'redis' && !cfg.redis)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['quotas', 'store'],
+        message: 'quotas.store "redis" needs redis.url',
       });
     if (cfg.store.kind === 'postgres' && !cfg.store.url)
       ctx.addIssue({
@@ -1167,6 +1386,7 @@ export type HttpServerConfig = RawHttpServerConfig extends infer S
   : never;
 export type ServerConfig = StdioServerConfig | HttpServerConfig;
 export type PoolsConfig = z.infer<typeof poolsSchema>;
+export type QuotasConfig = z.infer<typeof quotasSchema>;
 export type ToolPolicy = z.infer<typeof toolPolicy>;
 export type StoreConfig = GatewayConfig['store'];
 export type AuditConfig = GatewayConfig['audit'];

@@ -14,6 +14,16 @@ export interface PipelineContext {
   response?: JsonRpcResponse;
   /** Per-request scratch space shared by stages and plugins. */
   readonly state: Map<string, unknown>;
+  /**
+   * The one backend server (and, for tools/call, the backend's tool name) the request is routed to;
+   * undefined for requests answered by the gateway or fanned out to every server.
+   */
+  target?(): Promise<RequestTarget | undefined>;
+}
+
+export interface RequestTarget {
+  readonly server: string;
+  readonly tool?: string;
 }
 
 export type Next = () => Promise<void>;

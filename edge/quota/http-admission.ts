@@ -1,0 +1,92 @@
+/**
+ * The HTTP layer's share of quotas, in Fastify's onRequest (before any body is read):
+ * 1. connections per source address: beyond the limit, 429 GW_TOO_MANY_CONNECTIONS and the connection
+ *    is closed;
+ * 2. on every POST to an MCP endpoint, the caller's own dimensions (user, client app, tenant, global) and
+ *    one of the user's concurrency slots, one store decision: a refusal is 429 (503 for global or an
+ *    unreachable store under `closed`) with Retry-After and the RateLimit fields; an admitted request's
+ *    answer carries the RateLimit fields too, and its slot is given back when the answer ends.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { GatewayError, toRpcError } from '../../shared/errors.js';
+import type { Principal } from '../../shared/identity/principal.js';
+import type { Logger } from '../../shared/log.js';
+import { rateLimitHeaders, refusalError, refusalHeaders } from './answers.js';
+import type { QuotaPolicy } from './policy.js';
+import type { QuotaGuard } from './quota-guard.js';
+
+/** POSTs to these carry MCP messages (Streamable HTTP, per-server endpoints, legacy /message). */
+const COUNTED_PREFIXES = ['/mcp', '/servers/', '/message'];
+const GUARDED_PREFIXES = ['/mcp', '/sse', '/message', '/servers/'];
+
+export interface HttpAdmissionOptions {
+  guard: QuotaGuard;
+  policy: QuotaPolicy;
+  /** Who is calling (the authentication hook's result; ANONYMOUS with auth off). */
+  callerOf: (req: FastifyRequest) => Principal;
+  /** Told every admitted caller, so that pipeline stages can find its tenant and roles. */
+  remember: (p: Principal) => void;
+  connectionsPerIp: number | false;
+  concurrency: { mode: 'reject' | 'queue'; queueTimeoutMs: number };
+  log: Logger;
+}
+
+export function installHttpAdmission(app: FastifyInstance, o: HttpAdmissionOptions): void {
+  const perIp = new Map<string, number>();
+  if (o.connectionsPerIp !== false)
+    app.server.on('connection', (socket) => {
+      const ip = socket.remoteAddress ?? 'unknown';
+      perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+      socket.once('close', () => {
+        const n = (perIp.get(ip) ?? 1) - 1;
+        if (n <= 0) perIp.delete(ip);
+        else perIp.set(ip, n);
+      });
+    });
+
+  app.addHook('onRequest', async (req, reply) => {
+    if (!GUARDED_PREFIXES.some((p) => req.url.startsWith(p))) return;
+    const limit = o.connectionsPerIp;
+    if (limit !== false && (perIp.get(req.socket.remoteAddress ?? 'unknown') ?? 0) > limit) {
+      const ge = new GatewayError(
+        'GW_TOO_MANY_CONNECTIONS',
+        `Too Many Requests: more than ${limit} connections from this address`,
+        { limit, retryAfterMs: 1000 },
+      );
+      return send(reply, ge, { 'retry-after': '1', connection: 'close' });
+    }
+    if (req.method !== 'POST' || !COUNTED_PREFIXES.some((p) => req.url.startsWith(p))) return;
+
+    const caller = o.callerOf(req);
+    const dims = o.policy.callerDimensions(caller);
+    const conc = o.policy.concurrency(caller);
+    const v =
+      conc && o.concurrency.mode === 'queue'
+        ? await o.guard.decideQueued(dims, conc, o.concurrency.queueTimeoutMs)
+        : await o.guard.decide(dims, conc);
+    if (!v) {
+      const ge = new GatewayError(
+        'GW_QUEUE_TIMEOUT',
+        `Timed out after ${o.concurrency.queueTimeoutMs} ms waiting for one of this user's ${conc!.limit} request slots`,
+        { dimension: 'concurrency', limit: conc!.limit, queueTimeoutMs: o.concurrency.queueTimeoutMs },
+      );
+      return send(reply, ge, { 'retry-after': '1' });
+    }
+    if (!v.allowed) {
+      const { error, retryAfterMs } = refusalError(v);
+      return send(reply, error, refusalHeaders(v, retryAfterMs));
+    }
+    o.remember(caller);
+    // Set on the raw response so they survive a hijacked reply (the endpoint writes its own head).
+    for (const [k, val] of Object.entries(rateLimitHeaders(v.reports))) reply.raw.setHeader(k, val);
+    const lease = v.lease;
+    if (lease) reply.raw.once('close', () => o.guard.release(lease));
+  });
+}
+
+function send(reply: FastifyReply, ge: GatewayError, headers: Record<string, string>): FastifyReply {
+  return reply
+    .code(ge.httpStatus)
+    .headers({ ...headers, 'content-type': 'application/json' })
+    .send(JSON.stringify(toRpcError(null, ge)));
+}

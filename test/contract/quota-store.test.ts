@@ -1,0 +1,82 @@
+/**
+ * The QuotaStore contract on every adapter: memory, and Redis on the machine's real server
+ * (`redis://127.0.0.1:6379`, or MCPGW_TEST_REDIS_URL). No Redis means failed tests, never skipped ones.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { Redis, Cluster } from 'ioredis';
+import { MemoryQuotaStore } from '../../shared/adapters/memory/quota-store.js';
+import { RedisQuotaStore } from '../../shared/adapters/redis/quota-store.js';
+import { quotaStoreContract } from './quota-store.contract.js';
+
+const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const keyPrefix = `mcpgw-test-${randomBytes(6).toString('hex')}`;
+
+async function dropKeys(prefix: string): Promise<void> {
+  const r = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  let cursor = '0';
+  do {
+    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await r.del(...keys);
+  } while (cursor !== '0');
+  await r.quit();
+}
+
+quotaStoreContract('memory', () => new MemoryQuotaStore());
+quotaStoreContract(
+  'redis',
+  async () => {
+    const store = new RedisQuotaStore(REDIS_URL, { keyPrefix });
+    assert.ok(await store.ready(), `these tests need a real Redis at ${REDIS_URL}`);
+    return store;
+  },
+  {
+    teardown: () => dropKeys(keyPrefix),
+  },
+);
+
+describe('RedisQuotaStore beyond the contract', () => {
+  const prefix = `${keyPrefix}-own`;
+  after(() => dropKeys(prefix));
+
+  test('keys carry the slot as hash tag and expire once their state stops mattering', async () => {
+    const probe = new Redis(REDIS_URL);
+    const store = new RedisQuotaStore(probe, { keyPrefix: prefix });
+    const user = `u-${randomUUID()}`;
+    await store.consume({
+      rates: [{ key: `user:${user}`, slot: `u:${user}`, limit: 10, windowMs: 60_000, burst: 10 }],
+      concurrency: [{ key: `conc:${user}`, slot: `u:${user}`, limit: 2, leaseId: 'l1', leaseMs: 30_000 }],
+    });
+    const keys = (await probe.keys(`${prefix}:*`)).sort();
+    assert.deepEqual(keys, [
+      `${prefix}:{q:u%3A${user}}:c%3Aconc%3A${user}`,
+      `${prefix}:{q:u%3A${user}}:r%3Auser%3A${user}`,
+    ]);
+    for (const k of keys) {
+      const ttl = await probe.pttl(k);
+      assert.ok(ttl > 0 && ttl <= 30_000, `${k} pttl ${ttl}`);
+    }
+    await store.close();
+    assert.equal(await probe.ping(), 'PONG', 'close leaves a client it was given open');
+    await probe.quit();
+  });
+
+  test('a Redis that is down fails the decision at once, not after a queue', async () => {
+    const store = new RedisQuotaStore('redis://127.0.0.1:1', { keyPrefix: prefix });
+    const started = Date.now();
+    await assert.rejects(
+      store.consume({ rates: [{ key: 'k', slot: 'k', limit: 1, windowMs: 1000, burst: 1 }] }),
+    );
+    assert.ok(Date.now() - started < 500, `took ${Date.now() - started} ms`);
+    await store.close();
+  });
+
+  test('refuses a Redis Cluster client and a prefix that would break the hash tag', () => {
+    const cluster = new Cluster([{ host: '127.0.0.1', port: 1 }], { lazyConnect: true });
+    assert.throws(() => new RedisQuotaStore(cluster), /Cluster/);
+    cluster.disconnect();
+    assert.throws(() => new RedisQuotaStore(REDIS_URL, { keyPrefix: 'a{b}' }), RangeError);
+  });
+});
