@@ -386,7 +386,7 @@ export class AutoEraBackend implements ServerBackend {
       this.era = era;
       await next.start();
       await old?.close();
-      this.events.availabilityChanged(this.name);
+      (this.events.catalogChanged ?? this.events.availabilityChanged).call(this.events, this.name);
     } catch (err) {
       this.log.warn({ server: this.name, error: (err as Error).message }, 'era re-probe failed');
     } finally {

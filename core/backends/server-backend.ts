@@ -45,6 +45,11 @@ export interface BackendEvents {
   /** The shared backend came up, restarted or went down: its catalog may have changed. */
   availabilityChanged(server: string): void;
   /**
+   * The backend now serves another catalog while staying up (it changed protocol era): sessions list
+   * again. Absent: availabilityChanged is told instead.
+   */
+  catalogChanged?(server: string): void;
+  /**
    * Who is calling, as headers for this HTTP backend (`identity: headers | delegation`), per request;
    * undefined sends none.
    */

@@ -305,11 +305,20 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const validator = this.core.argumentValidator;
     if (!validator && !this.access.filtersItems) return;
     const backend = this.core.backend(server)!;
-    const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
-    const def = this.core.catalog.declares(client, 'tools')
-      ? await this.core.catalog.find(client, 'tools', name)
-      : undefined;
-    if (!def) {
+    let def: JsonObject | undefined;
+    let unreachable = false;
+    try {
+      const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
+      def = this.core.catalog.declares(client, 'tools')
+        ? await this.core.catalog.find(client, 'tools', name)
+        : undefined;
+    } catch (err) {
+      // No replica can give its catalog now: the pool answers the call (a result cached for exactly these
+      // arguments, or its own clear error). The caller's argument constraints still apply below.
+      if (!(err instanceof GatewayError)) throw err;
+      unreachable = true;
+    }
+    if (!def && !unreachable) {
       // On /servers/{name}/mcp without a policy the backend answers for names it does not know.
       if (this.isAggregate || this.access.filtersItems) throw unknown();
       return;
@@ -321,7 +330,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         `Invalid params: ${denied.map((v) => `${v.path} ${v.message}`).join('; ')}`,
         { violations: denied },
       );
-    const violations = validator?.check(def.inputSchema, args) ?? [];
+    const violations = def ? (validator?.check(def.inputSchema, args) ?? []) : [];
     if (violations.length > 0)
       throw new GatewayError(
         'GW_INVALID_ARGUMENTS',
@@ -626,16 +635,27 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const untrack = this.core.trackCall(ctx);
     const note = this.core.noteOf(req);
     if (note) note.server = server;
-    const stage = tracingActive()
-      ? startStage(STAGE.backendCall, {
-          kind: SpanKind.CLIENT,
-          attributes: () => ({
-            'rpc.method': req.method,
-            'mcpgw.server': server,
-            'mcpgw.backend.transport': backend.config.transport,
-          }),
-        })
+    const traced = tracingActive();
+    // select_backend lasts until the pool hands an attempt a client; backend_call from then on.
+    let select = traced
+      ? startStage(STAGE.selectBackend, { attributes: () => ({ 'mcpgw.server': server }) })
       : undefined;
+    let stage: StageSpan | undefined;
+    const callStage = (): StageSpan | undefined => {
+      if (!traced) return undefined;
+      if (select) {
+        endStage(select);
+        select = undefined;
+      }
+      return (stage ??= startStage(STAGE.backendCall, {
+        kind: SpanKind.CLIENT,
+        attributes: () => ({
+          'rpc.method': req.method,
+          'mcpgw.server': server,
+          'mcpgw.backend.transport': backend.config.transport,
+        }),
+      }));
+    };
     const t0 = note ? performance.now() : 0;
     try {
       // The pool picks the replica, retries where safe, and may answer from its cache.
@@ -647,8 +667,9 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         handle,
         prepare: (client, p) => this.core.mapProgress(p, ctx, client),
         attempt: (client, p, options) =>
-          this.attempt(client, req.method, p, options, { stage, sink, handle, params }),
+          this.attempt(client, req.method, p, options, { stage: callStage(), sink, handle, params }),
       });
+      endStage(select);
       if (stage)
         endStage(
           stage,
@@ -658,6 +679,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         );
       return { ...res, id: req.id } as JsonRpcResponse;
     } catch (err) {
+      endStage(select, { message: (err as Error).message });
       endStage(stage, { message: (err as Error).message });
       if (err instanceof CallAbortedError) return undefined;
       throw err;
@@ -747,19 +769,6 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         }
       },
     });
-  }
-
-  /** Opens (or waits for) this session's backend client: the select-backend stage. */
-  private async selectBackend(backend: ServerBackend): Promise<BackendClient> {
-    const stage = startStage(STAGE.selectBackend, { attributes: () => ({ 'mcpgw.server': backend.name }) });
-    try {
-      const client = backend.existingClientFor(this) ?? (await backend.clientFor(this));
-      endStage(stage);
-      return client;
-    } catch (err) {
-      endStage(stage, { code: (err as { code?: string }).code, message: (err as Error).message });
-      throw err;
-    }
   }
 
   notify(n: JsonRpcNotification): void {

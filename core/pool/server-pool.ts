@@ -832,6 +832,13 @@ export class ServerPool implements ServerBackend {
       notification: (server, owner, n, related, client) =>
         up.notification(server, owner, n, related ?? this.soleCall(r, n.method), client),
       availabilityChanged: () => this.innerAvailability(r),
+      // The backend serves another catalog (an era switch): the core lists again, whatever the health.
+      catalogChanged: () => (up.catalogChanged ?? up.availabilityChanged).call(up, this.name),
+      // Who is calling, as the core tells each HTTP backend (identity: headers | delegation).
+      ...(up.identityHeaders && {
+        identityHeaders: (server: string, owner: SessionOwner | undefined) =>
+          up.identityHeaders!.call(up, server, owner),
+      }),
       backendSessionChanged: (server, owner, info) => {
         if (owner.id.startsWith(PROBE_PREFIX)) return;
         up.backendSessionChanged(server, owner, info && { ...info, replica: r.id });
@@ -903,10 +910,7 @@ export class ServerPool implements ServerBackend {
       this.available = this.canServeAny(Date.now());
       return;
     }
-    // A per-session backend says its catalog may have changed (an era switch, for one): the core lists
-    // again whether or not the pool as a whole can serve differently.
-    this.available = this.canServeAny(Date.now());
-    this.events.availabilityChanged(this.name);
+    this.availabilityMaybeChanged();
   }
 
   // ---------------------------------------------------------------- stdio processes
