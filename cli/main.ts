@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { configSchema } from '../shared/config/schema.js';
+import { configSchema, type GatewayConfig } from '../shared/config/schema.js';
 import { ConfigError, loadConfigFile } from '../shared/config/load.js';
 import { createLogger } from '../shared/log.js';
 import { configBaseDir, startSingleNode } from './single.js';
@@ -149,31 +149,15 @@ async function main(argv: string[]): Promise<number> {
     };
     const command = run[`${cmd} ${sub}`];
     if (!command) return usage(`unknown command "${positionals.join(' ')}"`);
-    let cfg;
-    try {
-      cfg = await loadConfigFile(file);
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(`${err.message}\n`);
-        return 1;
-      }
-      throw err;
-    }
+    const cfg = await loadReported(file);
+    if (!cfg) return 1;
     return guarded(() => command(cfg, configBaseDir(file)));
   }
   if (cmd === 'start') {
     const file = values.config ?? process.env.MCPGW_CONFIG;
     if (!file) return usage('start needs --config FILE');
-    let cfg;
-    try {
-      cfg = await loadConfigFile(file);
-    } catch (err) {
-      if (err instanceof ConfigError) {
-        process.stderr.write(`${err.message}\n`);
-        return 1;
-      }
-      throw err;
-    }
+    const cfg = await loadReported(file);
+    if (!cfg) return 1;
     const log = createLogger(cfg.log.level);
     const start = { single: startSingleNode, edge: startEdgeNode, core: startCoreNode }[cfg.role];
     const node = await start(cfg, { log, baseDir: configBaseDir(file) });
@@ -224,16 +208,8 @@ async function keysMain(argv: string[]): Promise<number> {
   const i = argv.findIndex((a) => a === '--config' || a === '-c');
   const file = (i >= 0 ? argv[i + 1] : undefined) ?? process.env.MCPGW_CONFIG;
   if (!file) return usage('keys needs --config FILE');
-  let cfg;
-  try {
-    cfg = await loadConfigFile(file);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      return 1;
-    }
-    throw err;
-  }
+  const cfg = await loadReported(file);
+  if (!cfg) return 1;
   try {
     return await keysCommand(argv, cfg, {
       out: (t) => process.stdout.write(t),
@@ -259,3 +235,14 @@ main(process.argv.slice(2)).then(
     process.exit(1);
   },
 );
+
+/** Loads a config file; a ConfigError (every problem with its path) goes to stderr and gives undefined. */
+async function loadReported(file: string): Promise<GatewayConfig | undefined> {
+  try {
+    return await loadConfigFile(file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return undefined;
+  }
+}
