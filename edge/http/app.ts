@@ -285,6 +285,12 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
         const up = s.state === 'ready';
         metrics.backendUp.set({ server: s.name, transport: s.transport }, up ? 1 : 0);
         if (up && s.transport === 'stdio') stdio++;
+        // Each replica's breaker, as the pool reports it (replicas are configured: bounded labels).
+        const replicas = (s.pool?.replicas ?? []) as { id?: unknown; breaker?: unknown }[];
+        for (const r of replicas) {
+          const state = r.breaker === 'open' ? 'open' : r.breaker === 'closed' ? 'closed' : 'half_open';
+          metrics.setBreakerState(s.name, String(r.id), state);
+        }
       }
       metrics.stdioProcesses.set(stdio);
     });

@@ -104,6 +104,8 @@ describe('metrics and usage analytics', () => {
     assert.ok(delta('mcpgw_request_gateway_duration_seconds_count', { method: 'tools/call' }) >= 5);
     assert.equal(valueOf(after, 'mcpgw_backend_up', { server: 'rechttp', transport: 'streamable-http' }), 1);
     assert.equal(valueOf(after, 'mcpgw_backend_up', { server: 'recstdio', transport: 'stdio' }), 1);
+    // The pool's breaker of the HTTP server's one replica, closed (0) while it answers.
+    assert.equal(valueOf(after, 'mcpgw_breaker_state', { server: 'rechttp', replica: http.url }), 0);
     assert.equal(valueOf(after, 'mcpgw_stdio_processes'), 1);
     assert.ok(valueOf(after, 'mcpgw_sessions', { transport: 'streamable-http' }) >= 1);
     assert.ok(after.some((s) => s.name === 'mcpgw_sse_streams'));
