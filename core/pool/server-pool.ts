@@ -836,8 +836,9 @@ export class ServerPool implements ServerBackend {
       catalogChanged: () => (up.catalogChanged ?? up.availabilityChanged).call(up, this.name),
       // Who is calling, as the core tells each HTTP backend (identity: headers | delegation).
       ...(up.identityHeaders && {
+        // The pool's own health probes are no client's: the core speaks for itself there.
         identityHeaders: (server: string, owner: SessionOwner | undefined) =>
-          up.identityHeaders!.call(up, server, owner),
+          up.identityHeaders!.call(up, server, owner?.id.startsWith(PROBE_PREFIX) ? undefined : owner),
       }),
       backendSessionChanged: (server, owner, info) => {
         if (owner.id.startsWith(PROBE_PREFIX)) return;

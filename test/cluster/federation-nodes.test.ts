@@ -21,7 +21,7 @@ const stdio = (name: string, tools: string[], extra: Record<string, unknown> = {
   env: { FIXTURE_CATALOG: JSON.stringify({ tools }) },
   ...extra,
 });
-const fast = { heartbeatMs: 100, downAfterMs: 600 };
+const fast = { heartbeatMs: 100, downAfterMs: 600, antiEntropyMs: 5000 };
 
 describe('federation in gateway nodes', () => {
   let topo: NatsTopology;
@@ -60,7 +60,14 @@ describe('federation in gateway nodes', () => {
     });
     nodes.push(b);
     const index = b.federation!.index;
-    await until(index, () => index.whoServes('weather__forecast').length === 1, 'weather__forecast in B');
+    // A new mirror across the leaf connection can take several seconds to start on nats-server 2.9
+    // (docs/federation.md); anti-entropy repairs what its first read missed.
+    await until(
+      index,
+      () => index.whoServes('weather__forecast').length === 1,
+      'weather__forecast in B',
+      30_000,
+    );
     const [who] = index.whoServes('weather__forecast');
     assert.deepEqual(
       [who!.region, who!.gateway, who!.url, who!.health, who!.reachable, who!.classification, who!.residency],
