@@ -418,14 +418,7 @@ export class GatewayCore implements CoreService {
   ): Promise<JsonRpcResponse | undefined> {
     // Without plugins the pipeline is the dispatch stage alone: skip the context and the composed chain.
     if (!this.hasPlugins)
-      return dispatch(request).catch((err: unknown) => {
-        if (!(err instanceof GatewayError))
-          this.log.error(
-            { err, method: request.method, sessionId: session.id, requestId: request.id },
-            'request failed',
-          );
-        return toRpcError(request.id, err);
-      });
+      return dispatch(request).catch((err: unknown) => this.failed(session, request, err));
     const ctx: PipelineContext = {
       request,
       session,
@@ -435,14 +428,19 @@ export class GatewayCore implements CoreService {
     try {
       await this.pipeline(ctx);
     } catch (err) {
-      if (!(err instanceof GatewayError))
-        this.log.error(
-          { err, method: request.method, sessionId: session.id, requestId: request.id },
-          'request failed',
-        );
-      return toRpcError(request.id, err);
+      return this.failed(session, request, err);
     }
     return ctx.response;
+  }
+
+  /** A request the pipeline could not answer: its error, logged with its stack when it is a gateway bug. */
+  private failed(session: ClientSession, request: JsonRpcRequest, err: unknown): JsonRpcResponse {
+    if (!(err instanceof GatewayError))
+      this.log.error(
+        { err, method: request.method, sessionId: session.id, requestId: request.id },
+        'request failed',
+      );
+    return toRpcError(request.id, err);
   }
 
   // ---------------------------------------------------------------- helpers used by sessions

@@ -34,6 +34,7 @@ import {
 import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/mcp/versions.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
+import { MODERN_REQUESTS } from '../../shared/mcp/eras.js';
 import { ModernCall, type CallEvent } from './modern-call.js';
 import { honoredFilter, openListenStream, type ListenStream } from './modern-listen.js';
 import { openSse, sseEvent } from './sse.js';
@@ -46,19 +47,6 @@ const LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
 const SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 const ENVELOPE_KEYS = [PROTOCOL_VERSION, CLIENT_CAPABILITIES, CLIENT_INFO, LOG_LEVEL];
 
-/** The requests of 2026-07-28; anything else is 404 / -32601 in this era. */
-const MODERN_METHODS = new Set([
-  'server/discover',
-  'subscriptions/listen',
-  'tools/list',
-  'tools/call',
-  'prompts/list',
-  'prompts/get',
-  'resources/list',
-  'resources/templates/list',
-  'resources/read',
-  'completion/complete',
-]);
 /** Results a client may cache: they carry `ttlMs` and `cacheScope`. */
 const CACHEABLE = new Set([
   'server/discover',
@@ -176,7 +164,7 @@ export class ModernEndpoint {
         `Header ${mismatch.name} (${mismatch.header}) does not match the body (${mismatch.body})`,
         { mismatch: { header: mismatch.header, body: mismatch.body } },
       );
-    if (!MODERN_METHODS.has(request.method))
+    if (!MODERN_REQUESTS.has(request.method))
       return refuse(reply, 'GW_METHOD_NOT_FOUND_MODERN', request.id, `Method not found: ${request.method}`);
 
     reply.hijack();

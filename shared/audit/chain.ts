@@ -5,7 +5,14 @@
  */
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
-import type { AuditEvent, AuditRecord, ChainBreak, ChainPoint } from '../ports/audit-sink.js';
+import type {
+  AuditEvent,
+  AuditRange,
+  AuditRecord,
+  ChainBreak,
+  ChainPoint,
+  EvidencePackage,
+} from '../ports/audit-sink.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 export const HASH_ALGORITHM =
@@ -164,4 +171,29 @@ export class ChainVerifier {
   private break(kind: ChainBreak['kind'], seq: number, message: string): void {
     this.breaks.push({ region: this.region, kind, seq, message });
   }
+}
+
+/** An evidence package of a region's range: the same shape whichever store the records came from. */
+export function evidencePackage(
+  region: string,
+  range: AuditRange,
+  records: AuditRecord[],
+  anchor: EvidencePackage['anchor'],
+  head: ChainPoint | null,
+): EvidencePackage {
+  return {
+    format: 'mcpgw-audit-evidence/1',
+    region,
+    exportedAt: new Date().toISOString(),
+    range: {
+      from: range.from?.toISOString() ?? null,
+      to: range.to?.toISOString() ?? null,
+      fromSeq: records[0]?.seq ?? null,
+      toSeq: records.at(-1)?.seq ?? null,
+    },
+    hashAlgorithm: HASH_ALGORITHM,
+    anchor,
+    head,
+    records,
+  };
 }

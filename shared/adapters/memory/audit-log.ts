@@ -2,7 +2,7 @@
  * AuditLog in this process only (`audit.sink: memory`): the same chains, gone at exit. For tests and
  * nodes whose audit goes nowhere else.
  */
-import { ChainVerifier, chainEvents, GENESIS_HASH, HASH_ALGORITHM } from '../../audit/chain.js';
+import { ChainVerifier, chainEvents, evidencePackage, GENESIS_HASH } from '../../audit/chain.js';
 import type {
   AuditEvent,
   AuditLog,
@@ -62,21 +62,13 @@ export class MemoryAuditLog implements AuditLog {
   async evidence(region: string, range: AuditRange = {}): Promise<EvidencePackage> {
     const records = this.span(region, range).map((r) => structuredClone(r));
     const chain = this.chain(region);
-    return {
-      format: 'mcpgw-audit-evidence/1',
+    return evidencePackage(
       region,
-      exportedAt: new Date().toISOString(),
-      range: {
-        from: range.from?.toISOString() ?? null,
-        to: range.to?.toISOString() ?? null,
-        fromSeq: records[0]?.seq ?? null,
-        toSeq: records.at(-1)?.seq ?? null,
-      },
-      hashAlgorithm: HASH_ALGORITHM,
-      anchor: this.anchorBefore(region, records[0]?.seq ?? chain.checkpoint.seq + 1),
-      head: chain.head,
+      range,
       records,
-    };
+      this.anchorBefore(region, records[0]?.seq ?? chain.checkpoint.seq + 1),
+      chain.head,
+    );
   }
 
   async prune(before: Date): Promise<Record<string, number>> {

@@ -4,7 +4,7 @@
  * batch at a time; the records and the new head commit together. Verification recomputes every hash
  * from the stored columns and never trusts the append-only trigger.
  */
-import { ChainVerifier, chainEvents, GENESIS_HASH, HASH_ALGORITHM } from '../../audit/chain.js';
+import { ChainVerifier, chainEvents, evidencePackage, GENESIS_HASH } from '../../audit/chain.js';
 import type {
   AuditEvent,
   AuditLog,
@@ -127,21 +127,13 @@ export class PostgresAuditLog implements AuditLog {
     const span = await this.seqSpan(region, range);
     const records: AuditRecord[] = [];
     if (span) for await (const r of this.read(region, range)) records.push(r);
-    return {
-      format: 'mcpgw-audit-evidence/1',
+    return evidencePackage(
       region,
-      exportedAt: new Date().toISOString(),
-      range: {
-        from: range.from?.toISOString() ?? null,
-        to: range.to?.toISOString() ?? null,
-        fromSeq: records[0]?.seq ?? null,
-        toSeq: records.at(-1)?.seq ?? null,
-      },
-      hashAlgorithm: HASH_ALGORITHM,
-      anchor: await this.anchorBefore(region, records[0]?.seq ?? span?.fromSeq ?? 1),
-      head: (await this.head(region)) ?? null,
+      range,
       records,
-    };
+      await this.anchorBefore(region, records[0]?.seq ?? span?.fromSeq ?? 1),
+      (await this.head(region)) ?? null,
+    );
   }
 
   async prune(before: Date): Promise<Record<string, number>> {
