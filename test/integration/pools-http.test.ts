@@ -204,6 +204,20 @@ describe('a hung backend', { timeout: 90_000 }, () => {
     assert.equal(cancel.cancelled, call.requestId, 'the cancellation names the request the backend saw');
     assert.equal(rep.calls('hang').length, 1, 'a timed-out call is not retried');
   });
+
+  test("the caller's deadline in _meta ends the call sooner, with no retry after it", async () => {
+    const s = await RawCaller.open(`${gw.url}/mcp`);
+    const before = rep.calls('hang').length;
+    const t0 = Date.now();
+    const r = await s.call('svc__hang', {}, { 'io.mcpgw/deadline': t0 + 150 });
+    const took = Date.now() - t0;
+    assert.equal(r.error?.data?.code, 'GW_BACKEND_TIMEOUT', JSON.stringify(r));
+    assert.ok(
+      took >= 140 && took < 290,
+      `answered at the caller's 150 ms deadline, not the tool's 300 ms (${took} ms)`,
+    );
+    assert.equal(rep.calls('hang').length, before + 1, 'sent once, never retried past the deadline');
+  });
 });
 
 describe('the response cache', { timeout: 90_000 }, () => {
