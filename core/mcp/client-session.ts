@@ -31,7 +31,12 @@ import { isInputRequired, serveInputRounds } from './input-rounds.js';
 import type { ServerBackend, SessionOwner } from '../backends/server-backend.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { CallerAccess, ItemKind } from '../policy/access-control.js';
-import { maskToolResult } from '../policy/pii-mask.js';
+import {
+  maskPromptResult,
+  maskResourceContents,
+  maskToolResult,
+  type MaskedKind,
+} from '../policy/pii-mask.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
 import {
@@ -163,7 +168,12 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
           );
         if (!target || !this.access.itemVisible(kind, target.server, target.name)) throw unknown();
         if (kind === 'prompts')
-          return this.forward(target.server, req, { ...params, name: target.name }, sink);
+          return this.maskResult(
+            target.server,
+            target.name,
+            await this.forward(target.server, req, { ...params, name: target.name }, sink),
+            'prompts',
+          );
         await this.admitToolCall(target.server, target.name, params.arguments, unknown);
         return this.maskResult(
           target.server,
@@ -250,6 +260,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       return this.maskResult(backend.name, name, await this.forward(backend.name, req, req.params, sink));
     }
     const res = await this.forward(backend.name, req, req.params, sink);
+    if (req.method === 'prompts/get' && typeof req.params?.name === 'string')
+      return this.maskResult(backend.name, req.params.name, res, 'prompts');
+    if (req.method === 'resources/read' && typeof req.params?.uri === 'string')
+      return this.maskResult(backend.name, req.params.uri, res, 'resources');
     const listed = SCOPED_LISTS[req.method];
     return listed && this.access.filtersItems ? this.filterPage(res, backend.name, listed) : res;
   }
@@ -339,14 +353,23 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       );
   }
 
+  /** A result with the personal data the caller's tenant's rules name for this item masked. */
   private maskResult(
     server: string,
-    tool: string,
+    name: string,
     res: JsonRpcResponse | undefined,
+    kind: MaskedKind = 'tools',
   ): JsonRpcResponse | undefined {
     if (!res || 'error' in res || !this.core.pii.enabled) return res;
-    const mask = this.core.pii.maskerFor(this.identity.tenant, server, tool);
-    return mask ? { ...res, result: maskToolResult(res.result, mask) } : res;
+    const mask = this.core.pii.maskerFor(this.identity.tenant, server, name, kind);
+    if (!mask) return res;
+    const masked =
+      kind === 'tools'
+        ? maskToolResult(res.result, mask)
+        : kind === 'prompts'
+          ? maskPromptResult(res.result, mask)
+          : maskResourceContents(res.result, mask);
+    return { ...res, result: masked };
   }
 
   // ---------------------------------------------------------------- the aggregate view
@@ -518,7 +541,9 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         if (req.method === 'resources/subscribe') this.subscriptions.set(exposedUri, target);
         if (req.method === 'resources/unsubscribe') this.subscriptions.delete(exposedUri);
       }
-      return res && req.method === 'resources/read' ? this.renameContents(res, target.server) : res;
+      return res && req.method === 'resources/read'
+        ? this.maskResult(target.server, target.uri, this.renameContents(res, target.server), 'resources')
+        : res;
     }
     // A shared backend holds one subscription per URI for every session; the gateway fans out updates.
     if (req.method === 'resources/subscribe') {
@@ -543,7 +568,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       const client = await b.clientFor(this).catch(() => undefined);
       if (!client || !this.core.catalog.declares(client, 'resources')) continue;
       const res = await this.forward(b.name, req, params, sink);
-      if (!res || !('error' in res)) return res && this.renameContents(res, b.name);
+      if (!res || !('error' in res))
+        return res && this.maskResult(b.name, uri, this.renameContents(res, b.name), 'resources');
       if (res.error.code !== RpcCode.ResourceNotFound && res.error.code !== RpcCode.InvalidParams) return res;
     }
     throw new GatewayError('GW_UNKNOWN_RESOURCE', `Resource not found: ${uri}`, { uri });

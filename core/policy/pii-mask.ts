@@ -1,8 +1,9 @@
 /**
- * Masking of personal data in tool results, chosen per server, tool and tenant. Built-in detectors
- * check what they find (a card number must pass Luhn, an IBAN mod-97) so that order numbers and other
- * long digit runs survive; custom patterns are taken as given. Text content, embedded text resources
- * and every string of structuredContent are masked; the result keeps its shape (valid MCP).
+ * Masking of personal data in results, chosen per server, item (tool, prompt or resource URI) and tenant.
+ * Built-in detectors check what they find (a card number must pass Luhn, an IBAN mod-97) so that order
+ * numbers and other long digit runs survive; custom patterns are taken as given. Text content, embedded
+ * text resources, every string of structuredContent, prompt messages and text resource contents are
+ * masked; the result keeps its shape (valid MCP). Binary content (blobs, images) is left alone.
  */
 import type { PiiConfig } from '../../shared/config/security-schema.js';
 import type { JsonObject } from '../../shared/mcp/jsonrpc.js';
@@ -44,9 +45,11 @@ const BUILT_IN: Record<'email' | 'card' | 'iban', Detector> = {
   iban: (t) => t.replace(IBAN, (m) => (ibanValid(m) ? '[REDACTED:iban]' : m)),
 };
 
+export type MaskedKind = 'tools' | 'prompts' | 'resources';
+
 interface CompiledRule {
   server: GlobMatcher;
-  tool: GlobMatcher;
+  items: Record<MaskedKind, GlobMatcher>;
   tenants?: readonly string[];
   detectors: Detector[];
 }
@@ -56,30 +59,40 @@ export class PiiMasker {
   private readonly chosen = new Map<string, ((s: string) => string) | undefined>();
 
   constructor(config: PiiConfig | undefined) {
-    this.rules = (config?.rules ?? []).map((r) => ({
-      server: globMatcher(r.servers),
-      tool: globMatcher(r.tools),
-      ...(r.tenants ? { tenants: r.tenants } : {}),
-      detectors: [
-        ...r.detect.map((d) => BUILT_IN[d]),
-        ...r.patterns.map((p): Detector => {
-          const re = new RegExp(p.regex, 'gu');
-          return (t) => t.replace(re, `[REDACTED:${p.name}]`);
-        }),
-      ],
-    }));
+    this.rules = (config?.rules ?? []).map((r) => {
+      // As in the policy: a rule that names no item list covers every result of its servers.
+      const named = r.tools !== undefined || r.prompts !== undefined || r.resources !== undefined;
+      const list = (l: string[] | undefined) => globMatcher(l ?? (named ? [] : ['*']));
+      return {
+        server: globMatcher(r.servers),
+        items: { tools: list(r.tools), prompts: list(r.prompts), resources: list(r.resources) },
+        ...(r.tenants ? { tenants: r.tenants } : {}),
+        detectors: [
+          ...r.detect.map((d) => BUILT_IN[d]),
+          ...r.patterns.map((p): Detector => {
+            const re = new RegExp(p.regex, 'gu');
+            return (t) => t.replace(re, `[REDACTED:${p.name}]`);
+          }),
+        ],
+      };
+    });
   }
 
   get enabled(): boolean {
     return this.rules.length > 0;
   }
 
-  /** The masking for one tool and caller's tenant; undefined when no rule covers it. */
-  maskerFor(tenant: string, server: string, tool: string): ((s: string) => string) | undefined {
-    const key = `${tenant}\u0000${server}\u0000${tool}`;
+  /** The masking for one item (a tool by default) and caller's tenant; undefined when no rule covers it. */
+  maskerFor(
+    tenant: string,
+    server: string,
+    name: string,
+    kind: MaskedKind = 'tools',
+  ): ((s: string) => string) | undefined {
+    const key = `${kind}\u0000${tenant}\u0000${server}\u0000${name}`;
     if (this.chosen.has(key)) return this.chosen.get(key);
     const detectors = this.rules
-      .filter((r) => r.server(server) && r.tool(tool) && (!r.tenants || r.tenants.includes(tenant)))
+      .filter((r) => r.server(server) && r.items[kind](name) && (!r.tenants || r.tenants.includes(tenant)))
       .flatMap((r) => r.detectors);
     const mask = detectors.length === 0 ? undefined : (s: string) => detectors.reduce((t, d) => d(t), s);
     if (this.chosen.size < 50_000) this.chosen.set(key, mask);
@@ -91,16 +104,44 @@ export class PiiMasker {
 export function maskToolResult(result: JsonObject, mask: (s: string) => string): JsonObject {
   const out: JsonObject = { ...result };
   if (Array.isArray(result.content))
-    out.content = (result.content as JsonObject[]).map((c) => {
-      if (c?.type === 'text' && typeof c.text === 'string') return { ...c, text: mask(c.text) };
-      const r = c?.resource as JsonObject | undefined;
-      if (c?.type === 'resource' && r && typeof r.text === 'string')
-        return { ...c, resource: { ...r, text: mask(r.text) } };
-      return c;
-    });
+    out.content = (result.content as JsonObject[]).map((c) => maskBlock(c, mask)!);
   if (result.structuredContent !== undefined)
     out.structuredContent = walkStrings(result.structuredContent, mask) as JsonObject;
   return out;
+}
+
+/** A prompts/get result with its description and the text of its messages masked. */
+export function maskPromptResult(result: JsonObject, mask: (s: string) => string): JsonObject {
+  const out: JsonObject = { ...result };
+  if (typeof result.description === 'string') out.description = mask(result.description);
+  if (Array.isArray(result.messages))
+    out.messages = (result.messages as JsonObject[]).map((m) => {
+      if (typeof m !== 'object' || m === null) return m;
+      const c = m.content as JsonObject | JsonObject[] | undefined;
+      // One content block per message (the spec); an array is masked block by block all the same.
+      const content = Array.isArray(c) ? c.map((b) => maskBlock(b, mask)) : maskBlock(c, mask);
+      return { ...m, content } as JsonObject;
+    });
+  return out;
+}
+
+/** A resources/read result with its text contents masked (blobs are left alone). */
+export function maskResourceContents(result: JsonObject, mask: (s: string) => string): JsonObject {
+  if (!Array.isArray(result.contents)) return result;
+  return {
+    ...result,
+    contents: (result.contents as JsonObject[]).map((c) =>
+      c && typeof c.text === 'string' ? { ...c, text: mask(c.text) } : c,
+    ),
+  };
+}
+
+function maskBlock(c: JsonObject | undefined, mask: (s: string) => string): JsonObject | undefined {
+  if (c?.type === 'text' && typeof c.text === 'string') return { ...c, text: mask(c.text) };
+  const r = c?.resource as JsonObject | undefined;
+  if (c?.type === 'resource' && r && typeof r.text === 'string')
+    return { ...c, resource: { ...r, text: mask(r.text) } };
+  return c;
 }
 
 function walkStrings(v: unknown, mask: (s: string) => string): unknown {

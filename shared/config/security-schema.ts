@@ -288,7 +288,14 @@ export const policySchema = z
 const piiRule = z
   .object({
     servers: z.array(glob).default(['*']),
-    tools: z.array(glob).default(['*']),
+    tools: z
+      .array(glob)
+      .optional()
+      .describe(
+        'tools/call results of these tools. A rule naming none of tools, prompts and resources covers every result of its servers; one naming some covers only those.',
+      ),
+    prompts: z.array(glob).optional().describe('prompts/get results of these prompts.'),
+    resources: z.array(glob).optional().describe('resources/read results of these (backend) URIs.'),
     tenants: nameList.optional().describe('Callers of these tenants (absent: every tenant).'),
     detect: z
       .array(z.enum(['email', 'card', 'iban']))
@@ -319,7 +326,9 @@ export const piiSchema = z
   .object({ rules: z.array(piiRule).default([]) })
   .strict()
   .optional()
-  .describe('Masking of personal data in tool results (text content and structuredContent).');
+  .describe(
+    'Masking of personal data in results: tools/call (text content, embedded resources, structuredContent), prompts/get messages and resources/read contents.',
+  );
 
 export const validationSchema = z
   .object({

@@ -69,6 +69,15 @@ const config = {
   pii: {
     rules: [
       { servers: ['files', 'acme-crm'], tools: ['leak'], patterns: [{ name: 'ticket', regex: 'TCK-\\d+' }] },
+      // Prompts and resources: only those named, only for the tenants named (the shared server's results
+      // are masked for acme's callers, not for globex's).
+      {
+        servers: ['files'],
+        prompts: ['greet'],
+        resources: ['file:///docs/customer*'],
+        tenants: ['acme'],
+        detect: ['email', 'card'],
+      },
     ],
   },
 };
@@ -288,5 +297,40 @@ describe('per-caller authorization, tenancy and filters', () => {
     const carol = await as('carol');
     const plain: any = await carol.callTool({ name: 'globex-db__leak', arguments: {} });
     assert.match(plain.content[0].text, /jane\.doe@example\.com/);
+  });
+
+  test('prompts/get and resources/read results are masked per server, item and tenant; blobs untouched', async () => {
+    const alice = await as('alice');
+    const p = await alice.getPrompt({ name: 'files__greet' });
+    assert.equal(p.description, 'greet, written for [REDACTED:email]');
+    const first = (p.messages[0]!.content as { text: string }).text;
+    assert.ok(first.includes('[REDACTED:email]') && first.includes('card [REDACTED:card]'), first);
+    assert.ok(first.includes('IBAN DE89'), 'iban is not among the detectors of this rule');
+    assert.equal((p.messages[1]!.content as any).resource.text, 'from [REDACTED:email]');
+    // The same prompt of acme-crm: its only rule names tools, so prompts there are not masked.
+    const crm = await alice.getPrompt({ name: 'acme-crm__greet' });
+    assert.match(crm.description!, /jane\.doe@example\.com/);
+
+    const scoped = await as('alice', '/servers/files/mcp');
+    const again = await scoped.getPrompt({ name: 'greet' });
+    assert.equal(again.description, 'greet, written for [REDACTED:email]');
+    const r = await scoped.readResource({ uri: 'file:///docs/customer-7' });
+    const text = (r.contents[0] as { text: string }).text;
+    assert.ok(text.startsWith('customer of files: Contact [REDACTED:email], card [REDACTED:card]'), text);
+    assert.equal(
+      Buffer.from((r.contents[1] as { blob: string }).blob, 'base64').toString(),
+      'jane.doe@example.com',
+    );
+    // A resource the rule does not name is left as it is.
+    const other = await scoped.readResource({ uri: 'file:///public/readme.txt' });
+    assert.equal(
+      (other.contents[0] as { text: string }).text,
+      'content of file:///public/readme.txt from files',
+    );
+
+    // globex's caller reads the same shared server's prompt unmasked: the rule is acme's.
+    const carol = await as('carol');
+    const plain = await carol.getPrompt({ name: 'files__greet' });
+    assert.match(plain.description!, /jane\.doe@example\.com/);
   });
 });

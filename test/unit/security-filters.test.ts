@@ -4,7 +4,14 @@ import { describe, test } from 'node:test';
 import { validateConfig } from '../../shared/config/load.js';
 import { ConfigError } from '../../shared/config/load.js';
 import { AccessControl } from '../../core/policy/access-control.js';
-import { ibanValid, luhnValid, maskToolResult, PiiMasker } from '../../core/policy/pii-mask.js';
+import {
+  ibanValid,
+  luhnValid,
+  maskPromptResult,
+  maskResourceContents,
+  maskToolResult,
+  PiiMasker,
+} from '../../core/policy/pii-mask.js';
 import { hostRouter } from '../../edge/http/host-routing.js';
 import type { Principal } from '../../shared/identity/principal.js';
 
@@ -139,6 +146,54 @@ describe('PII detectors', () => {
       content: [{ type: 'image', data: 'a@b.example', mimeType: 'image/png' }],
       isError: false,
     });
+  });
+  test('prompt and resource results: a rule naming no item covers all, one naming some only those', () => {
+    const m = new PiiMasker({
+      rules: [
+        { servers: ['crm'], detect: ['email'], patterns: [] },
+        { servers: ['docs'], resources: ['file:///hr/*'], detect: ['email'], patterns: [] },
+      ],
+    });
+    assert.ok(m.maskerFor('t', 'crm', 'any', 'prompts') && m.maskerFor('t', 'crm', 'x://y', 'resources'));
+    assert.equal(m.maskerFor('t', 'docs', 'lookup'), undefined);
+    assert.equal(m.maskerFor('t', 'docs', 'greet', 'prompts'), undefined);
+    const mask = m.maskerFor('t', 'docs', 'file:///hr/jane', 'resources')!;
+    assert.deepEqual(
+      maskResourceContents(
+        {
+          contents: [
+            { uri: 'file:///hr/jane', text: 'jane@x.example' },
+            { uri: 'b', blob: 'amFuZUB4' },
+          ],
+        },
+        mask,
+      ),
+      {
+        contents: [
+          { uri: 'file:///hr/jane', text: '[REDACTED:email]' },
+          { uri: 'b', blob: 'amFuZUB4' },
+        ],
+      },
+    );
+    assert.deepEqual(
+      maskPromptResult(
+        {
+          description: 'for a@b.example',
+          messages: [
+            { role: 'user', content: { type: 'text', text: 'a@b.example' } },
+            { role: 'user', content: { type: 'image', data: 'a@b.example', mimeType: 'image/png' } },
+          ],
+        },
+        mask,
+      ),
+      {
+        description: 'for [REDACTED:email]',
+        messages: [
+          { role: 'user', content: { type: 'text', text: '[REDACTED:email]' } },
+          { role: 'user', content: { type: 'image', data: 'a@b.example', mimeType: 'image/png' } },
+        ],
+      },
+    );
   });
 });
 
