@@ -15,6 +15,9 @@
  * unrelated to a request go to the edge instance that last used the session, over that edge's one
  * events stream (one stream per edge, not per session).
  */
+import type { Context } from '@opentelemetry/api';
+import { tracingActive, withContext } from '../../shared/telemetry/tracing.js';
+import { trustedParent } from './trace-parent.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { InternalIdentity } from '../../shared/identity/internal-token.js';
@@ -78,6 +81,8 @@ interface Caller {
   principal: Principal;
   key: string;
   edge: string;
+  /** The trace the request's spans join (see trace-parent.ts); undefined when tracing is off. */
+  trace?: Context;
 }
 
 export class InternalApi {
@@ -188,7 +193,13 @@ export class InternalApi {
         );
       throw err;
     }
-    return { principal: identity.principal, key: principalKey(identity.principal), edge };
+    const trace = tracingActive() ? trustedParent(req.headers.traceparent, identity.traceId) : undefined;
+    return {
+      principal: identity.principal,
+      key: principalKey(identity.principal),
+      edge,
+      ...(trace && { trace }),
+    };
   }
 
   private events(res: ServerResponse, caller: Caller): void {
@@ -216,7 +227,7 @@ export class InternalApi {
     const answer = new NdjsonAnswer(res, { send: (m) => this.toEdge(s, m) });
     let response: JsonRpcResponse | undefined;
     try {
-      response = await s.handle.request(request, answer);
+      response = await withContext(caller.trace, () => s.handle.request(request, answer));
     } catch (err) {
       response = toRpcError(request.id, err);
     } finally {

@@ -11,6 +11,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
+import { activeTraceparent } from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,
@@ -44,7 +45,8 @@ export interface CoreTarget {
 }
 
 export interface TokenSource {
-  tokenFor(principal: Principal, audience: string): Promise<string>;
+  /** `traceId`: the trace of the request the token travels with, signed into it. */
+  tokenFor(principal: Principal, audience: string, traceId?: string): Promise<string>;
   forget(): void;
 }
 
@@ -250,7 +252,11 @@ export class RemoteCore implements CoreService {
   ): Promise<Record<string, string>> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
-    if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
+    // The request's trace travels signed in the token (and its parent span in traceparent).
+    const trace = activeTraceparent();
+    if (trace) h.traceparent = trace.traceparent;
+    if (this.o.tokens)
+      h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id, trace?.traceId)}`;
     else
       h['x-mcpgw-test-principal'] =
         principal === ANONYMOUS || principal.authMethod === 'none'

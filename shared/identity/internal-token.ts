@@ -4,8 +4,9 @@
  * iss = the edge) carrying the Principal; the core accepts nothing else. A client's own token is never
  * forwarded: it has the wrong `typ`, and no edge key signs it.
  *
- * Tokens are minted once per principal and audience and reused for half their lifetime, and a core caches
- * what it verified until expiry: neither side pays for a signature per request. Keys come from files that
+ * Tokens are minted once per principal and audience (and trace, when the edge traces: the trace id is
+ * signed in, claim `trc`) and reused for half their lifetime, and a core caches what it verified until
+ * expiry: without tracing neither side pays for a signature per request. Keys come from files that
  * are watched: an edge switches to a rewritten signing key at once; a core trusts every key in its files
  * (old and new during a rotation) and forgets cached verifications when a key leaves them.
  */
@@ -34,7 +35,11 @@ interface PrincipalClaims {
   ar?: readonly string[];
   /** The region of the edge that authenticated the caller. */
   reg: string;
+  /** The W3C trace id of the request the token was minted for (when the edge traces). */
+  trc?: string;
 }
+
+const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/;
 
 export interface InternalIdentity {
   readonly principal: Principal;
@@ -44,6 +49,8 @@ export interface InternalIdentity {
   readonly region: string;
   /** Expiry, epoch ms. */
   readonly expiresAt: number;
+  /** The trace the edge signed in: the core's spans belong to it, whatever an unsigned header says. */
+  readonly traceId?: string;
 }
 
 export interface SignerOptions {
@@ -77,14 +84,18 @@ export class InternalTokenSigner {
     return this.key.kid;
   }
 
-  /** A token for `principal` addressed to core `audience`, cached for half its lifetime. */
-  async tokenFor(principal: Principal, audience: string): Promise<string> {
-    const k = cacheKey(principal, audience);
+  /**
+   * A token for `principal` addressed to core `audience`, cached for half its lifetime. With `traceId`
+   * the token carries it (claim `trc`): one token per trace then, reused by that trace's calls.
+   */
+  async tokenFor(principal: Principal, audience: string, traceId?: string): Promise<string> {
+    if (traceId !== undefined && !TRACE_ID.test(traceId)) traceId = undefined;
+    const k = cacheKey(principal, audience, traceId);
     const hit = this.cache.get(k);
     const now = this.now();
     if (hit && hit.renewAt > now) return hit.token;
     const key = this.key;
-    const token = await this.mint(principal, audience, key);
+    const token = await this.mint(principal, audience, key, traceId);
     // A key switched while signing: this token is already outdated, do not keep it.
     if (key === this.key) {
       if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
@@ -102,8 +113,9 @@ export class InternalTokenSigner {
     this.watch.close();
   }
 
-  private mint(p: Principal, audience: string, key: SigningKey): Promise<string> {
+  private mint(p: Principal, audience: string, key: SigningKey, traceId?: string): Promise<string> {
     const claims: PrincipalClaims = {
+      ...(traceId !== undefined && { trc: traceId }),
       ten: p.tenant,
       rol: p.roles,
       scp: p.scopes,
@@ -233,6 +245,11 @@ export class InternalTokenVerifier {
         'GW_INTERNAL_TOKEN_INVALID',
         'Unauthorized: the internal token carries no principal',
       );
+    if (c.trc !== undefined && (typeof c.trc !== 'string' || !TRACE_ID.test(c.trc)))
+      throw new GatewayError(
+        'GW_INTERNAL_TOKEN_INVALID',
+        'Unauthorized: the internal token carries a malformed trace id',
+      );
     const principal: Principal = Object.freeze({
       subject: payload.sub!,
       tenant: c.ten,
@@ -242,7 +259,13 @@ export class InternalTokenVerifier {
       ...(typeof c.app === 'string' && { clientApp: c.app }),
       ...(Array.isArray(c.ar) && { allowedRegions: Object.freeze(c.ar.map(String)) }),
     });
-    return { principal, edge: payload.iss!, region: String(c.reg ?? ''), expiresAt: payload.exp! * 1000 };
+    return {
+      principal,
+      edge: payload.iss!,
+      region: String(c.reg ?? ''),
+      expiresAt: payload.exp! * 1000,
+      ...(c.trc !== undefined && { traceId: c.trc }),
+    };
   }
 
   private readKeys(): Map<string, VerificationKey> {
@@ -298,9 +321,10 @@ function refusal(err: unknown): GatewayError {
 }
 
 /** Sessions and caches are per principal: every field that could differ is in the key. */
-function cacheKey(p: Principal, audience: string): string {
+function cacheKey(p: Principal, audience: string, traceId: string | undefined): string {
   return JSON.stringify([
     audience,
+    traceId ?? null,
     p.subject,
     p.tenant,
     p.authMethod,

@@ -184,4 +184,12 @@ export function activeTraceIds(): { traceId: string; spanId: string } | undefine
   return trace.isSpanContextValid(sc) ? { traceId: sc.traceId, spanId: sc.spanId } : undefined;
 }
 
+/** The active span's W3C context and trace id, for a hop to another tier; undefined when tracing is off. */
+export function activeTraceparent(): { traceparent: string; traceId: string } | undefined {
+  if (!active) return undefined;
+  const span = trace.getSpan(otelContext.active());
+  const tp = span && traceparentOf(span);
+  return tp && { traceparent: tp.traceparent, traceId: span.spanContext().traceId };
+}
+
 export { SpanKind };

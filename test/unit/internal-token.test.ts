@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
+import { trace } from '@opentelemetry/api';
+import { trustedParent } from '../../core/internal/trace-parent.js';
 import { GatewayError } from '../../shared/errors.js';
 import {
   InternalTokenSigner,
@@ -99,6 +101,56 @@ describe('internal tokens', () => {
     } finally {
       signer.close();
     }
+  });
+
+  test("the request's trace id is signed in (one token per trace); the core reads it and refuses a malformed one", async () => {
+    const k = keyPair();
+    const signer = new InternalTokenSigner({ keyFile: k.priv, issuer: 'e', region: 'eu', log: quiet });
+    const verifier = new InternalTokenVerifier({ audience: 'core-1', trustedKeyFiles: [k.pub], log: quiet });
+    try {
+      const t1 = 'a'.repeat(32);
+      const traced = await signer.tokenFor(alice, 'core-1', t1);
+      assert.equal(decodeJwt(traced).trc, t1);
+      assert.equal(await signer.tokenFor(alice, 'core-1', t1), traced, 'reused within the trace');
+      const other = await signer.tokenFor(alice, 'core-1', 'b'.repeat(32));
+      assert.notEqual(other, traced);
+      const plain = await signer.tokenFor(alice, 'core-1');
+      assert.equal(decodeJwt(plain).trc, undefined);
+      // An id that is not a W3C trace id is not signed in.
+      assert.equal(decodeJwt(await signer.tokenFor(alice, 'core-1', '0'.repeat(32))).trc, undefined);
+      assert.equal((await verifier.verify(`Bearer ${traced}`)).traceId, t1);
+      assert.equal((await verifier.verify(`Bearer ${plain}`)).traceId, undefined);
+      const now = Math.floor(Date.now() / 1000);
+      const forged = await new SignJWT({ ten: 'acme', rol: [], scp: [], am: 'jwt', reg: 'eu', trc: 'x' })
+        .setProtectedHeader({ alg: 'EdDSA', kid: k.kid, typ: 'mcpgw-internal+jwt' })
+        .setIssuer('e')
+        .setSubject('alice')
+        .setAudience('core-1')
+        .setIssuedAt(now)
+        .setExpirationTime(now + 30)
+        .sign(k.pair.privateKey);
+      assert.equal(await refusal(verifier.verify(`Bearer ${forged}`)), 'GW_INTERNAL_TOKEN_INVALID');
+    } finally {
+      signer.close();
+      verifier.close();
+    }
+  });
+
+  test("the core's spans join the signed trace; a traceparent naming another trace is not followed", () => {
+    const signed = 'c'.repeat(32);
+    const spanOf = (ctx: ReturnType<typeof trustedParent>) => trace.getSpanContext(ctx!);
+    const same = spanOf(trustedParent(`00-${signed}-${'1'.repeat(16)}-01`, signed));
+    assert.deepEqual([same?.traceId, same?.spanId], [signed, '1'.repeat(16)]);
+    const forged = spanOf(trustedParent(`00-${'d'.repeat(32)}-${'2'.repeat(16)}-01`, signed));
+    assert.equal(forged?.traceId, signed);
+    assert.notEqual(forged?.spanId, '2'.repeat(16));
+    assert.equal(spanOf(trustedParent(undefined, signed))?.traceId, signed);
+    // No trace signed in: the verified edge's header is taken as it is; nothing at all: no parent.
+    assert.equal(
+      spanOf(trustedParent(`00-${'d'.repeat(32)}-${'2'.repeat(16)}-01`, undefined))?.traceId,
+      'd'.repeat(32),
+    );
+    assert.equal(trustedParent(undefined, undefined), undefined);
   });
 
   test('a reused token is renewed after half its lifetime', async () => {
