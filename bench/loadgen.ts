@@ -24,6 +24,8 @@ export interface LoadOptions {
   requests?: number;
   warmupMs: number;
   protocolVersion?: string;
+  /** Headers every request carries (e.g. `authorization` toward an authenticating gateway). */
+  headers?: Record<string, string>;
   /** Per-request limit before it counts as an error (ms). */
   timeoutMs?: number;
   /** Called when the measured window opens and closes (e.g. to sample CPU time of the processes under test). */
@@ -201,7 +203,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const sessions: (string | undefined)[] = [];
 
   async function handshake(c: number): Promise<Record<string, string> | undefined> {
-    const base: Record<string, string> = { 'content-type': 'application/json', accept: ACCEPT };
+    const base: Record<string, string> = {
+      ...opts.headers,
+      'content-type': 'application/json',
+      accept: ACCEPT,
+    };
     const init = await post(
       pool,
       path,
@@ -327,7 +333,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
         const res = await pool.request({
           path,
           method: 'DELETE',
-          headers: { 'mcp-session-id': sid, 'mcp-protocol-version': negotiated ?? wantVersion },
+          headers: {
+            ...opts.headers,
+            'mcp-session-id': sid,
+            'mcp-protocol-version': negotiated ?? wantVersion,
+          },
           headersTimeout: 2000,
           bodyTimeout: 2000,
         });

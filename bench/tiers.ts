@@ -1,19 +1,24 @@
 /**
- * `npm run bench:tiers`: what the edge -> core hop costs. Four targets in one run, measured in turn for a few
- * rounds at each concurrency, medians reported:
+ * `npm run bench:tiers`: what the edge -> core hop costs, JWT authentication on at the edge. Four targets in
+ * one run, measured in turn for a few rounds at each concurrency, medians reported:
  *
  *   direct     the fast-http backend itself
  *   bare-hop   node:http + undici in front of it (the floor of any extra HTTP hop)
- *   single     role single (edge and core in one process)  -> fast-http     ("core -> backend")
- *   tiers      role edge -> role core (internal token, keep-alive pool) -> fast-http
+ *   core       the core's work alone, in one process (role single, no auth)       ("core -> backend")
+ *   tiers      role edge (JWT checked against a JWKS this bench serves) -> role core (internal token,
+ *              keep-alive pool) -> fast-http                                     ("edge -> core -> backend")
  *
- * The hop's cost is `tiers - single` (target: <= 0.3 ms p50 at concurrency 1); `bare-hop - direct` beside it
- * shows what an HTTP hop costs at all on this machine. Plain HTTP between the tiers (TLS adds only
- * handshakes, which the pool does once per connection).
+ * The hop's cost is `tiers - core` (targets: <= 0.3 ms p50 at concurrency 1, >= 70% of the throughput at
+ * concurrency 64); it includes the JWT check, the internal token and the second process. `bare-hop -
+ * direct` beside it shows what an HTTP hop costs at all on this machine. Plain HTTP between the tiers (TLS
+ * adds only handshakes, which the pool does once per connection).
  *
- *   node dist/bench/tiers.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 1,16] [--out bench/results]
+ *   node dist/bench/tiers.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 1,64] [--out bench/results]
  */
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, SignJWT } from 'jose';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -32,7 +37,7 @@ const { values: opt } = parseArgs({
     duration: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '3' },
-    concurrency: { type: 'string', default: '1,16' },
+    concurrency: { type: 'string', default: '1,64' },
     out: { type: 'string', default: 'bench/results' },
   },
 });
@@ -41,8 +46,36 @@ const warmupMs = Number(opt.warmup) * 1000;
 const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
 
-type Key = 'direct' | 'bare-hop' | 'single' | 'tiers';
+type Key = 'direct' | 'bare-hop' | 'core' | 'tiers';
 const urls = new Map<Key, string>();
+/** The client's headers per target: the tiers' edge wants a bearer JWT. */
+const headers = new Map<Key, Record<string, string>>();
+const ISSUER = 'https://issuer.bench.invalid';
+const AUDIENCE = 'https://mcpgw.bench.invalid';
+
+/** A local authorization server's JWKS, and a token it issued (valid for the whole run). */
+async function serveJwks(): Promise<{ url: string; token: string; close: () => void }> {
+  const pair = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'bench-1', alg: 'ES256', use: 'sig' };
+  const body = JSON.stringify({ keys: [jwk] });
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const now = Math.floor(Date.now() / 1000);
+  const token = await new SignJWT({ scope: 'mcp', tenant: 'default' })
+    .setProtectedHeader({ alg: 'ES256', kid: 'bench-1', typ: 'at+jwt' })
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setSubject('bench-user')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 3600)
+    .sign(pair.privateKey);
+  const port = (server.address() as AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}/jwks.json`, token, close: () => server.close() };
+}
+
+const closers: (() => void)[] = [];
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -82,6 +115,8 @@ async function setUp(dir: string): Promise<void> {
     '    transport: streamable-http',
     `    url: ${JSON.stringify(backendUrl)}`,
   ];
+  const jwks = await serveJwks();
+  closers.push(jwks.close);
   const [singlePort, corePort, edgePort] = [await freePort(), await freePort(), await freePort()];
   await startGateway(
     'single',
@@ -89,7 +124,7 @@ async function setUp(dir: string): Promise<void> {
     ['role: single', `listen: { host: 127.0.0.1, port: ${singlePort} }`, 'log: { level: warn }', ...servers],
     singlePort,
   );
-  urls.set('single', `http://127.0.0.1:${singlePort}/servers/fasthttp/mcp`);
+  urls.set('core', `http://127.0.0.1:${singlePort}/servers/fasthttp/mcp`);
   await startGateway(
     'core',
     dir,
@@ -111,10 +146,14 @@ async function setUp(dir: string): Promise<void> {
       'log: { level: warn }',
       `cores: [{ region: local, id: core-1, url: "http://127.0.0.1:${corePort}" }]`,
       `internal: { signingKey: ${JSON.stringify(priv)} }`,
+      'auth:',
+      '  mode: jwt',
+      `  jwt: { issuer: ${JSON.stringify(ISSUER)}, audience: ${JSON.stringify(AUDIENCE)}, jwksUrl: ${JSON.stringify(jwks.url)}, algorithms: [ES256] }`,
     ],
     edgePort,
   );
   urls.set('tiers', `http://127.0.0.1:${edgePort}/servers/fasthttp/mcp`);
+  headers.set('tiers', { authorization: `Bearer ${jwks.token}` });
 }
 
 function median(xs: number[]): number {
@@ -130,10 +169,11 @@ async function run(): Promise<number> {
     for (const c of concurrencies)
       for (let r = 1; r <= rounds; r++)
         for (const [key, url] of urls) {
-          const res = await runLoad({ url, concurrency: c, durationMs, warmupMs });
+          const h = headers.get(key);
+          const res = await runLoad({ url, concurrency: c, durationMs, warmupMs, ...(h && { headers: h }) });
           results.push({ key, c, p50: res.p50, p99: res.p99, rps: res.rps, errors: res.errors });
           log(
-            `  ${key.padEnd(9)} c=${c} round ${r}: p50 ${res.p50.toFixed(3)} ms  ${res.rps.toFixed(0)} req/s${res.errors ? `  ERRORS ${res.errors}` : ''}`,
+            `  ${key.padEnd(9)} c=${c} round ${r}: p50 ${res.p50.toFixed(3)} ms  ${res.rps.toFixed(0)} req/s${res.errors ? `  ERRORS ${res.errors} ${res.errorSamples.join(' | ')}` : ''}`,
           );
         }
     const lines = ['| target | concurrency | p50 ms | p99 ms | req/s |', '| --- | --- | --- | --- | --- |'];
@@ -144,11 +184,13 @@ async function run(): Promise<number> {
         lines.push(
           `| ${key} | ${c} | ${m(key, c, 'p50').toFixed(3)} | ${m(key, c, 'p99').toFixed(3)} | ${m(key, c, 'rps').toFixed(0)} |`,
         );
+    lines.push('');
     for (const c of concurrencies)
       lines.push(
-        '',
-        `c=${c}: edge->core hop adds ${(m('tiers', c, 'p50') - m('single', c, 'p50')).toFixed(3)} ms p50 ` +
-          `(a bare hop: ${(m('bare-hop', c, 'p50') - m('direct', c, 'p50')).toFixed(3)} ms)`,
+        `- c=${c}: the edge hop (JWT on) adds ${(m('tiers', c, 'p50') - m('core', c, 'p50')).toFixed(3)} ms p50 ` +
+          `and keeps ${((100 * m('tiers', c, 'rps')) / m('core', c, 'rps')).toFixed(0)}% of the throughput ` +
+          `(a bare hop: +${(m('bare-hop', c, 'p50') - m('direct', c, 'p50')).toFixed(3)} ms, ` +
+          `${((100 * m('bare-hop', c, 'rps')) / m('direct', c, 'rps')).toFixed(0)}%)`,
       );
     const text = `# edge -> core hop (${new Date().toISOString()}, ${os.cpus().length} CPUs)\n\n${lines.join('\n')}\n`;
     process.stdout.write(text);
@@ -157,6 +199,7 @@ async function run(): Promise<number> {
     return results.some((x) => x.errors > 0) ? 1 : 0;
   } finally {
     await stopAll();
+    for (const close of closers) close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
