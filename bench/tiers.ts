@@ -84,7 +84,10 @@ function log(line: string): void {
 async function startGateway(name: string, dir: string, yaml: string[], port: number): Promise<Child> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, [...yaml, ''].join('\n'));
-  const c = spawnChild(name, node, [main, 'start', '--config', file], root);
+  // MCPGW_BENCH_PROFILE=<dir>: the edge writes a CPU profile there when it stops (node --cpu-prof).
+  const prof = name === 'edge' && process.env.MCPGW_BENCH_PROFILE;
+  const flags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const c = spawnChild(name, node, [...flags, main, 'start', '--config', file], root);
   await waitForHttp(c, `http://127.0.0.1:${port}/readyz`, (s) => s === 200, 30_000);
   return c;
 }
