@@ -6,6 +6,9 @@
  * change log, API keys, policies, tenant admins confined to their tenant, and the OpenAPI document.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { startSingleNode, type RunningNode } from '../../cli/single.js';
@@ -13,7 +16,7 @@ import { generateApiKey } from '../../edge/auth/api-key.js';
 import { MemoryApiKeyStore } from '../../shared/adapters/memory/api-key-store.js';
 import { migrate } from '../../shared/adapters/postgres/migrations.js';
 import { PgDatabase } from '../../shared/adapters/postgres/pg-database.js';
-import { validateConfig } from '../../shared/config/load.js';
+import { loadConfigFile, validateConfig } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
 import { ROOT } from '../helpers/net.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../helpers/postgres.js';
@@ -397,4 +400,38 @@ describe('the admin API on Postgres', () => {
     assert.equal(ui.status, 200);
     assert.match(await ui.text(), /swagger/i);
   });
+});
+
+test('the config file is watched: a server added to it reaches a live session as list_changed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-watch-'));
+  const file = join(dir, 'mcpgw.yaml');
+  const doc = (servers: unknown[]) =>
+    JSON.stringify({
+      role: 'single',
+      listen: { host: '127.0.0.1', port: 0 },
+      log: { level: 'silent' },
+      store: { kind: 'memory' },
+      servers,
+    });
+  writeFileSync(file, doc([scripted('alpha', ['one'])]));
+  const config = await loadConfigFile(file);
+  const node = await startSingleNode(config, { log: createLogger('silent'), configFile: file });
+  const client = await connectSdk('v2', `${node.url}/mcp`);
+  try {
+    const names = async () => ((await client.listTools()).tools as { name: string }[]).map((t) => t.name);
+    assert.deepEqual(
+      (await names()).filter((n) => n.endsWith('__one')),
+      ['alpha__one'],
+    );
+    const heard = new Promise<void>((resolve) =>
+      client.onNotification('notifications/tools/list_changed', () => resolve()),
+    );
+    writeFileSync(file, doc([scripted('alpha', ['one']), scripted('omega', ['late'])]));
+    await heard;
+    assert.ok((await names()).includes('omega__late'));
+    assert.ok(!(await client.callTool({ name: 'alpha__one', arguments: {} })).isError, 'same session');
+  } finally {
+    await client.close();
+    await node.close();
+  }
 });
