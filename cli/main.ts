@@ -160,7 +160,7 @@ async function main(argv: string[]): Promise<number> {
     if (!cfg) return 1;
     const log = createLogger(cfg.log.level);
     const start = { single: startSingleNode, edge: startEdgeNode, core: startCoreNode }[cfg.role];
-    const node = await start(cfg, { log, baseDir: configBaseDir(file) });
+    const node = await start(cfg, { log, baseDir: configBaseDir(file), configFile: file });
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;

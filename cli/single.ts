@@ -2,6 +2,8 @@
  * Composition root of the single role: edge and core in one process, joined by a function call, on the
  * embedded stores (no external service needed). Tests build nodes with the same function.
  */
+import { adminCoreView, adminStoreOf, watchConfigFile } from './admin-api.js';
+import { registerAdminApi } from '../edge/admin-api/index.js';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -67,6 +69,8 @@ export interface StartOptions {
   apiKeys?: ApiKeyStore;
   /** Span processors added to the configured ones when tracing is enabled (tests: an in-memory exporter). */
   spanProcessors?: SpanProcessor[];
+  /** The config file the node was started from: watched, and re-seeded into the registry on change. */
+  configFile?: string;
   /** Who is calling, for tests that need several principals without credentials (never from config). */
   callerOf?: (req: FastifyRequest) => Principal;
 }
@@ -187,6 +191,17 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     callerOf: opts.callerOf,
     ...(tls && { https: serverTlsOptions(tls) }),
   });
+  // The admin REST API (docs/admin-api.md): changes go through the registry, whose watch applies them.
+  await registerAdminApi(app, {
+    config,
+    log,
+    registry: stores.registry,
+    store: await adminStoreOf(stores.db, config),
+    core: adminCoreView(core),
+    apiKeys,
+  });
+  // The config file is watched: servers it owns are re-seeded, so its edits apply like an admin's.
+  const fileWatch = opts.configFile ? watchConfigFile(opts.configFile, stores.registry, log) : undefined;
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -226,6 +241,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         // Leaving the registry first: other gateways stop routing here before the listener goes.
         await federation?.close();
         stopWatching();
+        fileWatch?.close();
         tlsWatch?.close();
         await app.close();
         await Promise.all(applying.values());

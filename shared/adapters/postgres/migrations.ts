@@ -112,6 +112,40 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TRIGGER audit_records_append_only BEFORE UPDATE OR DELETE ON audit_records
         FOR EACH ROW EXECUTE FUNCTION audit_records_guard();`,
   },
+  {
+    version: 10,
+    name: 'admin',
+    sql: `
+      -- Every change made through the admin API: who, when, what (no secrets: key hashes stay out).
+      CREATE TABLE admin_changes (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL,
+        actor text NOT NULL,
+        tenant text,
+        kind text NOT NULL,
+        target text NOT NULL,
+        op text NOT NULL,
+        version bigint,
+        detail jsonb
+      );
+      CREATE INDEX admin_changes_tenant ON admin_changes (tenant, id);
+      -- The access policy, one per scope ('*': the gateway's; else a tenant's), versioned like servers.
+      CREATE TABLE admin_policies (
+        scope text PRIMARY KEY,
+        version bigint NOT NULL CHECK (version > 0),
+        policy jsonb NOT NULL,
+        updated_at timestamptz NOT NULL,
+        updated_by text NOT NULL
+      );
+      CREATE TABLE admin_policy_history (
+        scope text NOT NULL,
+        version bigint NOT NULL,
+        policy jsonb NOT NULL,
+        changed_at timestamptz NOT NULL,
+        changed_by text NOT NULL,
+        PRIMARY KEY (scope, version)
+      );`,
+  },
 ];
 
 export interface MigrationReport {

@@ -1,0 +1,103 @@
+/** What the admin API's plugins share: the caller, the error shape, versions from If-Match. */
+import type { FastifyReply, FastifyRequest, FastifyPluginAsync } from 'fastify';
+import type { GatewayConfig } from '../../shared/config/schema.js';
+import type { Logger } from '../../shared/log.js';
+import type { ApiKeyStore } from '../../shared/ports/api-key-store.js';
+import type { RegistryStore } from '../../shared/ports/registry-store.js';
+import type { ReadinessReport } from '../../shared/ports/core-service.js';
+import type { AdminStore } from './store.js';
+
+export const ADMIN_API_PREFIX = '/admin/api/v1';
+
+export const ADMIN_ROLE = 'admin';
+export const TENANT_ADMIN_ROLE = 'tenant-admin';
+
+export interface AdminCaller {
+  /** Recorded as the author of every change: `<authMethod>:<subject>`. */
+  actor: string;
+  /** undefined: every tenant (role admin); else only this tenant's objects. */
+  tenant: string | undefined;
+}
+
+export interface AdminApiDeps {
+  config: GatewayConfig;
+  log: Logger;
+  registry: RegistryStore;
+  store: AdminStore;
+  /** The running gateway: health and capabilities (absent on a node without one). */
+  core?: AdminCoreView;
+  apiKeys?: ApiKeyStore;
+}
+
+/** What the admin API reads of the running core (cli/admin-api.ts adapts the GatewayCore). */
+export interface AdminCoreView {
+  readiness(): ReadinessReport;
+  /** A running server's tools, prompts and resources; undefined when it does not run here. */
+  capabilities(server: string): Promise<Record<string, unknown> | undefined>;
+}
+
+export type AdminPlugin = FastifyPluginAsync<AdminApiDeps>;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    adminCaller?: AdminCaller;
+  }
+}
+
+/** The admin caller of a request inside the admin API (set by its auth hook). */
+export function callerOf(req: FastifyRequest): AdminCaller {
+  return req.adminCaller!;
+}
+
+/** An error answer naming the problem: `{error: {status, code, message, field?}}`. */
+export function fail(
+  reply: FastifyReply,
+  status: number,
+  message: string,
+  field?: string,
+  extra: Record<string, unknown> = {},
+): FastifyReply {
+  const code =
+    {
+      400: 'bad_request',
+      401: 'unauthenticated',
+      403: 'forbidden',
+      404: 'not_found',
+      409: 'conflict',
+      412: 'precondition_failed',
+    }[status] ?? 'error';
+  return reply
+    .code(status)
+    .send({ error: { status, code, message, ...(field !== undefined && { field }), ...extra } });
+}
+
+/** The version an `If-Match: "<n>"` header (or `expectedVersion` in the body) asks for. */
+export function expectedVersionOf(
+  req: FastifyRequest,
+  body?: { expectedVersion?: unknown },
+): number | undefined | null {
+  const h = req.headers['if-match'];
+  if (typeof h === 'string') {
+    const m = /^(?:W\/)?"?(\d+)"?$/.exec(h.trim());
+    return m ? Number(m[1]) : null;
+  }
+  const v = body?.expectedVersion;
+  if (v === undefined) return undefined;
+  return Number.isInteger(v) && (v as number) >= 0 ? (v as number) : null;
+}
+
+export const errorSchema = {
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: {
+        status: { type: 'integer' },
+        code: { type: 'string' },
+        message: { type: 'string' },
+        field: { type: 'string' },
+      },
+      additionalProperties: true,
+    },
+  },
+} as const;
