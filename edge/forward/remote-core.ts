@@ -30,6 +30,19 @@ const DOWN_FOR_MS = 2_000;
 // Failures before anything was sent: the next core may take the call. (A reset may come after the core
 // got the request, so it is never retried.)
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
+// The connection was lost after the request was (maybe) sent: only a call safe to repeat goes elsewhere.
+const LOST_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
+/** Methods that change nothing: repeated on another core when theirs is lost mid-call. */
+const SAFE_METHODS = new Set([
+  'ping',
+  'tools/list',
+  'prompts/list',
+  'prompts/get',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'completion/complete',
+]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface CoreTarget {
@@ -250,11 +263,11 @@ export class RemoteCore implements CoreService {
     path: string,
     body: string | undefined,
     principal: Principal,
-    extra: { method?: 'GET' | 'POST'; signal?: AbortSignal; route?: Route } = {},
+    extra: { method?: 'GET' | 'POST'; signal?: AbortSignal; route?: Route; retrySafe?: boolean } = {},
   ): Promise<Dispatcher.ResponseData> {
     let lastErr: unknown;
     let retriedToken = false;
-    for (const link of this.order(wireId, extra.route)) {
+    next: for (const link of this.order(wireId, extra.route)) {
       for (;;) {
         let res: Dispatcher.ResponseData;
         try {
@@ -269,7 +282,23 @@ export class RemoteCore implements CoreService {
           });
         } catch (err) {
           lastErr = err;
-          if (!CONNECT_ERRORS.has((err as { code?: string }).code ?? '')) throw unavailable(link, err);
+          const code = (err as { code?: string }).code ?? '';
+          if (!CONNECT_ERRORS.has(code)) {
+            if (!LOST_ERRORS.has(code)) throw unavailable(link, err);
+            link.downUntil = Date.now() + DOWN_FOR_MS;
+            if (!extra.retrySafe)
+              throw new GatewayError(
+                'GW_CORE_UNAVAILABLE',
+                `The core ${link.target.id} was lost during a call that is not idempotent; it may or may not have run, so it is not repeated elsewhere`,
+                undefined,
+                { cause: err },
+              );
+            this.o.log.warn(
+              { core: link.target.id, err: (err as Error).message },
+              'core lost mid-call; repeating the idempotent call on the next core',
+            );
+            continue next;
+          }
           link.downUntil = Date.now() + DOWN_FOR_MS;
           this.o.log.warn(
             { core: link.target.id, err: (err as Error).message },
@@ -461,18 +490,40 @@ class RemoteSession implements CoreSessionHandle {
       `${this.base}request`,
       JSON.stringify({ scope: this.scope, message: request }),
       this.principal,
-      { route: this.route },
+      { route: this.route, retrySafe: this.safe(request) },
     );
     if (res.statusCode !== 200) throw await refusalOf(res);
     // The common case: the response alone, in one body of known length.
     if (res.headers['content-length'] !== undefined)
-      return finalOf(JSON.parse(await res.body.text()) as Frame, request);
+      return this.learn(request, finalOf(JSON.parse(await res.body.text()) as Frame, request));
     for await (const line of ndjsonLines(res.body)) {
       const f = line as Frame;
       if (f.m !== undefined) related.send(f.m);
-      else return finalOf(f, request);
+      else return this.learn(request, finalOf(f, request));
     }
     throw new GatewayError('GW_CORE_UNAVAILABLE', 'The core ended the answer without a response');
+  }
+
+  /** Tools whose annotations say a repeat is harmless (readOnlyHint, idempotentHint), from tools/list. */
+  private readonly idempotent = new Set<string>();
+
+  private safe(request: JsonRpcRequest): boolean {
+    if (SAFE_METHODS.has(request.method)) return true;
+    const name = (request.params as { name?: unknown } | undefined)?.name;
+    return request.method === 'tools/call' && typeof name === 'string' && this.idempotent.has(name);
+  }
+
+  private learn(request: JsonRpcRequest, res: JsonRpcResponse | undefined): JsonRpcResponse | undefined {
+    if (request.method !== 'tools/list' || !res || !('result' in res)) return res;
+    const tools = (res.result as { tools?: unknown }).tools;
+    if (Array.isArray(tools))
+      for (const t of tools as Array<{ name?: unknown; annotations?: Record<string, unknown> }>) {
+        if (typeof t?.name !== 'string') continue;
+        const a = t.annotations ?? {};
+        if (a.readOnlyHint === true || a.idempotentHint === true) this.idempotent.add(t.name);
+        else this.idempotent.delete(t.name);
+      }
+    return res;
   }
 
   notify(notification: JsonRpcNotification): void {
