@@ -17,7 +17,7 @@ import { buildEdgeApp } from '../edge/http/app.js';
 import { RemoteCore, type CoreTarget } from '../edge/forward/remote-core.js';
 import { listenUrl, type RunningTier } from './listen.js';
 import { startFederation } from './federation.js';
-import { coreDiscovery, placementOf } from '../edge/forward/core-discovery.js';
+import { coreDiscovery, placementOf } from './core-discovery.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { sessionStores, type StartOptions } from './single.js';
 

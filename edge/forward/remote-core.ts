@@ -387,8 +387,7 @@ export class RemoteCore implements CoreService {
       throw new GatewayError('GW_RESIDENCY_DENIED', `Data residency: ${reason}`);
     }
     const own = this.o.region;
-    const first =
-      p.home && !(p.nearerAllowed && ok.some((l) => l.target.region === own)) ? p.home : own;
+    const first = p.home && !(p.nearerAllowed && ok.some((l) => l.target.region === own)) ? p.home : own;
     const rank = (l: CoreLink) => (l.target.region === first ? 0 : l.target.region === own ? 1 : 2);
     return [...ok].sort((a, b) => rank(a) - rank(b));
   }
@@ -570,10 +569,12 @@ class RemoteSession implements CoreSessionHandle {
   }
 
   private fireAndForget(op: string, body: object): void {
-    this.remote.call(this.id, `${this.base}${op}`, JSON.stringify(body), this.principal, { route: this.route }).then(
-      (res) => res.body.dump(),
-      () => {},
-    );
+    this.remote
+      .call(this.id, `${this.base}${op}`, JSON.stringify(body), this.principal, { route: this.route })
+      .then(
+        (res) => res.body.dump(),
+        () => {},
+      );
   }
 }
 

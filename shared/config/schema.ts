@@ -722,7 +722,10 @@ function checkTiers(cfg: TierView, ctx: z.RefinementCtx): void {
     ctx.addIssue({ code: 'custom', path, message });
   if (cfg.role === 'edge') {
     if (cfg.cores.length === 0 && !cfg.federation?.discoverCores)
-      issue(['cores'], 'role edge needs at least one core (cores: [{ region, url }], or federation to discover them)');
+      issue(
+        ['cores'],
+        'role edge needs at least one core (cores: [{ region, url }], or federation to discover them)',
+      );
     if (!cfg.internal.signingKey)
       issue(['internal', 'signingKey'], 'role edge needs internal.signingKey to sign internal tokens');
     if (cfg.servers.length > 0) issue(['servers'], 'role edge has no backends: servers belong to the core');
@@ -1290,9 +1293,7 @@ export const configSchema = z
         discoverCores: z
           .boolean()
           .default(true)
-          .describe(
-            'role edge: learn cores (URL, region, health) from the bus, beside any static `cores`.',
-          ),
+          .describe('role edge: learn cores (URL, region, health) from the bus, beside any static `cores`.'),
         coreTls: coreTls
           .optional()
           .describe('role edge: TLS toward cores learned from the bus (static `cores` carry their own).'),
@@ -1318,7 +1319,9 @@ export const configSchema = z
               .strict(),
           )
           .default({})
-          .describe('Data residency and home region per tenant (a token claim `regions` narrows it further).'),
+          .describe(
+            'Data residency and home region per tenant (a token claim `regions` narrows it further).',
+          ),
       })
       .strict()
       .optional()

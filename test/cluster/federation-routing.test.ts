@@ -124,7 +124,8 @@ describe('federated tiers: discovery, cross-region routing, residency', { timeou
       ]),
     ]);
     edgeA = await edge('edge-a');
-    if (process.env.FED_DEBUG) edgeA.child.stdout!.on('data', (b: Buffer) => process.stderr.write(`[edge-a] ${b}`));
+    if (process.env.FED_DEBUG)
+      edgeA.child.stdout!.on('data', (b: Buffer) => process.stderr.write(`[edge-a] ${b}`));
     // Tenant "default" (the anonymous caller) may keep its data in region a only.
     edgeR = await edge('edge-r', { default: { allowedRegions: ['a'] } });
   });
@@ -228,7 +229,10 @@ describe('federated tiers: discovery, cross-region routing, residency', { timeou
     assert.ok(writeFailures.length >= 1, 'no write was in flight at the kill');
     for (const f of writeFailures) assert.match(f, /not idempotent/);
     assert.ok(writesAfter > 0, 'no write succeeded after the failover');
-    assert.ok(firstAfterKill - killedAt < 3_000, `served again ${firstAfterKill - killedAt} ms after the kill`);
+    assert.ok(
+      firstAfterKill - killedAt < 3_000,
+      `served again ${firstAfterKill - killedAt} ms after the kill`,
+    );
     const pidAfter = JSON.stringify((await reader.callTool({ name: 'pid', arguments: {} })).content);
     assert.notEqual(pidAfter, pidBefore, 'the session is now served by the other region');
   });

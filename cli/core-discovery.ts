@@ -3,10 +3,10 @@
  * bus (every core heartbeats its URL, region, token audience and servers), and where a caller's session
  * may go (data residency) and should go (the tenant's home region).
  */
-import type { GatewayConfig } from '../../shared/config/schema.js';
-import type { Principal } from '../../shared/identity/principal.js';
-import type { CapabilityIndex } from '../../federation/capability-index.js';
-import type { CoreTarget, Placement, RemoteCore } from './remote-core.js';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import type { Principal } from '../shared/identity/principal.js';
+import type { CapabilityIndex } from '../federation/capability-index.js';
+import type { CoreTarget, Placement, RemoteCore } from '../edge/forward/remote-core.js';
 
 /** The cores the index knows to be up, as forward targets (TLS from `template`, when given). */
 export function discoveredCores(index: CapabilityIndex, template?: CoreTarget): CoreTarget[] {
