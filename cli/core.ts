@@ -19,6 +19,7 @@ import { InternalApi } from '../core/internal/internal-api.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { listenUrl, type RunningTier } from './listen.js';
 import { loadPlugins, type StartOptions } from './single.js';
+import { startFederation } from './federation.js';
 
 export async function startCoreNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -83,6 +84,14 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     server.listen(config.listen.port, config.listen.host, () => resolve());
   });
   const url = listenUrl(server, config);
+  // Edges of every region learn this core (URL, region, audience, servers) from the bus.
+  const federation = await startFederation(config, core, url, log, { role: 'core', audience: coreId }).catch(
+    async (err: unknown) => {
+      server.close();
+      await core.close();
+      throw new Error(`federation: ${(err as Error).message}`, { cause: err });
+    },
+  );
   log.info(
     { url, role: 'core', coreId, region: config.region, servers: config.servers.map((s) => s.name) },
     'mcpgw listening',
@@ -93,6 +102,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     close: () =>
       (closed ??= (async () => {
         tlsWatch?.close();
+        // First, so that edges stop choosing this core at once (its keys are deleted).
+        await federation?.close();
         verifier?.close();
         identity.close();
         const stopped = new Promise<void>((r) => server.close(() => r()));

@@ -16,6 +16,9 @@ import { readPem, serverTlsOptions, watchServerTls } from '../shared/tls/server-
 import { buildEdgeApp } from '../edge/http/app.js';
 import { RemoteCore, type CoreTarget } from '../edge/forward/remote-core.js';
 import { listenUrl, type RunningTier } from './listen.js';
+import { startFederation } from './federation.js';
+import { coreDiscovery, placementOf } from './core-discovery.js';
+import type { FederationNode } from '../federation/federation-node.js';
 import { sessionStores, type StartOptions } from './single.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
@@ -32,13 +35,32 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     log,
   });
   const instance = replicas?.replicaId ?? randomBytes(4).toString('hex');
+  let federation: FederationNode | undefined;
   const core = new RemoteCore({
     cores: config.cores.map(coreTarget),
     region: config.region,
     instance,
     tokens: signer,
     log,
+    ...(config.federation && {
+      discovery: config.federation.discoverCores,
+      placement: placementOf(config, () => federation?.index),
+    }),
   });
+  let stopDiscovery: (() => void) | undefined;
+  if (config.federation) {
+    // An edge is reached by clients, not by gateways: its advertised URL is informational.
+    const own = `${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${config.listen.port}`;
+    federation = await startFederation(config, undefined, own, log, { role: 'edge' });
+    if (federation && config.federation.discoverCores) {
+      const tls = config.federation.coreTls;
+      stopDiscovery = await coreDiscovery(
+        federation.index,
+        core,
+        tls && coreTarget({ region: config.region, url: own, tls }),
+      );
+    }
+  }
   await core.start();
 
   const tls = config.listen.tls;
@@ -65,6 +87,8 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     close: () =>
       (closed ??= (async () => {
         tlsWatch?.close();
+        stopDiscovery?.();
+        await federation?.close();
         await app.close();
         await core.close();
         signer.close();

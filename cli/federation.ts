@@ -26,9 +26,10 @@ const REGISTRY_OWNER: SessionOwner = {
 
 export async function startFederation(
   config: GatewayConfig,
-  core: GatewayCore,
+  core: GatewayCore | undefined,
   url: string,
   log: Logger,
+  as: { role?: 'single' | 'edge' | 'core'; audience?: string } = {},
 ): Promise<FederationNode | undefined> {
   const f = config.federation;
   if (!f) return undefined;
@@ -45,7 +46,9 @@ export async function startFederation(
       regions: f.regions.length > 0 ? f.regions : [region],
       gatewayId,
       url: f.advertiseUrl ?? url,
-      source: coreRegistrySource(core),
+      // An edge serves nothing itself: it heartbeats (and reads the index) only.
+      source: core ? coreRegistrySource(core) : () => [],
+      ...as,
       heartbeatMs: f.heartbeatMs,
       downAfterMs: f.downAfterMs,
       antiEntropyMs: f.antiEntropyMs,

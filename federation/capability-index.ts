@@ -211,6 +211,13 @@ export class CapabilityIndex {
     };
   }
 
+  /** Every known gateway with its heartbeat body (discovery of cores by edges). */
+  gateways(): Array<{ region: string; gateway: string; up: boolean; body: GatewayBody }> {
+    return [...this.states].flatMap(([region, st]) =>
+      [...st.gateways].map(([gateway, g]) => ({ region, gateway, up: g.up && st.up === true, body: g.body })),
+    );
+  }
+
   regions(): RegionStatus[] {
     return [...this.states.keys()].map((r) => this.regionStatus(r));
   }

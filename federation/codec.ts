@@ -26,6 +26,10 @@ const bodies = {
       startedAt: z.number().int().nonnegative(),
       heartbeatMs: z.number().int().positive(),
       servers: z.array(z.string()),
+      /** What the gateway runs (`core`: edges may forward to it at `url`). Absent: `single`. */
+      role: z.enum(['single', 'edge', 'core']).optional(),
+      /** role core: the audience of internal tokens addressed to it. */
+      audience: z.string().max(64).optional(),
     })
     .strict(),
   /** One backend server of a gateway: what it offers, how healthy it is, where its data may go. */

@@ -21,6 +21,8 @@ export interface FederationNodeOptions {
   heartbeatMs: number;
   downAfterMs: number;
   antiEntropyMs: number;
+  role?: 'single' | 'edge' | 'core';
+  audience?: string;
   log: Logger;
   now?: () => number;
 }

@@ -26,6 +26,9 @@ export interface RegistryPublisherOptions {
   url: string;
   source: RegistrySource;
   heartbeatMs: number;
+  /** What this gateway runs, and (role core) the audience of internal tokens for it. */
+  role?: 'single' | 'edge' | 'core';
+  audience?: string;
   log: Logger;
   now?: () => number;
 }
@@ -151,6 +154,8 @@ export class RegistryPublisher {
         startedAt: this.startedAt,
         heartbeatMs: this.opts.heartbeatMs,
         servers: this.servers,
+        ...(this.opts.role && { role: this.opts.role }),
+        ...(this.opts.audience && { audience: this.opts.audience }),
       },
       this.now(),
     );

@@ -290,6 +290,12 @@ export const ERRORS = {
     rpc: RpcCode.InternalError,
     message: 'No core could be reached for this session',
   },
+  // Federation (issue 8): see docs/federation.md.
+  GW_RESIDENCY_DENIED: {
+    http: 403,
+    rpc: RpcCode.InvalidRequest,
+    message: "Data residency: no region allowed for the caller's tenant serves this",
+  },
   // Backend pools (issue 6): see docs/pools.md.
   GW_BACKEND_OUTCOME_UNKNOWN: {
     http: 200,

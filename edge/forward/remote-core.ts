@@ -31,6 +31,19 @@ const DOWN_FOR_MS = 2_000;
 // Failures before anything was sent: the next core may take the call. (A reset may come after the core
 // got the request, so it is never retried.)
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
+// The connection was lost after the request was (maybe) sent: only a call safe to repeat goes elsewhere.
+const LOST_ERRORS = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE', 'UND_ERR_CLOSED']);
+/** Methods that change nothing: repeated on another core when theirs is lost mid-call. */
+const SAFE_METHODS = new Set([
+  'ping',
+  'tools/list',
+  'prompts/list',
+  'prompts/get',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'completion/complete',
+]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface CoreTarget {
@@ -59,6 +72,20 @@ export interface RemoteCoreOptions {
   /** Undefined only when calling a core in its loopback test mode (no internal token). */
   tokens: TokenSource | undefined;
   log: Logger;
+  /** Cores come (also) from the federation bus (setDiscovered): none need be configured. */
+  discovery?: boolean;
+  /** Residency and home region of a caller (federation); absent: any region, no home. */
+  placement?: (principal: Principal, scope: string) => Placement;
+}
+
+/** Where a caller's session may and should go. */
+export interface Placement {
+  /** Regions the caller's data may go to (tenant config, token claim, the server's residency). */
+  allowed?: readonly string[];
+  /** The tenant's home region: served there wherever the caller connects. */
+  home?: string;
+  /** Policy lets the edge's own region serve the tenant when it serves the scope. */
+  nearerAllowed?: boolean;
 }
 
 interface CoreInfo {
@@ -115,17 +142,19 @@ class CoreLink {
 }
 
 export class RemoteCore implements CoreService {
-  private readonly links: CoreLink[];
+  private links: CoreLink[];
   private readonly sessions = new Map<string, RemoteSession>();
   private readonly aborts = new AbortController();
   private readonly infoTimer: NodeJS.Timeout;
   private closed = false;
+  private readonly staticIds: Set<string>;
   /** The edge itself, for calls that act for no caller (info, the events stream). */
   private readonly self: Principal;
 
   constructor(private readonly o: RemoteCoreOptions) {
-    if (o.cores.length === 0) throw new Error('an edge needs at least one core');
+    if (o.cores.length === 0 && !o.discovery) throw new Error('an edge needs at least one core');
     this.links = o.cores.map((c) => new CoreLink(c, o.log));
+    this.staticIds = new Set(o.cores.map((c) => c.id));
     this.self = Object.freeze({
       subject: `edge:${o.instance}`,
       tenant: 'mcpgw-system',
@@ -136,6 +165,37 @@ export class RemoteCore implements CoreService {
     this.infoTimer = setInterval(() => void this.refreshInfo(), INFO_EVERY_MS).unref();
   }
 
+  /**
+   * The cores the federation bus knows now (up ones): new ones are added (their info read at once),
+   * vanished ones closed. Configured cores are never removed.
+   */
+  async setDiscovered(targets: readonly CoreTarget[]): Promise<void> {
+    if (this.closed) return;
+    const want = new Map(targets.filter((t) => !this.staticIds.has(t.id)).map((t) => [t.id, t]));
+    const keep: CoreLink[] = [];
+    const added: CoreLink[] = [];
+    for (const l of this.links) {
+      const t = want.get(l.target.id);
+      if (this.staticIds.has(l.target.id) || (t && t.url === l.target.url)) {
+        keep.push(l);
+        want.delete(l.target.id);
+      } else void l.close();
+    }
+    for (const t of want.values()) {
+      const l = new CoreLink(t, this.o.log);
+      keep.push(l);
+      added.push(l);
+    }
+    if (added.length === 0 && keep.length === this.links.length) return;
+    this.links = keep;
+    this.o.log.info(
+      { cores: keep.map((l) => `${l.target.id}@${l.target.region}`) },
+      'cores learned from the federation',
+    );
+    for (const l of added) void this.followEvents(l);
+    await this.refreshInfo(added);
+  }
+
   /** Learns what the cores serve and opens their events streams; resolves once one core answered. */
   async start(waitMs = 15_000): Promise<void> {
     for (const l of this.links) void this.followEvents(l);
@@ -143,6 +203,7 @@ export class RemoteCore implements CoreService {
     for (;;) {
       await this.refreshInfo();
       if (this.links.some((l) => l.info) || this.closed) return;
+      if (this.links.length === 0 && this.o.discovery) return; // they arrive through setDiscovered
       if (Date.now() > deadline) {
         this.o.log.warn(
           { cores: this.links.map((l) => l.target.url) },
@@ -204,11 +265,11 @@ export class RemoteCore implements CoreService {
     path: string,
     body: string | undefined,
     principal: Principal,
-    extra: { method?: 'GET' | 'POST'; signal?: AbortSignal } = {},
+    extra: { method?: 'GET' | 'POST'; signal?: AbortSignal; route?: Route; retrySafe?: boolean } = {},
   ): Promise<Dispatcher.ResponseData> {
     let lastErr: unknown;
     let retriedToken = false;
-    for (const link of this.order(wireId)) {
+    next: for (const link of this.order(wireId, extra.route)) {
       for (;;) {
         let res: Dispatcher.ResponseData;
         try {
@@ -223,7 +284,23 @@ export class RemoteCore implements CoreService {
           });
         } catch (err) {
           lastErr = err;
-          if (!CONNECT_ERRORS.has((err as { code?: string }).code ?? '')) throw unavailable(link, err);
+          const code = (err as { code?: string }).code ?? '';
+          if (!CONNECT_ERRORS.has(code)) {
+            if (!LOST_ERRORS.has(code)) throw unavailable(link, err);
+            link.downUntil = Date.now() + DOWN_FOR_MS;
+            if (!extra.retrySafe)
+              throw new GatewayError(
+                'GW_CORE_UNAVAILABLE',
+                `The core ${link.target.id} was lost during a call that is not idempotent; it may or may not have run, so it is not repeated elsewhere`,
+                undefined,
+                { cause: err },
+              );
+            this.o.log.warn(
+              { core: link.target.id, err: (err as Error).message },
+              'core lost mid-call; repeating the idempotent call on the next core',
+            );
+            continue next;
+          }
           link.downUntil = Date.now() + DOWN_FOR_MS;
           this.o.log.warn(
             { core: link.target.id, err: (err as Error).message },
@@ -265,11 +342,60 @@ export class RemoteCore implements CoreService {
     return h;
   }
 
-  /** This region's cores (every core when it has none), by rendezvous hash of the session id; up first. */
-  private order(wireId: string | undefined): CoreLink[] {
-    const c = this.candidates();
-    const ranked = wireId === undefined ? c : [...c].sort((a, b) => score(wireId, b) - score(wireId, a));
+  /**
+   * The cores a call may go to, best first: by placement (residency, home region) and what each serves
+   * when a session's scope is given, else this region's cores (every core when it has none); within a
+   * region by rendezvous hash of the session id; up first.
+   */
+  private order(wireId: string | undefined, route?: Route): CoreLink[] {
+    const c = route ? this.placed(route) : this.candidates();
+    const tier = new Map<string, number>();
+    for (const l of c) if (!tier.has(l.target.region)) tier.set(l.target.region, tier.size);
+    const ranked =
+      wireId === undefined
+        ? c
+        : [...c].sort(
+            (a, b) =>
+              tier.get(a.target.region)! - tier.get(b.target.region)! || score(wireId, b) - score(wireId, a),
+          );
     return [...ranked.filter((l) => l.up), ...ranked.filter((l) => !l.up)];
+  }
+
+  /**
+   * Cores for a session of `scope` acting for `principal`: only regions its placement allows (never
+   * another, on any path: direct, cross-region or failover); the home region first unless policy lets
+   * this region serve; then this region; then the others (cross-region, and DR when a region is down).
+   */
+  private placed(route: Route): CoreLink[] {
+    const serving = this.links.filter(
+      (l) => route.scope === 'aggregate' || l.info === undefined || l.info.servers.includes(route.scope),
+    );
+    // A core whose info is unknown may serve it; those that are known to serve it come first.
+    const known = serving.filter((l) => l.info !== undefined);
+    const pool = known.length > 0 ? [...known, ...serving.filter((l) => l.info === undefined)] : serving;
+    const p = this.o.placement?.(route.principal, route.scope) ?? {};
+    const allowed = p.allowed;
+    const ok = allowed ? pool.filter((l) => allowed.includes(l.target.region)) : pool;
+    if (ok.length === 0 && pool.length > 0) {
+      const regions = [...new Set(pool.map((l) => l.target.region))].sort();
+      const reason = `"${route.scope}" is served in ${regions.join(', ')}; tenant "${route.principal.tenant}" may use ${allowed!.length > 0 ? allowed!.join(', ') : 'no region'}`;
+      this.o.log.warn(
+        {
+          audit: 'residency_denied',
+          tenant: route.principal.tenant,
+          subject: route.principal.subject,
+          scope: route.scope,
+          servedIn: regions,
+          allowed,
+        },
+        'federation: call refused by data residency',
+      );
+      throw new GatewayError('GW_RESIDENCY_DENIED', `Data residency: ${reason}`);
+    }
+    const own = this.o.region;
+    const first = p.home && !(p.nearerAllowed && ok.some((l) => l.target.region === own)) ? p.home : own;
+    const rank = (l: CoreLink) => (l.target.region === first ? 0 : l.target.region === own ? 1 : 2);
+    return [...ok].sort((a, b) => rank(a) - rank(b));
   }
 
   private candidates(): CoreLink[] {
@@ -277,9 +403,9 @@ export class RemoteCore implements CoreService {
     return own.length > 0 ? own : this.links;
   }
 
-  private async refreshInfo(): Promise<void> {
+  private async refreshInfo(links: readonly CoreLink[] = this.links): Promise<void> {
     await Promise.all(
-      this.links.map(async (l) => {
+      links.map(async (l) => {
         try {
           const res = await l.pool.request({
             path: '/internal/v1/info',
@@ -358,7 +484,10 @@ class RemoteSession implements CoreSessionHandle {
     private readonly forget: () => void,
   ) {
     this.base = `/internal/v1/sessions/${encodeURIComponent(id)}/`;
+    this.route = { scope, principal };
   }
+
+  private readonly route: Route;
 
   async request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined> {
     const res = await this.remote.call(
@@ -366,17 +495,40 @@ class RemoteSession implements CoreSessionHandle {
       `${this.base}request`,
       JSON.stringify({ scope: this.scope, message: request }),
       this.principal,
+      { route: this.route, retrySafe: this.safe(request) },
     );
     if (res.statusCode !== 200) throw await refusalOf(res);
     // The common case: the response alone, in one body of known length.
     if (res.headers['content-length'] !== undefined)
-      return finalOf(JSON.parse(await res.body.text()) as Frame, request);
+      return this.learn(request, finalOf(JSON.parse(await res.body.text()) as Frame, request));
     for await (const line of ndjsonLines(res.body)) {
       const f = line as Frame;
       if (f.m !== undefined) related.send(f.m);
-      else return finalOf(f, request);
+      else return this.learn(request, finalOf(f, request));
     }
     throw new GatewayError('GW_CORE_UNAVAILABLE', 'The core ended the answer without a response');
+  }
+
+  /** Tools whose annotations say a repeat is harmless (readOnlyHint, idempotentHint), from tools/list. */
+  private readonly idempotent = new Set<string>();
+
+  private safe(request: JsonRpcRequest): boolean {
+    if (SAFE_METHODS.has(request.method)) return true;
+    const name = (request.params as { name?: unknown } | undefined)?.name;
+    return request.method === 'tools/call' && typeof name === 'string' && this.idempotent.has(name);
+  }
+
+  private learn(request: JsonRpcRequest, res: JsonRpcResponse | undefined): JsonRpcResponse | undefined {
+    if (request.method !== 'tools/list' || !res || !('result' in res)) return res;
+    const tools = (res.result as { tools?: unknown }).tools;
+    if (Array.isArray(tools))
+      for (const t of tools as Array<{ name?: unknown; annotations?: Record<string, unknown> }>) {
+        if (typeof t?.name !== 'string') continue;
+        const a = t.annotations ?? {};
+        if (a.readOnlyHint === true || a.idempotentHint === true) this.idempotent.add(t.name);
+        else this.idempotent.delete(t.name);
+      }
+    return res;
   }
 
   notify(notification: JsonRpcNotification): void {
@@ -401,21 +553,41 @@ class RemoteSession implements CoreSessionHandle {
     if (this.gone) return;
     this.gone = true;
     this.forget();
-    const res = await this.remote.call(
-      this.id,
-      `${this.base}${op}`,
-      JSON.stringify({ scope: this.scope }),
-      this.principal,
-    );
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.remote.call(
+        this.id,
+        `${this.base}${op}`,
+        JSON.stringify({ scope: this.scope }),
+        this.principal,
+        { route: this.route },
+      );
+    } catch (err) {
+      // Residency never let the session reach a core, or no core is left to hold it: nothing to end.
+      if (
+        err instanceof GatewayError &&
+        (err.code === 'GW_RESIDENCY_DENIED' || err.code === 'GW_CORE_UNAVAILABLE')
+      )
+        return;
+      throw err;
+    }
     await res.body.dump();
   }
 
   private fireAndForget(op: string, body: object): void {
-    this.remote.call(this.id, `${this.base}${op}`, JSON.stringify(body), this.principal).then(
-      (res) => res.body.dump(),
-      () => {},
-    );
+    this.remote
+      .call(this.id, `${this.base}${op}`, JSON.stringify(body), this.principal, { route: this.route })
+      .then(
+        (res) => res.body.dump(),
+        () => {},
+      );
   }
+}
+
+/** What a session call is for: placement of its scope and caller. */
+interface Route {
+  scope: string;
+  principal: Principal;
 }
 
 type Frame = { m?: JsonRpcMessage; r?: JsonRpcResponse; c?: 1 };

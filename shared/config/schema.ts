@@ -617,6 +617,15 @@ const listenTls = z
   })
   .strict();
 
+const coreTls = z
+  .object({
+    ca: pemFile('CA certificates (PEM) the core certificate must chain to.').optional(),
+    cert: pemFile('mTLS: the edge client certificate (PEM).').optional(),
+    key: pemFile('mTLS: the edge client private key (PEM).').optional(),
+    serverName: z.string().optional().describe('TLS server name to verify (default: the URL host).'),
+  })
+  .strict();
+
 const coreTarget = z
   .object({
     region: z
@@ -631,16 +640,7 @@ const coreTarget = z
       .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
       .optional()
       .describe('The core id the internal token is addressed to (its `aud`); default: the region.'),
-    tls: z
-      .object({
-        ca: pemFile('CA certificates (PEM) the core certificate must chain to.').optional(),
-        cert: pemFile('mTLS: the edge client certificate (PEM).').optional(),
-        key: pemFile('mTLS: the edge client private key (PEM).').optional(),
-        serverName: z.string().optional().describe('TLS server name to verify (default: the URL host).'),
-      })
-      .strict()
-      .optional()
-      .describe('TLS toward this core; files are reloaded when they change.'),
+    tls: coreTls.optional().describe('TLS toward this core; files are reloaded when they change.'),
   })
   .strict();
 
@@ -709,6 +709,7 @@ const tierKeys = {
 
 type TierView = {
   role: string;
+  federation?: { discoverCores: boolean } | undefined;
   listen: { host: string; tls?: { clientCa?: string; requestCert?: boolean } | undefined };
   cores: { region: string; id?: string | undefined }[];
   internal: { signingKey?: string | undefined; trustedKeys: string[]; jwksUrl?: string | undefined };
@@ -720,8 +721,11 @@ function checkTiers(cfg: TierView, ctx: z.RefinementCtx): void {
   const issue = (path: (string | number)[], message: string) =>
     ctx.addIssue({ code: 'custom', path, message });
   if (cfg.role === 'edge') {
-    if (cfg.cores.length === 0)
-      issue(['cores'], 'role edge needs at least one core (cores: [{ region, url }])');
+    if (cfg.cores.length === 0 && !cfg.federation?.discoverCores)
+      issue(
+        ['cores'],
+        'role edge needs at least one core (cores: [{ region, url }], or federation to discover them)',
+      );
     if (!cfg.internal.signingKey)
       issue(['internal', 'signingKey'], 'role edge needs internal.signingKey to sign internal tokens');
     if (cfg.servers.length > 0) issue(['servers'], 'role edge has no backends: servers belong to the core');
@@ -1286,6 +1290,38 @@ export const configSchema = z
           .min(100)
           .default(30_000)
           .describe('How often every registry is re-read whole, repairing anything a watch missed.'),
+        discoverCores: z
+          .boolean()
+          .default(true)
+          .describe('role edge: learn cores (URL, region, health) from the bus, beside any static `cores`.'),
+        coreTls: coreTls
+          .optional()
+          .describe('role edge: TLS toward cores learned from the bus (static `cores` carry their own).'),
+        tenants: z
+          .record(
+            z.string().min(1).max(128),
+            z
+              .object({
+                homeRegion: regionId
+                  .optional()
+                  .describe("The tenant's home region: its users are served by that region's cores."),
+                allowedRegions: z
+                  .array(regionId)
+                  .optional()
+                  .describe(
+                    "Regions the tenant's data may go to (absent: any). A call is never routed elsewhere.",
+                  ),
+                nearerAllowed: z
+                  .boolean()
+                  .default(false)
+                  .describe("Policy: serve the tenant from the edge's own region when it serves the scope."),
+              })
+              .strict(),
+          )
+          .default({})
+          .describe(
+            'Data residency and home region per tenant (a token claim `regions` narrows it further).',
+          ),
       })
       .strict()
       .optional()
