@@ -15,6 +15,7 @@ import { renderConfigDocs } from './config-docs.js';
 import { auditExport, auditPrune, auditVerify, auditVerifyEvidence, UsageError } from './audit.js';
 import { vaultList, vaultPut, vaultRotateKey } from './vault.js';
 import { KEYS_HELP, keysCommand } from './api-keys.js';
+import { beginDrain, drainDelayMs } from '../shared/lifecycle/drain.js';
 
 const HELP = `mcpgw - a federated, hierarchical MCP gateway
 
@@ -160,19 +161,29 @@ async function main(argv: string[]): Promise<number> {
     if (!cfg) return 1;
     const log = createLogger(cfg.log.level);
     const start = { single: startSingleNode, edge: startEdgeNode, core: startCoreNode }[cfg.role];
+    let delay: number;
+    try {
+      delay = drainDelayMs();
+    } catch (err) {
+      return usage((err as Error).message);
+    }
     const node = await start(cfg, { log, baseDir: configBaseDir(file), configFile: file });
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      log.info({ signal }, 'shutting down');
-      node.close().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, 'error during shutdown');
-          process.exit(1);
-        },
-      );
+      // Not ready at once (/readyz 503), alive still; close after the drain delay.
+      beginDrain();
+      log.info({ signal, drainDelayMs: delay }, 'shutting down');
+      new Promise((r) => setTimeout(r, delay))
+        .then(() => node.close())
+        .then(
+          () => process.exit(0),
+          (err: unknown) => {
+            log.error({ err }, 'error during shutdown');
+            process.exit(1);
+          },
+        );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

@@ -32,6 +32,7 @@ import {
 } from '../../shared/mcp/jsonrpc.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
+import { isDraining } from '../../shared/lifecycle/drain.js';
 
 const PREFIX = '/internal/v1/';
 const SESSION_ROUTE =
@@ -135,9 +136,9 @@ export class InternalApi {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     if (req.method === 'GET' && (url === '/healthz' || url === '/readyz')) {
-      const ready = url === '/healthz' || this.o.core.readiness().ready;
+      const ready = url === '/healthz' || (!isDraining() && this.o.core.readiness().ready);
       return json(res, ready ? 200 : 503, {
-        status: ready ? (url === '/healthz' ? 'ok' : 'ready') : 'starting',
+        status: ready ? (url === '/healthz' ? 'ok' : 'ready') : isDraining() ? 'draining' : 'starting',
       });
     }
     if (!url.startsWith(PREFIX)) return fail(res, new GatewayError('GW_UNKNOWN_SERVER', 'Not found'), 404);

@@ -29,6 +29,7 @@ import { registerAuthentication } from '../auth/stage.js';
 import { corsHook } from './cors.js';
 import { hostRouter } from './host-routing.js';
 import { openSseStreams } from './sse.js';
+import { isDraining } from '../../shared/lifecycle/drain.js';
 
 export interface EdgeAppOptions {
   config: GatewayConfig;
@@ -247,8 +248,9 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
     const r = o.core.readiness();
-    return reply.code(r.ready ? 200 : 503).send({
-      status: r.ready ? 'ready' : 'starting',
+    const ready = r.ready && !isDraining();
+    return reply.code(ready ? 200 : 503).send({
+      status: isDraining() ? 'draining' : r.ready ? 'ready' : 'starting',
       servers: r.servers,
       ...(r.pools && { pools: r.pools }),
       sessions: endpoint.sessionCount + legacy.sessionCount,
