@@ -1403,7 +1403,9 @@ export type HttpServerConfig = RawHttpServerConfig extends infer S
     : never
   : never;
 /** A REST API as tools; `replicas` is its one base URL, so that a pool treats it as any HTTP server. */
-export type RestServerConfig = Extract<RawServerConfig, { transport: 'http' }> & { replicas: ReplicaConfig[] };
+export type RestServerConfig = Extract<RawServerConfig, { transport: 'http' }> & {
+  replicas: ReplicaConfig[];
+};
 export type ServerConfig = StdioServerConfig | HttpServerConfig | RestServerConfig;
 export type PoolsConfig = z.infer<typeof poolsSchema>;
 export type QuotasConfig = z.infer<typeof quotasSchema>;
