@@ -110,7 +110,7 @@ export function applyTokenBudget(result: JsonObject, budget: number, counter: To
  * (a `minItems` or `minLength` it then breaks is the price of the budget).
  */
 export function trimJson(value: unknown, fits: (v: unknown) => boolean): JsonObject {
-  let v = structuredClone(value) as JsonObject;
+  const v = structuredClone(value) as JsonObject;
   for (let round = 0; round < 200 && !fits(v); round++) {
     const target = largest(v);
     if (!target) break;
