@@ -151,6 +151,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     observe,
     pools,
     stages: quotas?.stages,
+    ...(stores.vault && stores.tokens && { credentials: { vault: stores.vault, tokens: stores.tokens } }),
   });
   // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
   // one at a time per server, in the order they were announced.

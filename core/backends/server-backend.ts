@@ -14,6 +14,9 @@ import type {
   JsonRpcResponse,
 } from '../../shared/mcp/jsonrpc.js';
 import type { Logger } from '../../shared/log.js';
+import type { Principal } from '../../shared/identity/principal.js';
+import type { CredentialVault } from '../../shared/ports/credential-vault.js';
+import type { TokenRefresher } from '../../shared/vault/token-refresher.js';
 import type { BackendSessionRecord } from '../../shared/ports/session-store.js';
 import { LATEST_PROTOCOL_VERSION } from '../../shared/mcp/versions.js';
 import { BackendClient, type CallContext, type InitializeResult } from './backend-client.js';
@@ -23,6 +26,7 @@ import { LegacySseTransport } from './sse.js';
 import { StdioTransport } from './stdio.js';
 import { StreamableHttpTransport } from './streamable-http.js';
 import type { UpstreamTransport } from './transport.js';
+import { RestBackend } from '../rest/rest-backend.js';
 
 export const GATEWAY_CLIENT_INFO = { name: 'mcpgw', version: '0.1.0' };
 
@@ -57,6 +61,8 @@ export interface BackendEvents {
     server: string,
     owner: SessionOwner | undefined,
   ): Readonly<Record<string, string>> | undefined;
+  /** The vault and its refresher, for backends that present upstream credentials (`http` servers). */
+  credentials?: BackendCredentials;
   /** A per-session backend session opened (info) or ended (undefined): the session record keeps it. */
   backendSessionChanged(server: string, owner: SessionOwner, info: BackendSessionRecord | undefined): void;
 }
@@ -67,6 +73,13 @@ export interface SessionOwner {
   readonly protocolVersion: string;
   readonly clientCapabilities: JsonObject;
   readonly clientInfo: JsonObject;
+  /** Who the session acts for (a client session has it; probes do not). */
+  readonly identity?: Principal;
+}
+
+export interface BackendCredentials {
+  vault: CredentialVault;
+  tokens: TokenRefresher;
 }
 
 export type BackendState = 'starting' | 'ready' | 'restarting' | 'failed' | 'stopped';
@@ -102,6 +115,7 @@ const RELAY_CAPABILITIES: JsonObject = {
 
 export function createBackend(config: ServerConfig, events: BackendEvents, log: Logger): ServerBackend {
   if (config.transport === 'stdio') return new StdioBackend(config, events, log);
+  if (config.transport === 'http') return new RestBackend(config, events, log);
   // Streamable HTTP servers may be of either era (modern-backend.ts); legacy SSE ones are 2024-11-05.
   if (config.transport === 'streamable-http' && config.protocol === '2026')
     return new ModernHttpBackend(config, events, log, GATEWAY_CLIENT_INFO);

@@ -38,7 +38,12 @@ import type { ResponseCache } from '../../shared/ports/response-cache.js';
 import type { BackendClient } from '../backends/backend-client.js';
 import { modernBackend, type ModernHttpBackend } from '../backends/modern-backend.js';
 import { ModernBackendClient } from '../backends/modern-client.js';
-import { GATEWAY_CLIENT_INFO, type BackendEvents, type SessionOwner } from '../backends/server-backend.js';
+import {
+  GATEWAY_CLIENT_INFO,
+  type BackendCredentials,
+  type BackendEvents,
+  type SessionOwner,
+} from '../backends/server-backend.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import { AccessControl } from '../policy/access-control.js';
 import { PiiMasker } from '../policy/pii-mask.js';
@@ -89,6 +94,8 @@ export interface GatewayCoreOptions {
   pools?: { breakerState?: BreakerStateStore; sharedCache?: ResponseCache };
   /** Stages run before the plugins (quota, admission), in this order. */
   stages?: Stage[];
+  /** The credential vault and its refresher, for `http` (REST) servers' `auth`. */
+  credentials?: BackendCredentials;
 }
 
 /** A finished request as the core saw it: what metrics record, plus who asked (never a metric label). */
@@ -571,6 +578,7 @@ export class GatewayCore implements CoreService {
         ),
       availabilityChanged: (server) => this.onAvailabilityChanged(server),
       identityHeaders: (server, owner) => this.opts.backendIdentity?.(server, owner?.id),
+      ...(this.opts.credentials && { credentials: this.opts.credentials }),
       backendSessionChanged: (server, owner, info) =>
         void this.opts.sessions
           ?.setBackendSession(owner.id, server, info)

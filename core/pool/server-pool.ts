@@ -840,6 +840,7 @@ export class ServerPool implements ServerBackend {
         identityHeaders: (server: string, owner: SessionOwner | undefined) =>
           up.identityHeaders!.call(up, server, owner?.id.startsWith(PROBE_PREFIX) ? undefined : owner),
       }),
+      ...(up.credentials && { credentials: up.credentials }),
       backendSessionChanged: (server, owner, info) => {
         if (owner.id.startsWith(PROBE_PREFIX)) return;
         up.backendSessionChanged(server, owner, info && { ...info, replica: r.id });

@@ -4,6 +4,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { restServerFields } from './rest-schema.js';
 import {
   authSchema,
   httpSecurityKeys,
@@ -422,10 +423,26 @@ const httpServer = (transport: 'streamable-http' | 'sse') =>
         });
     });
 
+/** A REST API served as MCP tools (shared/config/rest-schema.ts, docs/rest-tools.md). */
+const restServer = z
+  .object({ ...common, transport: z.literal('http'), ...restServerFields })
+  .strict()
+  .superRefine((s, ctx) => {
+    if (s.endpoints.length === 0 && !s.openapi)
+      ctx.addIssue({ code: 'custom', path: ['endpoints'], message: 'declare "endpoints" or give "openapi"' });
+    if (s.auth?.kind === 'token-exchange' && s.identity !== 'delegation')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['identity'],
+        message: 'auth "token-exchange" exchanges the delegation token: set identity "delegation"',
+      });
+  });
+
 export const serverSchema = z.discriminatedUnion('transport', [
   stdioServer,
   httpServer('streamable-http'),
   httpServer('sse'),
+  restServer,
 ]);
 
 const pluginSchema = z
@@ -1405,12 +1422,13 @@ export const runtimeServerSchema = serverSchema.transform((s) => normalizeServer
 /** `url` and `replicas` compiled to one form; `url` stays the first replica for code that knows one. */
 function normalizeServer(s: RawServerConfig): ServerConfig {
   if (s.transport === 'stdio') return s;
+  if (s.transport === 'http') return { ...s, replicas: [{ url: s.url, weight: 1 }] };
   const replicas = (s.replicas ?? [s.url!]).map((r) => (typeof r === 'string' ? { url: r, weight: 1 } : r));
   return { ...s, url: replicas[0]!.url, replicas };
 }
 
 type RawServerConfig = z.infer<typeof serverSchema>;
-type RawHttpServerConfig = Exclude<RawServerConfig, { transport: 'stdio' }>;
+type RawHttpServerConfig = Exclude<RawServerConfig, { transport: 'stdio' | 'http' }>;
 
 export type GatewayConfig = z.infer<typeof configSchema>;
 export type StdioServerConfig = Extract<RawServerConfig, { transport: 'stdio' }>;
@@ -1420,7 +1438,11 @@ export type HttpServerConfig = RawHttpServerConfig extends infer S
     ? Omit<S, 'url' | 'replicas'> & { url: string; replicas: ReplicaConfig[] }
     : never
   : never;
-export type ServerConfig = StdioServerConfig | HttpServerConfig;
+/** A REST API as tools; `replicas` is its one base URL, so that a pool treats it as any HTTP server. */
+export type RestServerConfig = Extract<RawServerConfig, { transport: 'http' }> & {
+  replicas: ReplicaConfig[];
+};
+export type ServerConfig = StdioServerConfig | HttpServerConfig | RestServerConfig;
 export type PoolsConfig = z.infer<typeof poolsSchema>;
 export type QuotasConfig = z.infer<typeof quotasSchema>;
 export type ToolPolicy = z.infer<typeof toolPolicy>;

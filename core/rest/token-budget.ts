@@ -1,0 +1,144 @@
+/**
+ * Token intelligence for tool results: counts with gpt-tokenizer's o200k_base encoding (shipped in the
+ * package, nothing fetched at run time), cached by content hash in a bounded LRU, and a budget that
+ * shortens a result which would exceed it while keeping it a valid result: structured content keeps its
+ * shape (arrays and long strings are shortened, never retyped), text is cut on a token boundary and
+ * marked, and `_meta` says what was done.
+ */
+import { createHash } from 'node:crypto';
+import { countTokens, decode, encode } from 'gpt-tokenizer/encoding/o200k_base';
+import type { JsonObject } from '../../shared/mcp/jsonrpc.js';
+
+export const TRUNCATION_META = 'mcpgw/truncated';
+export const TOKENS_META = 'mcpgw/tokens';
+
+export class TokenCounter {
+  private readonly cache = new Map<string, number>();
+  hits = 0;
+  misses = 0;
+
+  constructor(private readonly maxEntries = 10_000) {}
+
+  count(text: string): number {
+    // Short texts cost less to count than to hash.
+    if (text.length < 64) return countTokens(text);
+    const key = createHash('sha256').update(text).digest('base64url');
+    const hit = this.cache.get(key);
+    if (hit !== undefined) {
+      this.hits++;
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      return hit;
+    }
+    this.misses++;
+    const n = countTokens(text);
+    if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(key, n);
+    return n;
+  }
+
+  /** Tokens of what a model reads of a result: its text content, else its structured content. */
+  ofResult(result: JsonObject): number {
+    const texts = textItems(result);
+    if (texts.length > 0) return texts.reduce((n, t) => n + this.count(t.text), 0);
+    return result.structuredContent === undefined ? 0 : this.count(JSON.stringify(result.structuredContent));
+  }
+}
+
+interface TextItem {
+  type: 'text';
+  text: string;
+}
+
+function textItems(result: JsonObject): TextItem[] {
+  const content = Array.isArray(result.content) ? (result.content as unknown[]) : [];
+  return content.filter(
+    (c): c is TextItem => typeof c === 'object' && c !== null && (c as TextItem).type === 'text',
+  );
+}
+
+/**
+ * `result` within `budget` tokens. When its text is the JSON of its structured content (REST tools),
+ * both are shortened together so that they still agree.
+ */
+export function applyTokenBudget(result: JsonObject, budget: number, counter: TokenCounter): JsonObject {
+  const tokens = counter.ofResult(result);
+  const meta = (result._meta as JsonObject | undefined) ?? {};
+  if (tokens <= budget) return { ...result, _meta: { ...meta, [TOKENS_META]: tokens } };
+  const marker = (kept: number) =>
+    `[truncated by mcpgw: ${kept} of ${tokens} tokens shown, budget ${budget}]`;
+  const reserve = 32;
+  const texts = textItems(result);
+  const sc = result.structuredContent;
+  let out: JsonObject;
+  if (sc !== undefined && texts.length === 1 && texts[0]!.text === JSON.stringify(sc)) {
+    const trimmed = trimJson(sc, (v) => counter.count(JSON.stringify(v)) <= budget - reserve);
+    const text = JSON.stringify(trimmed);
+    const kept = counter.count(text);
+    out = {
+      ...result,
+      content: [
+        { type: 'text', text },
+        { type: 'text', text: marker(kept) },
+      ],
+      structuredContent: trimmed,
+    };
+  } else {
+    let left = budget - reserve;
+    let kept = 0;
+    const content = (result.content as unknown[]).map((c) => {
+      const t = c as TextItem;
+      if (typeof c !== 'object' || c === null || t.type !== 'text') return c;
+      const ids = encode(t.text);
+      const take = Math.max(0, Math.min(ids.length, left));
+      left -= take;
+      kept += take;
+      return take === ids.length ? c : { ...t, text: decode(ids.slice(0, take)) };
+    });
+    content.push({ type: 'text', text: marker(kept) });
+    out = { ...result, content };
+    if (sc !== undefined)
+      out.structuredContent = trimJson(sc, (v) => counter.count(JSON.stringify(v)) <= budget - reserve);
+  }
+  const after = counter.ofResult(out);
+  return { ...out, _meta: { ...meta, [TOKENS_META]: after, [TRUNCATION_META]: { tokens, budget } } };
+}
+
+/**
+ * Shortens the largest array or the longest string of `value`, by half each round, until `fits`:
+ * types and keys stay as they were, so a result valid against its outputSchema mostly stays valid
+ * (a `minItems` or `minLength` it then breaks is the price of the budget).
+ */
+export function trimJson(value: unknown, fits: (v: unknown) => boolean): JsonObject {
+  const v = structuredClone(value) as JsonObject;
+  for (let round = 0; round < 200 && !fits(v); round++) {
+    const target = largest(v);
+    if (!target) break;
+    const { holder, key, size } = target;
+    const cur = holder[key as never] as unknown;
+    if (Array.isArray(cur)) (holder as Record<string, unknown>)[key] = cur.slice(0, Math.floor(size / 2));
+    else (holder as Record<string, unknown>)[key] = `${(cur as string).slice(0, Math.floor(size / 2))}…`;
+  }
+  return v;
+}
+
+function largest(root: unknown): { holder: object; key: string | number; size: number } | undefined {
+  let best: { holder: object; key: string | number; size: number } | undefined;
+  const visit = (holder: object, key: string | number, node: unknown) => {
+    const size = Array.isArray(node)
+      ? node.length > 0
+        ? JSON.stringify(node).length
+        : 0
+      : typeof node === 'string' && node.length > 16
+        ? node.length
+        : 0;
+    if (size > 0 && (!best || size > best.size)) best = { holder, key, size };
+    if (node && typeof node === 'object')
+      for (const [k, child] of Object.entries(node)) visit(node, Array.isArray(node) ? Number(k) : k, child);
+  };
+  if (root && typeof root === 'object')
+    for (const [k, child] of Object.entries(root)) visit(root, Array.isArray(root) ? Number(k) : k, child);
+  if (!best) return undefined;
+  const node = (best.holder as Record<string, unknown>)[best.key];
+  return { ...best, size: Array.isArray(node) ? node.length : (node as string).length };
+}
