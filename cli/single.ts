@@ -2,6 +2,7 @@
  * Composition root of the single role: edge and core in one process, joined by a function call, on the
  * embedded stores (no external service needed). Tests build nodes with the same function.
  */
+import { PostgresApprovalStore } from '../shared/adapters/postgres/approval-store.js';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -147,6 +148,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     observe,
     pools,
     stages: quotas?.stages,
+    approvals: stores.db ? new PostgresApprovalStore(stores.db) : undefined,
   });
   // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
   // one at a time per server, in the order they were announced.

@@ -32,6 +32,8 @@ import type { ServerBackend, SessionOwner } from '../backends/server-backend.js'
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { CallerAccess, ItemKind } from '../policy/access-control.js';
 import { maskToolResult } from '../policy/pii-mask.js';
+import type { ServerConfig } from '../../shared/config/schema.js';
+import { GOVERNANCE_META, PREVIEW_CAPABILITY, type GovernanceCaller } from '../governance/tool-governance.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
 import {
@@ -164,11 +166,14 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         if (!target || !this.access.itemVisible(kind, target.server, target.name)) throw unknown();
         if (kind === 'prompts')
           return this.forward(target.server, req, { ...params, name: target.name }, sink);
-        await this.admitToolCall(target.server, target.name, params.arguments, unknown);
-        return this.maskResult(
-          target.server,
-          target.name,
-          await this.forward(target.server, req, { ...params, name: target.name }, sink),
+        const notice = await this.admitToolCall(target.server, target.name, params.arguments, unknown);
+        return this.withNotice(
+          this.maskResult(
+            target.server,
+            target.name,
+            await this.forward(target.server, req, { ...params, name: target.name }, sink),
+          ),
+          notice,
         );
       }
       case 'resources/read':
@@ -241,17 +246,42 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     }
     if (req.method === 'tools/call' && typeof req.params?.name === 'string') {
       const name = req.params.name;
-      await this.admitToolCall(
+      const notice = await this.admitToolCall(
         backend.name,
         name,
         req.params.arguments,
         () => new GatewayError('GW_UNKNOWN_TOOL', `Unknown tool: ${name}`, { name }),
       );
-      return this.maskResult(backend.name, name, await this.forward(backend.name, req, req.params, sink));
+      return this.withNotice(
+        this.maskResult(backend.name, name, await this.forward(backend.name, req, req.params, sink)),
+        notice,
+      );
     }
     const res = await this.forward(backend.name, req, req.params, sink);
     const listed = SCOPED_LISTS[req.method];
-    return listed && this.access.filtersItems ? this.filterPage(res, backend.name, listed) : res;
+    const page = listed && this.access.filtersItems ? this.filterPage(res, backend.name, listed) : res;
+    return req.method === 'tools/list' ? this.governPage(page, backend.config) : page;
+  }
+
+  /** Who governance decides for: the caller, and whether its client opted in to preview tools. */
+  private governanceCaller(): GovernanceCaller {
+    const experimental = this.clientCapabilities.experimental as JsonObject | undefined;
+    return { identity: this.identity, previewOptIn: experimental?.[PREVIEW_CAPABILITY] !== undefined };
+  }
+
+  /** A backend's tools/list page on /servers/{name}/mcp as governance lets this caller see it. */
+  private async governPage(
+    res: JsonRpcResponse | undefined,
+    server: ServerConfig,
+  ): Promise<JsonRpcResponse | undefined> {
+    if (!res || 'error' in res || !Array.isArray(res.result.tools) || !this.core.governance.applies(server))
+      return res;
+    const tools = await this.core.governance.list(
+      server,
+      res.result.tools as JsonObject[],
+      this.governanceCaller(),
+    );
+    return { ...res, result: { ...res.result, tools } };
   }
 
   /** On /servers/{name}/mcp, what the policy hides gets the answer of what does not exist. */
@@ -300,11 +330,12 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     name: string,
     args: unknown,
     unknown: () => GatewayError,
-  ): Promise<void> {
+  ): Promise<JsonObject | undefined> {
     if (!this.access.itemVisible('tools', server, name)) throw unknown();
     const validator = this.core.argumentValidator;
-    if (!validator && !this.access.filtersItems) return;
     const backend = this.core.backend(server)!;
+    const governed = this.core.governance.applies(backend.config);
+    if (!validator && !this.access.filtersItems && !governed) return undefined;
     let def: JsonObject | undefined;
     let unreachable = false;
     try {
@@ -318,10 +349,13 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       if (!(err instanceof GatewayError)) throw err;
       unreachable = true;
     }
+    const notice = governed
+      ? await this.core.governance.admit(backend.config, name, def, this.governanceCaller(), unknown)
+      : undefined;
     if (!def && !unreachable) {
       // On /servers/{name}/mcp without a policy the backend answers for names it does not know.
       if (this.isAggregate || this.access.filtersItems) throw unknown();
-      return;
+      return notice;
     }
     const denied = this.access.checkArguments(server, name, args);
     if (denied.length > 0)
@@ -337,6 +371,17 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         `Invalid arguments for tool ${name}: ${violations.map((v) => `${v.path} ${v.message}`).join('; ')}`,
         { violations },
       );
+    return notice;
+  }
+
+  /** A governance notice (preview, deprecated, held back) in the result's `_meta`. */
+  private withNotice(
+    res: JsonRpcResponse | undefined,
+    notice: JsonObject | undefined,
+  ): JsonRpcResponse | undefined {
+    if (!notice || !res || 'error' in res) return res;
+    const meta = { ...(res.result._meta as JsonObject | undefined), [GOVERNANCE_META]: notice };
+    return { ...res, result: { ...res.result, _meta: meta } };
   }
 
   private maskResult(
@@ -376,9 +421,15 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
           if (!this.core.catalog.declares(client, kind)) return { server: b.name, items: [] };
           const items = await this.core.catalog.list(client, kind);
           hints?.push(this.core.catalog.ttlOf(client, kind) ?? this.core.listTtlMs);
+          const visible = this.access.filtersItems
+            ? items.filter((it) => this.visible(kind, b.name, it))
+            : items;
           return {
             server: b.name,
-            items: this.access.filtersItems ? items.filter((it) => this.visible(kind, b.name, it)) : items,
+            items:
+              kind === 'tools'
+                ? await this.core.governance.list(b.config, visible, this.governanceCaller())
+                : visible,
           };
         } catch (err) {
           hints?.push(0);

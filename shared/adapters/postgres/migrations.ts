@@ -112,6 +112,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TRIGGER audit_records_append_only BEFORE UPDATE OR DELETE ON audit_records
         FOR EACH ROW EXECUTE FUNCTION audit_records_guard();`,
   },
+  // 20-29: governance (approvals and pinning, docs/governance.md).
+  {
+    version: 20,
+    name: 'tool-approvals',
+    sql: `
+      -- Every approval of a tool definition; the newest per (server, tool) is the one pinned.
+      CREATE TABLE tool_approvals (
+        id bigserial PRIMARY KEY,
+        server text NOT NULL,
+        tool text NOT NULL,
+        hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+        definition jsonb NOT NULL,
+        approved_at timestamptz NOT NULL,
+        approved_by text NOT NULL
+      );
+      CREATE INDEX tool_approvals_tool ON tool_approvals (server, tool, id DESC);`,
+  },
 ];
 
 export interface MigrationReport {
