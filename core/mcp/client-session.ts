@@ -4,7 +4,7 @@
  * the relay of calls, cancellations, progress and server-to-client requests in both directions.
  */
 import { GatewayError, toRpcError } from '../../shared/errors.js';
-import { paginate } from '../../shared/mcp/cursor.js';
+import { decodeCursor, paginate } from '../../shared/mcp/cursor.js';
 import {
   rpcError,
   RpcCode,
@@ -66,6 +66,17 @@ export const AGGREGATE_CAPABILITIES: JsonObject = {
   completions: {},
 };
 
+/** A merged list as its first page saw it; later pages of the same listing are cut from it. */
+interface ListSnapshot {
+  id: string;
+  items: JsonObject[];
+  hints: number[];
+  at: number;
+}
+/** How long a listing's later pages stay available, and how many listings a session pages at once. */
+const SNAPSHOT_TTL_MS = 5 * 60_000;
+const MAX_SNAPSHOTS = 8;
+
 export class ClientSession implements CoreSessionHandle, SessionOwner {
   protocolVersion = '2025-03-26';
   clientCapabilities: JsonObject = {};
@@ -80,6 +91,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   private readonly inflight = new Map<JsonRpcId, CallHandle>();
   private readonly outgoing = new Map<string, (r: JsonRpcResponse) => void>();
   private nextOutgoing = 0;
+  private readonly snapshots = new Map<string, ListSnapshot>();
+  private nextSnapshot = 0;
   private readonly tools = new NameMap();
   private readonly prompts = new NameMap();
   /** Exposed resource URI -> owning server and backend URI (collisions get gateway URIs). */
@@ -397,10 +410,30 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   // ---------------------------------------------------------------- the aggregate view
 
   private async listAggregate(req: JsonRpcRequest, kind: ListKind): Promise<JsonRpcResponse> {
-    const hints: number[] = [];
-    const items = await this.collect(kind, hints);
-    const page = paginate(`${this.id}:${kind}`, items, req.params?.cursor, this.core.pageSize);
+    // Pages after the first come from the snapshot the first page was cut from, so that a registry or
+    // catalog change between pages never mixes two versions of the list (docs/governance.md).
+    const cursor = req.params?.cursor;
+    let snap: ListSnapshot | undefined;
+    if (cursor !== undefined) {
+      snap = this.snapshotOf(kind, cursor);
+      if (!snap)
+        throw new GatewayError(
+          'GW_INVALID_CURSOR',
+          `Invalid or expired cursor for ${LIST_METHOD[kind]}: list again without a cursor`,
+        );
+    } else {
+      const hints: number[] = [];
+      snap = {
+        id: `${kind}:${++this.nextSnapshot}`,
+        items: await this.collect(kind, hints),
+        hints,
+        at: Date.now(),
+      };
+    }
+    const { hints } = snap;
+    const page = paginate(`${this.id}:${snap.id}`, snap.items, cursor, this.core.pageSize);
     if (!page) throw new GatewayError('GW_INVALID_CURSOR', `Invalid cursor for ${LIST_METHOD[kind]}`);
+    if (page.nextCursor && cursor === undefined) this.keepSnapshot(snap);
     const result: JsonObject = { [kind]: page.page };
     if (page.nextCursor) result.nextCursor = page.nextCursor;
     if (this.modern) {
@@ -410,6 +443,23 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       result.cacheScope = 'private';
     }
     return { jsonrpc: '2.0', id: req.id, result };
+  }
+
+  /** The snapshot a cursor of this session pages, while it is kept. */
+  private snapshotOf(kind: ListKind, cursor: unknown): ListSnapshot | undefined {
+    const now = Date.now();
+    for (const [id, snap] of this.snapshots) {
+      if (now - snap.at > SNAPSHOT_TTL_MS) this.snapshots.delete(id);
+      else if (id.startsWith(`${kind}:`) && decodeCursor(`${this.id}:${id}`, cursor) !== undefined)
+        return snap;
+    }
+    return undefined;
+  }
+
+  private keepSnapshot(snap: ListSnapshot): void {
+    this.snapshots.set(snap.id, snap);
+    // A few listings paged at once per session; the oldest goes first.
+    while (this.snapshots.size > MAX_SNAPSHOTS) this.snapshots.delete(this.snapshots.keys().next().value!);
   }
 
   /** Every item of `kind` across the servers this session sees, renamed for the aggregate. */
