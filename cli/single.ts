@@ -4,6 +4,8 @@
  */
 import { adminCoreView, adminStoreOf, watchConfigFile } from './admin-api.js';
 import { registerAdminApi } from '../edge/admin-api/index.js';
+import { governanceRoutes } from '../core/admin/governance-routes.js';
+import { PostgresApprovalStore } from '../shared/adapters/postgres/approval-store.js';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -152,6 +154,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     pools,
     stages: quotas?.stages,
     ...(stores.vault && stores.tokens && { credentials: { vault: stores.vault, tokens: stores.tokens } }),
+    approvals: stores.db ? new PostgresApprovalStore(stores.db) : undefined,
   });
   // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
   // one at a time per server, in the order they were announced.
@@ -193,14 +196,38 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     ...(tls && { https: serverTlsOptions(tls) }),
   });
   // The admin REST API (docs/admin-api.md): changes go through the registry, whose watch applies them.
-  await registerAdminApi(app, {
-    config,
-    log,
-    registry: stores.registry,
-    store: await adminStoreOf(stores.db, config),
-    core: adminCoreView(core),
-    apiKeys,
-  });
+  await registerAdminApi(
+    app,
+    {
+      config,
+      log,
+      registry: stores.registry,
+      store: await adminStoreOf(stores.db, config),
+      core: adminCoreView(core),
+      apiKeys,
+    },
+    [
+      // Governance (docs/governance.md): approvals and lifecycle transitions act on every tenant's servers,
+      // so only a full admin may use them; a tenant admin gets 403.
+      async (scope) => {
+        scope.addHook('preHandler', async (req, reply) => {
+          if (req.adminCaller?.tenant !== undefined)
+            return reply.status(403).send({
+              error: {
+                status: 403,
+                code: 'FORBIDDEN',
+                message: 'governance needs the admin role, not a tenant admin',
+              },
+            });
+        });
+        await governanceRoutes(scope, {
+          governance: core.governance,
+          registry: stores.registry,
+          actorOf: (req) => (req as FastifyRequest).adminCaller?.actor ?? 'admin',
+        });
+      },
+    ],
+  );
   // The config file is watched: servers it owns are re-seeded, so its edits apply like an admin's.
   const fileWatch = opts.configFile ? watchConfigFile(opts.configFile, stores.registry, log) : undefined;
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.

@@ -183,6 +183,27 @@ export const ERRORS = {
     rpc: RpcCode.InvalidParams,
     message: 'Invalid params: an argument value is not allowed for this caller',
   },
+  // Governance (docs/governance.md): lifecycle, approval and pinning, data classification.
+  GW_CAPABILITY_RETIRED: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: 'The tool is retired and no longer available',
+  },
+  GW_TOOL_NOT_APPROVED: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: "The tool's definition changed since it was approved; it is held back until approved again",
+  },
+  GW_CLASSIFICATION_DENIED: {
+    http: 200,
+    rpc: RpcCode.InvalidParams,
+    message: "The tool's data classification needs a caller with a role this caller lacks",
+  },
+  GW_LIFECYCLE_TRANSITION: {
+    http: 409,
+    rpc: RpcCode.InvalidParams,
+    message: 'This lifecycle transition is not allowed',
+  },
   GW_HEADERS_TOO_LARGE: {
     http: 431,
     rpc: RpcCode.ConnectionClosed,

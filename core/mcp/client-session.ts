@@ -4,7 +4,7 @@
  * the relay of calls, cancellations, progress and server-to-client requests in both directions.
  */
 import { GatewayError, toRpcError } from '../../shared/errors.js';
-import { paginate } from '../../shared/mcp/cursor.js';
+import { decodeCursor, paginate } from '../../shared/mcp/cursor.js';
 import {
   rpcError,
   RpcCode,
@@ -37,6 +37,8 @@ import {
   maskToolResult,
   type MaskedKind,
 } from '../policy/pii-mask.js';
+import type { ServerConfig } from '../../shared/config/schema.js';
+import { GOVERNANCE_META, PREVIEW_CAPABILITY, type GovernanceCaller } from '../governance/tool-governance.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
 import {
@@ -69,6 +71,17 @@ export const AGGREGATE_CAPABILITIES: JsonObject = {
   completions: {},
 };
 
+/** A merged list as its first page saw it; later pages of the same listing are cut from it. */
+interface ListSnapshot {
+  id: string;
+  items: JsonObject[];
+  hints: number[];
+  at: number;
+}
+/** How long a listing's later pages stay available, and how many listings a session pages at once. */
+const SNAPSHOT_TTL_MS = 5 * 60_000;
+const MAX_SNAPSHOTS = 8;
+
 export class ClientSession implements CoreSessionHandle, SessionOwner {
   protocolVersion = '2025-03-26';
   clientCapabilities: JsonObject = {};
@@ -83,6 +96,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   private readonly inflight = new Map<JsonRpcId, CallHandle>();
   private readonly outgoing = new Map<string, (r: JsonRpcResponse) => void>();
   private nextOutgoing = 0;
+  private readonly snapshots = new Map<string, ListSnapshot>();
+  private nextSnapshot = 0;
   private readonly tools = new NameMap();
   private readonly prompts = new NameMap();
   /** Exposed resource URI -> owning server and backend URI (collisions get gateway URIs). */
@@ -174,11 +189,14 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
             await this.forward(target.server, req, { ...params, name: target.name }, sink),
             'prompts',
           );
-        await this.admitToolCall(target.server, target.name, params.arguments, unknown);
-        return this.maskResult(
-          target.server,
-          target.name,
-          await this.forward(target.server, req, { ...params, name: target.name }, sink),
+        const notice = await this.admitToolCall(target.server, target.name, params.arguments, unknown);
+        return this.withNotice(
+          this.maskResult(
+            target.server,
+            target.name,
+            await this.forward(target.server, req, { ...params, name: target.name }, sink),
+          ),
+          notice,
         );
       }
       case 'resources/read':
@@ -251,13 +269,16 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     }
     if (req.method === 'tools/call' && typeof req.params?.name === 'string') {
       const name = req.params.name;
-      await this.admitToolCall(
+      const notice = await this.admitToolCall(
         backend.name,
         name,
         req.params.arguments,
         () => new GatewayError('GW_UNKNOWN_TOOL', `Unknown tool: ${name}`, { name }),
       );
-      return this.maskResult(backend.name, name, await this.forward(backend.name, req, req.params, sink));
+      return this.withNotice(
+        this.maskResult(backend.name, name, await this.forward(backend.name, req, req.params, sink)),
+        notice,
+      );
     }
     const res = await this.forward(backend.name, req, req.params, sink);
     if (req.method === 'prompts/get' && typeof req.params?.name === 'string')
@@ -265,7 +286,29 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     if (req.method === 'resources/read' && typeof req.params?.uri === 'string')
       return this.maskResult(backend.name, req.params.uri, res, 'resources');
     const listed = SCOPED_LISTS[req.method];
-    return listed && this.access.filtersItems ? this.filterPage(res, backend.name, listed) : res;
+    const page = listed && this.access.filtersItems ? this.filterPage(res, backend.name, listed) : res;
+    return req.method === 'tools/list' ? this.governPage(page, backend.config) : page;
+  }
+
+  /** Who governance decides for: the caller, and whether its client opted in to preview tools. */
+  private governanceCaller(): GovernanceCaller {
+    const experimental = this.clientCapabilities.experimental as JsonObject | undefined;
+    return { identity: this.identity, previewOptIn: experimental?.[PREVIEW_CAPABILITY] !== undefined };
+  }
+
+  /** A backend's tools/list page on /servers/{name}/mcp as governance lets this caller see it. */
+  private async governPage(
+    res: JsonRpcResponse | undefined,
+    server: ServerConfig,
+  ): Promise<JsonRpcResponse | undefined> {
+    if (!res || 'error' in res || !Array.isArray(res.result.tools) || !this.core.governance.applies(server))
+      return res;
+    const tools = await this.core.governance.list(
+      server,
+      res.result.tools as JsonObject[],
+      this.governanceCaller(),
+    );
+    return { ...res, result: { ...res.result, tools } };
   }
 
   /** On /servers/{name}/mcp, what the policy hides gets the answer of what does not exist. */
@@ -314,11 +357,12 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     name: string,
     args: unknown,
     unknown: () => GatewayError,
-  ): Promise<void> {
+  ): Promise<JsonObject | undefined> {
     if (!this.access.itemVisible('tools', server, name)) throw unknown();
     const validator = this.core.argumentValidator;
-    if (!validator && !this.access.filtersItems) return;
     const backend = this.core.backend(server)!;
+    const governed = this.core.governance.applies(backend.config);
+    if (!validator && !this.access.filtersItems && !governed) return undefined;
     let def: JsonObject | undefined;
     let unreachable = false;
     try {
@@ -332,10 +376,13 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       if (!(err instanceof GatewayError)) throw err;
       unreachable = true;
     }
+    const notice = governed
+      ? await this.core.governance.admit(backend.config, name, def, this.governanceCaller(), unknown)
+      : undefined;
     if (!def && !unreachable) {
       // On /servers/{name}/mcp without a policy the backend answers for names it does not know.
       if (this.isAggregate || this.access.filtersItems) throw unknown();
-      return;
+      return notice;
     }
     const denied = this.access.checkArguments(server, name, args);
     if (denied.length > 0)
@@ -351,6 +398,17 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         `Invalid arguments for tool ${name}: ${violations.map((v) => `${v.path} ${v.message}`).join('; ')}`,
         { violations },
       );
+    return notice;
+  }
+
+  /** A governance notice (preview, deprecated, held back) in the result's `_meta`. */
+  private withNotice(
+    res: JsonRpcResponse | undefined,
+    notice: JsonObject | undefined,
+  ): JsonRpcResponse | undefined {
+    if (!notice || !res || 'error' in res) return res;
+    const meta = { ...(res.result._meta as JsonObject | undefined), [GOVERNANCE_META]: notice };
+    return { ...res, result: { ...res.result, _meta: meta } };
   }
 
   /** A result with the personal data the caller's tenant's rules name for this item masked. */
@@ -375,10 +433,30 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   // ---------------------------------------------------------------- the aggregate view
 
   private async listAggregate(req: JsonRpcRequest, kind: ListKind): Promise<JsonRpcResponse> {
-    const hints: number[] = [];
-    const items = await this.collect(kind, hints);
-    const page = paginate(`${this.id}:${kind}`, items, req.params?.cursor, this.core.pageSize);
+    // Pages after the first come from the snapshot the first page was cut from, so that a registry or
+    // catalog change between pages never mixes two versions of the list (docs/governance.md).
+    const cursor = req.params?.cursor;
+    let snap: ListSnapshot | undefined;
+    if (cursor !== undefined) {
+      snap = this.snapshotOf(kind, cursor);
+      if (!snap)
+        throw new GatewayError(
+          'GW_INVALID_CURSOR',
+          `Invalid or expired cursor for ${LIST_METHOD[kind]}: list again without a cursor`,
+        );
+    } else {
+      const hints: number[] = [];
+      snap = {
+        id: `${kind}:${++this.nextSnapshot}`,
+        items: await this.collect(kind, hints),
+        hints,
+        at: Date.now(),
+      };
+    }
+    const { hints } = snap;
+    const page = paginate(`${this.id}:${snap.id}`, snap.items, cursor, this.core.pageSize);
     if (!page) throw new GatewayError('GW_INVALID_CURSOR', `Invalid cursor for ${LIST_METHOD[kind]}`);
+    if (page.nextCursor && cursor === undefined) this.keepSnapshot(snap);
     const result: JsonObject = { [kind]: page.page };
     if (page.nextCursor) result.nextCursor = page.nextCursor;
     if (this.modern) {
@@ -390,6 +468,23 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     return { jsonrpc: '2.0', id: req.id, result };
   }
 
+  /** The snapshot a cursor of this session pages, while it is kept. */
+  private snapshotOf(kind: ListKind, cursor: unknown): ListSnapshot | undefined {
+    const now = Date.now();
+    for (const [id, snap] of this.snapshots) {
+      if (now - snap.at > SNAPSHOT_TTL_MS) this.snapshots.delete(id);
+      else if (id.startsWith(`${kind}:`) && decodeCursor(`${this.id}:${id}`, cursor) !== undefined)
+        return snap;
+    }
+    return undefined;
+  }
+
+  private keepSnapshot(snap: ListSnapshot): void {
+    this.snapshots.set(snap.id, snap);
+    // A few listings paged at once per session; the oldest goes first.
+    while (this.snapshots.size > MAX_SNAPSHOTS) this.snapshots.delete(this.snapshots.keys().next().value!);
+  }
+
   /** Every item of `kind` across the servers this session sees, renamed for the aggregate. */
   private async collect(kind: ListKind, hints?: number[]): Promise<JsonObject[]> {
     const perServer = await Promise.all(
@@ -399,9 +494,15 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
           if (!this.core.catalog.declares(client, kind)) return { server: b.name, items: [] };
           const items = await this.core.catalog.list(client, kind);
           hints?.push(this.core.catalog.ttlOf(client, kind) ?? this.core.listTtlMs);
+          const visible = this.access.filtersItems
+            ? items.filter((it) => this.visible(kind, b.name, it))
+            : items;
           return {
             server: b.name,
-            items: this.access.filtersItems ? items.filter((it) => this.visible(kind, b.name, it)) : items,
+            items:
+              kind === 'tools'
+                ? await this.core.governance.list(b.config, visible, this.governanceCaller())
+                : visible,
           };
         } catch (err) {
           hints?.push(0);

@@ -53,6 +53,9 @@ import { endStage, STAGE, startStage, tracingActive, withContext } from '../../s
 import { ServerPool, type PoolDeps } from '../pool/server-pool.js';
 import { ToolResponseCache } from '../pool/tool-cache.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
+import { MemoryApprovalStore } from '../../shared/adapters/memory/approval-store.js';
+import type { ApprovalStore } from '../../shared/ports/approval-store.js';
+import { ToolGovernance } from '../governance/tool-governance.js';
 import { auditEvent, AUDITED_METHODS } from './audit-record.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
 
@@ -96,6 +99,8 @@ export interface GatewayCoreOptions {
   stages?: Stage[];
   /** The credential vault and its refresher, for `http` (REST) servers' `auth`. */
   credentials?: BackendCredentials;
+  /** Where approved tool definitions are kept (docs/governance.md); absent: in process memory. */
+  approvals?: ApprovalStore;
 }
 
 /** A finished request as the core saw it: what metrics record, plus who asked (never a metric label). */
@@ -127,6 +132,8 @@ export class GatewayCore implements CoreService {
   /** tools/call arguments against the tool's inputSchema (absent when validation.toolArguments is off). */
   readonly argumentValidator: ToolArgumentValidator | undefined;
   readonly pii: PiiMasker;
+  /** Lifecycle, approval and pinning, classification of tools (docs/governance.md). */
+  readonly governance: ToolGovernance;
   private readonly backends = new Map<string, ServerPool>();
   readonly responseCache: ToolResponseCache;
   private readonly ownedBreakerState: BreakerStateStore | undefined;
@@ -160,6 +167,12 @@ export class GatewayCore implements CoreService {
       ? new ToolArgumentValidator(opts.log)
       : undefined;
     this.pii = new PiiMasker(opts.config.pii);
+    this.governance = new ToolGovernance({
+      config: opts.config.governance,
+      approvals: opts.approvals ?? new MemoryApprovalStore(),
+      log: opts.log.child({ component: 'governance' }),
+      onApprovalChange: (server) => this.announceToolsChanged(server),
+    });
     const events = this.backendEvents();
     const pools = opts.config.pools;
     this.responseCache = new ToolResponseCache(
@@ -713,6 +726,12 @@ export class GatewayCore implements CoreService {
   private audience(server: string, owner: ClientSession | undefined): ClientSession[] {
     if (owner) return [owner];
     return [...this.sessions].filter((s) => s.uses(server));
+  }
+
+  /** Tells every session that sees `server` that its tools changed (an approval, a lifecycle change). */
+  announceToolsChanged(server: string): void {
+    for (const s of this.sessions)
+      if (s.uses(server)) s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
   }
 
   private onAvailabilityChanged(server: string): void {

@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { restServerFields } from './rest-schema.js';
+import { governanceSchema, serverGovernanceFields, toolGovernanceSchema } from './governance-schema.js';
 import {
   authSchema,
   httpSecurityKeys,
@@ -99,6 +100,8 @@ const toolPolicy = z
       .min(0)
       .optional()
       .describe('How long after expiry a cached result may still be served while the backend fails.'),
+    // Lifecycle, risk, compliance tags and classification of the tool (docs/governance.md).
+    ...toolGovernanceSchema.shape,
   })
   .strict();
 
@@ -310,6 +313,7 @@ const common = {
   description: z.string().optional().describe('Free text for operators.'),
   enabled: z.boolean().default(true).describe('A disabled server is neither started nor listed.'),
   timeouts,
+  ...serverGovernanceFields,
   classification: z
     .enum(['Public', 'Internal', 'Confidential', 'Restricted'])
     .default('Internal')
@@ -1253,6 +1257,7 @@ export const configSchema = z
     policy: policySchema,
     pii: piiSchema,
     validation: validationSchema,
+    governance: governanceSchema,
     plugins: z.array(pluginSchema).default([]).describe('Pipeline plugins, run in this order.'),
     ...observabilityKeys,
     federation: z

@@ -146,6 +146,23 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (scope, version)
       );`,
   },
+  // 20-29: governance (approvals and pinning, docs/governance.md).
+  {
+    version: 20,
+    name: 'tool-approvals',
+    sql: `
+      -- Every approval of a tool definition; the newest per (server, tool) is the one pinned.
+      CREATE TABLE tool_approvals (
+        id bigserial PRIMARY KEY,
+        server text NOT NULL,
+        tool text NOT NULL,
+        hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+        definition jsonb NOT NULL,
+        approved_at timestamptz NOT NULL,
+        approved_by text NOT NULL
+      );
+      CREATE INDEX tool_approvals_tool ON tool_approvals (server, tool, id DESC);`,
+  },
 ];
 
 export interface MigrationReport {
