@@ -17,6 +17,8 @@ import { buildEdgeApp } from '../edge/http/app.js';
 import { RemoteCore, type CoreTarget } from '../edge/forward/remote-core.js';
 import { listenUrl, type RunningTier } from './listen.js';
 import { sessionStores, type StartOptions } from './single.js';
+import { startTracing } from './telemetry.js';
+import { GatewayMetrics } from '../shared/telemetry/metrics.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -31,6 +33,13 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     ttlSeconds: config.internal.tokenTtlSeconds,
     log,
   });
+  // Tracing and the HTTP-side metrics (sessions, auth failures, blocked sources); requests are observed
+  // by the core, which serves its own /metrics.
+  const tracing = await startTracing(config, log, opts.spanProcessors);
+  const tm = config.telemetry.metrics;
+  const metrics = tm.enabled
+    ? new GatewayMetrics({ region: config.region, maxTools: tm.maxToolLabels, maxTenants: tm.maxTenantLabels })
+    : undefined;
   const instance = replicas?.replicaId ?? randomBytes(4).toString('hex');
   const core = new RemoteCore({
     cores: config.cores.map(coreTarget),
@@ -49,6 +58,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     events,
     ...(replicas && { replicas }),
     log,
+    metrics,
     ...(tls && { https: serverTlsOptions(tls) }),
   });
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
@@ -69,6 +79,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
         await core.close();
         signer.close();
         await Promise.all([sessions.close(), events.close(), replicas?.close()]);
+        await tracing?.shutdown();
       })()),
   };
 }

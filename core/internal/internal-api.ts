@@ -20,6 +20,7 @@ import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { InternalIdentity } from '../../shared/identity/internal-token.js';
 import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
+import { contextFromTraceparent, tracingActive, withContext } from '../../shared/telemetry/tracing.js';
 import {
   classify,
   type JsonRpcMessage,
@@ -152,7 +153,11 @@ export class InternalApi {
     const body = await readJson(req, this.o.maxBodyBytes);
     switch (op) {
       case 'request':
-        return this.request(res, id, caller, body);
+        // The edge's forward span (W3C headers) is the parent of this core's spans for the request.
+        return withContext(
+          tracingActive() ? contextFromTraceparent(req.headers.traceparent, req.headers.tracestate) : undefined,
+          () => this.request(res, id, caller, body),
+        );
       case 'notify':
         return this.notify(res, id, caller, body);
       case 'respond': {

@@ -36,6 +36,7 @@ import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
 import {
   endStage,
+  inStage,
   SpanKind,
   STAGE,
   startStage,
@@ -164,7 +165,11 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         if (!target || !this.access.itemVisible(kind, target.server, target.name)) throw unknown();
         if (kind === 'prompts')
           return this.forward(target.server, req, { ...params, name: target.name }, sink);
-        await this.admitToolCall(target.server, target.name, params.arguments, unknown);
+        await inStage(
+          STAGE.authorize,
+          () => this.admitToolCall(target.server, target.name, params.arguments, unknown),
+          () => ({ 'mcpgw.server': target.server, 'mcp.tool.name': target.name }),
+        );
         return this.maskResult(
           target.server,
           target.name,

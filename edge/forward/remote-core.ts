@@ -11,6 +11,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
+import { activeTraceHeaders } from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,
@@ -250,6 +251,9 @@ export class RemoteCore implements CoreService {
   ): Promise<Record<string, string>> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
+    // The forward stage's span is the parent of the core's spans (W3C trace context across the hop).
+    const trace = activeTraceHeaders();
+    if (trace) Object.assign(h, trace);
     if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
     else
       h['x-mcpgw-test-principal'] =
