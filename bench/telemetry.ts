@@ -17,6 +17,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { type LoadResult, runLoad } from './loadgen.js';
 import { type Child, cpuMs, freePort, spawnChild, stopAll, waitForHttp, waitForListening } from './procs.js';
 
@@ -40,6 +41,7 @@ const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
 const pgUrl = process.env.MCPGW_BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test';
 const schema = `bench_tel_${process.pid}`;
+const { Pool } = pg;
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
 type Setting = 'on' | 'off';
@@ -199,6 +201,10 @@ async function main(): Promise<number> {
   } finally {
     await stopAll();
     sink?.close();
+    // The audit trail's schema of this run is left to nobody.
+    const pg = new Pool({ connectionString: pgUrl, max: 1 });
+    await pg.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await pg.end();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -54,7 +54,11 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   const tracing = await startTracing(config, log, opts.spanProcessors);
   const tm = config.telemetry.metrics;
   const metrics = tm.enabled
-    ? new GatewayMetrics({ region: config.region, maxTools: tm.maxToolLabels, maxTenants: tm.maxTenantLabels })
+    ? new GatewayMetrics({
+        region: config.region,
+        maxTools: tm.maxToolLabels,
+        maxTenants: tm.maxTenantLabels,
+      })
     : undefined;
   const usage = new UsageAnalytics(config.telemetry.usage);
   // The audit trail (its sink and retention); the servers stay the config file's in this role.

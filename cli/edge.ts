@@ -38,7 +38,11 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   const tracing = await startTracing(config, log, opts.spanProcessors);
   const tm = config.telemetry.metrics;
   const metrics = tm.enabled
-    ? new GatewayMetrics({ region: config.region, maxTools: tm.maxToolLabels, maxTenants: tm.maxTenantLabels })
+    ? new GatewayMetrics({
+        region: config.region,
+        maxTools: tm.maxToolLabels,
+        maxTenants: tm.maxTenantLabels,
+      })
     : undefined;
   const instance = replicas?.replicaId ?? randomBytes(4).toString('hex');
   const core = new RemoteCore({

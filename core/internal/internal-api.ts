@@ -155,7 +155,9 @@ export class InternalApi {
       case 'request':
         // The edge's forward span (W3C headers) is the parent of this core's spans for the request.
         return withContext(
-          tracingActive() ? contextFromTraceparent(req.headers.traceparent, req.headers.tracestate) : undefined,
+          tracingActive()
+            ? contextFromTraceparent(req.headers.traceparent, req.headers.tracestate)
+            : undefined,
           () => this.request(res, id, caller, body),
         );
       case 'notify':
