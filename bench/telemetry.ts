@@ -1,7 +1,8 @@
 /**
  * What observability costs in throughput: two gateways on the same fast-http backend, one with tracing
- * (every request sampled, `exporter: none`, so spans are made and dropped: the cost of making them, not of
- * shipping them) and metrics on, one with both off, measured in turn (A B A B ...) at each concurrency with
+ * (every request sampled, exported over OTLP/HTTP to a sink in this process), metrics and the audit trail
+ * (buffered, hash-chained, in the real Postgres under its own schema; MCPGW_BENCH_PG_URL) on, one with all
+ * three off, measured in turn (A B A B ...) at each concurrency with
  * the load generator (tools/call echo on /servers/fasthttp/mcp). Reports req/s, p50 and p99 per setting and
  * the ratio on/off. Results go to stdout and to bench/results/telemetry.md and telemetry.json.
  *
@@ -10,11 +11,13 @@
  *
  * Exit status: 0 when both settings ran without error; 1 otherwise (what could be measured is still written).
  */
+import { createServer } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { type LoadResult, runLoad } from './loadgen.js';
 import { type Child, cpuMs, freePort, spawnChild, stopAll, waitForHttp, waitForListening } from './procs.js';
 
@@ -36,6 +39,9 @@ const durationMs = Number(opt.duration) * 1000;
 const warmupMs = Number(opt.warmup) * 1000;
 const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
+const pgUrl = process.env.MCPGW_BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test';
+const schema = `bench_tel_${process.pid}`;
+const { Pool } = pg;
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
 type Setting = 'on' | 'off';
@@ -51,10 +57,23 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/** A local OTLP/HTTP sink: takes every export (JSON), counts the bytes, answers 200. */
+async function otlpSink(): Promise<{ url: string; bytes: () => number; close: () => void }> {
+  let bytes = 0;
+  const server = createServer((req, res) => {
+    req.on('data', (c: Buffer) => (bytes += c.length));
+    req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return { url: `http://127.0.0.1:${port}/v1/traces`, bytes: () => bytes, close: () => server.close() };
+}
+
 async function startGateway(
   setting: Setting,
   backendUrl: string,
   dir: string,
+  otlpUrl: string,
 ): Promise<{ child: Child; url: string }> {
   const port = await freePort();
   const on = setting === 'on';
@@ -65,8 +84,13 @@ async function startGateway(
       'role: single',
       `listen: { host: 127.0.0.1, port: ${port} }`,
       'log: { level: warn }',
+      // On: the audit trail in the real Postgres (own schema, buffered sink), spans exported over OTLP.
+      on
+        ? `store: { kind: postgres, url: ${JSON.stringify(pgUrl)}, schema: ${schema} }`
+        : 'store: { kind: memory }',
+      `audit: { enabled: ${on}, sink: postgres }`,
       'telemetry:',
-      `  tracing: { enabled: ${on}, exporter: none, sampleRatio: 1 }`,
+      `  tracing: { enabled: ${on}, exporter: otlp, endpoint: ${JSON.stringify(otlpUrl)}, sampleRatio: 1 }`,
       `  metrics: { enabled: ${on} }`,
       'servers:',
       '  - name: fasthttp',
@@ -89,12 +113,14 @@ async function main(): Promise<number> {
   const backendJs = join(here, 'backends', 'fast-http.js');
   if (!existsSync(backendJs)) throw new Error(`${backendJs} is missing: build first (npm run build)`);
   const dir = mkdtempSync(join(os.tmpdir(), 'mcpgw-bench-telemetry-'));
+  let sink: Awaited<ReturnType<typeof otlpSink>> | undefined;
   try {
     const backend = spawnChild('fast-http', node, [backendJs, '--port', '0']);
     const backendUrl = await waitForListening(backend);
+    sink = await otlpSink();
     const gws = {
-      on: await startGateway('on', backendUrl, dir),
-      off: await startGateway('off', backendUrl, dir),
+      on: await startGateway('on', backendUrl, dir, sink.url),
+      off: await startGateway('off', backendUrl, dir, sink.url),
     };
     const runs: Run[] = [];
     let failed = false;
@@ -130,7 +156,7 @@ async function main(): Promise<number> {
       }
     }
     const L = [
-      '# mcpgw benchmark: tracing + metrics on vs off',
+      '# mcpgw benchmark: tracing (OTLP to a local sink) + metrics + audit (Postgres, buffered) on vs off',
       '',
       `${new Date().toISOString()} · Node ${process.version} · ${os.cpus().length} CPU(s) · ${rounds} round(s), median · ` +
         `${opt.warmup} s warm-up + ${opt.duration} s measured · tools/call echo via /servers/fasthttp/mcp`,
@@ -174,6 +200,11 @@ async function main(): Promise<number> {
     return failed ? 1 : 0;
   } finally {
     await stopAll();
+    sink?.close();
+    // The audit trail's schema of this run is left to nobody.
+    const pg = new Pool({ connectionString: pgUrl, max: 1 });
+    await pg.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await pg.end();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -18,8 +18,13 @@ import { BackendIdentity } from '../core/internal/backend-identity.js';
 import { InternalApi } from '../core/internal/internal-api.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { listenUrl, type RunningTier } from './listen.js';
-import { loadPlugins, type StartOptions } from './single.js';
 import { startFederation } from './federation.js';
+import { loadPlugins, observer, quotasOf, type StartOptions } from './single.js';
+import { coreOps } from './core-ops.js';
+import { openNodeStores } from './stores.js';
+import { startTracing } from './telemetry.js';
+import { GatewayMetrics } from '../shared/telemetry/metrics.js';
+import { UsageAnalytics } from '../shared/telemetry/usage.js';
 
 export async function startCoreNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -46,12 +51,30 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     log.warn({}, 'TEST MODE: this core accepts requests without an internal token (loopback only)');
   const identity = new BackendIdentity(config, coreId, log);
 
+  // Observability as in the single role: the core is where a request's outcome is known.
+  const tracing = await startTracing(config, log, opts.spanProcessors);
+  const tm = config.telemetry.metrics;
+  const metrics = tm.enabled
+    ? new GatewayMetrics({
+        region: config.region,
+        maxTools: tm.maxToolLabels,
+        maxTenants: tm.maxTenantLabels,
+      })
+    : undefined;
+  const usage = new UsageAnalytics(config.telemetry.usage);
+  // The audit trail (its sink and retention); the servers stay the config file's in this role.
+  const stores = await openNodeStores(config, { baseDir: opts.baseDir ?? process.cwd(), log });
+  const quotas = config.quotas.enabled ? await quotasOf(config, log) : undefined;
+
   const core = new GatewayCore({
     config,
     log,
     plugins,
     sessions,
     replicaId: coreId,
+    audit: stores.audit,
+    observe: observer(log, metrics, usage),
+    stages: quotas?.stages,
     ...(identity.active && { backendIdentity: (server, id) => identity.headersFor(server, id) }),
   });
   const started = core.start();
@@ -71,10 +94,21 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     sharedSessions: config.sessions.store === 'redis',
     log,
   });
+  const ops = await coreOps({
+    config,
+    log,
+    core,
+    coreId,
+    metrics,
+    usage,
+    sessionCount: () => api.sessionCount,
+  });
+  const handle: typeof api.handle = (req, res) =>
+    ops.handles(req.url) ? ops.handle(req, res) : api.handle(req, res);
   const tls = config.listen.tls;
   const server: Server = tls
-    ? (createHttpsServer(serverTlsOptions(tls), api.handle) as unknown as Server)
-    : createHttpServer(api.handle);
+    ? (createHttpsServer(serverTlsOptions(tls), handle) as unknown as Server)
+    : createHttpServer(handle);
   // Longer than the edges' pool keep-alive, so an edge never writes to a socket the core is closing.
   server.keepAliveTimeout = 75_000;
   server.headersTimeout = 80_000;
@@ -111,7 +145,9 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
         await api.close();
         await stopped;
         await core.close();
-        await sessions.close();
+        await ops.close();
+        await Promise.all([sessions.close(), stores.close(), quotas?.close()]);
+        await tracing?.shutdown();
       })()),
   };
 }

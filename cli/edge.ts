@@ -20,6 +20,8 @@ import { startFederation } from './federation.js';
 import { coreDiscovery, placementOf } from './core-discovery.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { sessionStores, type StartOptions } from './single.js';
+import { startTracing } from './telemetry.js';
+import { GatewayMetrics } from '../shared/telemetry/metrics.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -34,6 +36,17 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     ttlSeconds: config.internal.tokenTtlSeconds,
     log,
   });
+  // Tracing and the HTTP-side metrics (sessions, auth failures, blocked sources); requests are observed
+  // by the core, which serves its own /metrics.
+  const tracing = await startTracing(config, log, opts.spanProcessors);
+  const tm = config.telemetry.metrics;
+  const metrics = tm.enabled
+    ? new GatewayMetrics({
+        region: config.region,
+        maxTools: tm.maxToolLabels,
+        maxTenants: tm.maxTenantLabels,
+      })
+    : undefined;
   const instance = replicas?.replicaId ?? randomBytes(4).toString('hex');
   let federation: FederationNode | undefined;
   const core = new RemoteCore({
@@ -71,6 +84,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     events,
     ...(replicas && { replicas }),
     log,
+    metrics,
     ...(tls && { https: serverTlsOptions(tls) }),
   });
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
@@ -93,6 +107,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
         await core.close();
         signer.close();
         await Promise.all([sessions.close(), events.close(), replicas?.close()]);
+        await tracing?.shutdown();
       })()),
   };
 }

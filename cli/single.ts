@@ -292,7 +292,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
  * What the core reports per request goes to the metrics, the usage analytics and, at debug level, the
  * access log (never the arguments: the request carries them, the observation does not).
  */
-function observer(
+export function observer(
   log: Logger,
   metrics: GatewayMetrics | undefined,
   usage: UsageAnalytics,
@@ -354,7 +354,7 @@ export function configBaseDir(file: string): string {
 }
 
 /** Quotas on their store: this process's memory, or the shared Redis (waited for briefly at start). */
-async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quotas> {
+export async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quotas> {
   const q = config.quotas;
   if (q.store === 'memory' || !config.redis)
     return createQuotas({ config: q, store: new MemoryQuotaStore(), log });

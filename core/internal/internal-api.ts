@@ -16,13 +16,13 @@
  * events stream (one stream per edge, not per session).
  */
 import type { Context } from '@opentelemetry/api';
-import { tracingActive, withContext } from '../../shared/telemetry/tracing.js';
 import { trustedParent } from './trace-parent.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { InternalIdentity } from '../../shared/identity/internal-token.js';
 import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
+import { tracingActive, withContext } from '../../shared/telemetry/tracing.js';
 import {
   classify,
   type JsonRpcMessage,
@@ -158,6 +158,7 @@ export class InternalApi {
     const body = await readJson(req, this.o.maxBodyBytes);
     switch (op) {
       case 'request':
+        // The edge's forward span is the parent of this core's spans for the request (caller.trace).
         return this.request(res, id, caller, body);
       case 'notify':
         return this.notify(res, id, caller, body);
@@ -194,7 +195,9 @@ export class InternalApi {
         );
       throw err;
     }
-    const trace = tracingActive() ? trustedParent(req.headers.traceparent, identity.traceId) : undefined;
+    const trace = tracingActive()
+      ? trustedParent(req.headers.traceparent, identity.traceId, req.headers.tracestate)
+      : undefined;
     return {
       principal: identity.principal,
       key: principalKey(identity.principal),

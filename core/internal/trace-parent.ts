@@ -11,9 +11,14 @@ import { contextFromTraceparent } from '../../shared/telemetry/tracing.js';
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** The parent context for a request of a verified edge; undefined when neither token nor header names one. */
-export function trustedParent(traceparent: unknown, signedTraceId: string | undefined): Context | undefined {
+export function trustedParent(
+  traceparent: unknown,
+  signedTraceId: string | undefined,
+  tracestate?: unknown,
+): Context | undefined {
+  const state = typeof tracestate === 'string' ? tracestate : undefined;
   const m = typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent.trim().toLowerCase()) : null;
-  if (signedTraceId === undefined) return m ? contextFromTraceparent(traceparent) : undefined;
-  if (m && m[1] === signedTraceId) return contextFromTraceparent(traceparent);
+  if (signedTraceId === undefined) return m ? contextFromTraceparent(traceparent, state) : undefined;
+  if (m && m[1] === signedTraceId) return contextFromTraceparent(traceparent, state);
   return contextFromTraceparent(`00-${signedTraceId}-${randomBytes(8).toString('hex')}-${m?.[3] ?? '01'}`);
 }

@@ -43,6 +43,7 @@ import { LIST_METHOD, type ListKind } from './catalog.js';
 import type { GatewayCore } from './gateway-core.js';
 import {
   endStage,
+  inStage,
   SpanKind,
   STAGE,
   startStage,
@@ -189,7 +190,11 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
             await this.forward(target.server, req, { ...params, name: target.name }, sink),
             'prompts',
           );
-        const notice = await this.admitToolCall(target.server, target.name, params.arguments, unknown);
+        const notice = await inStage(
+          STAGE.authorize,
+          () => this.admitToolCall(target.server, target.name, params.arguments, unknown),
+          () => ({ 'mcpgw.server': target.server, 'mcp.tool.name': target.name }),
+        );
         return this.withNotice(
           this.maskResult(
             target.server,

@@ -10,6 +10,8 @@ import type { Logger } from '../../shared/log.js';
 import type { Authenticator } from './authenticate.js';
 import { challenge, registerProtectedResourceMetadata } from './protected-resource.js';
 import { setRequestPrincipal } from './request-principal.js';
+import { endStage, STAGE, startStage, tracingActive } from '../../shared/telemetry/tracing.js';
+import { requestStage } from '../http/request-trace.js';
 
 export function registerAuthentication(
   app: FastifyInstance,
@@ -26,7 +28,14 @@ export function registerAuthentication(
   if (!o.authenticator.enabled) return;
   app.addHook('onRequest', async function authenticate(req, reply) {
     if (!o.guardedPrefixes.some((p) => req.url.startsWith(p)) || req.method === 'OPTIONS') return;
+    // A span of its own under the request's root (made here from the headers: the body is not read yet).
+    const stage = tracingActive()
+      ? startStage(STAGE.authenticate, { parent: requestStage(req, reply)?.ctx })
+      : undefined;
     const outcome = await o.authenticator.authenticate(req.raw);
+    if (stage?.span.isRecording())
+      stage.span.setAttribute('mcpgw.auth.outcome', outcome.ok ? outcome.principal.authMethod : outcome.code);
+    endStage(stage, outcome.ok ? undefined : { code: outcome.code, message: 'authentication refused' });
     const ip = req.socket.remoteAddress ?? '';
     if (outcome.ok) {
       o.sources?.recordAuthSuccess(ip);

@@ -11,7 +11,7 @@ import { Pool, type Dispatcher } from 'undici';
 import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
-import { activeTraceparent } from '../../shared/telemetry/tracing.js';
+import { activeTraceHeaders, activeTraceIds } from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,
@@ -329,11 +329,12 @@ export class RemoteCore implements CoreService {
   ): Promise<Record<string, string>> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
-    // The request's trace travels signed in the token (and its parent span in traceparent).
-    const trace = activeTraceparent();
-    if (trace) h.traceparent = trace.traceparent;
+    // The forward stage's span is the parent of the core's spans (W3C trace context across the hop), and
+    // the request's trace id also travels signed in the token.
+    const trace = activeTraceHeaders();
+    if (trace) Object.assign(h, trace);
     if (this.o.tokens)
-      h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id, trace?.traceId)}`;
+      h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id, trace && activeTraceIds()?.traceId)}`;
     else
       h['x-mcpgw-test-principal'] =
         principal === ANONYMOUS || principal.authMethod === 'none'

@@ -10,6 +10,7 @@
  */
 import type { Principal } from '../../shared/identity/principal.js';
 import type { PipelineContext, RequestTarget, Stage } from '../../shared/pipeline/pipeline.js';
+import { inStage, STAGE } from '../../shared/telemetry/tracing.js';
 import { refusalError } from './answers.js';
 import { FairQueue, type FairQueueOptions } from './fair-queue.js';
 import type { QuotaPolicy } from './policy.js';
@@ -35,12 +36,23 @@ export function quotaStage(o: {
       const target = await targetOf(ctx);
       if (target) {
         const dims = o.policy.targetDimensions(o.callerOf(ctx.session.principal), target.server, target.tool);
-        if (dims.length > 0) {
-          const v = await o.guard.decide(dims);
-          if (!v.allowed)
-            throw refusalError(v, { server: target.server, ...(target.tool ? { tool: target.tool } : {}) })
-              .error;
-        }
+        if (dims.length > 0)
+          await inStage(
+            STAGE.quota,
+            async () => {
+              const v = await o.guard.decide(dims);
+              if (!v.allowed)
+                throw refusalError(v, {
+                  server: target.server,
+                  ...(target.tool ? { tool: target.tool } : {}),
+                }).error;
+            },
+            () => ({
+              'mcpgw.server': target.server,
+              ...(target.tool !== undefined && { 'mcp.tool.name': target.tool }),
+              'mcpgw.quota.dimensions': dims.length,
+            }),
+          );
       }
       return next();
     },

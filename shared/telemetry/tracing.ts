@@ -175,6 +175,16 @@ export function traceHeadersOf(message: unknown): Record<string, string> | undef
   return typeof ts === 'string' ? { traceparent: tp, tracestate: ts } : { traceparent: tp };
 }
 
+/**
+ * The W3C headers naming the active span, for a hop between our own tiers (edge to core): undefined when
+ * tracing is off or no span is active. The receiving tier makes them the parent with `contextFromTraceparent`.
+ */
+export function activeTraceHeaders(): { traceparent: string; tracestate?: string } | undefined {
+  if (!active) return undefined;
+  const span = trace.getSpan(otelContext.active());
+  return span ? traceparentOf(span) : undefined;
+}
+
 /** Trace and span id of the active span, for log lines; undefined when tracing is off or none is active. */
 export function activeTraceIds(): { traceId: string; spanId: string } | undefined {
   if (!active) return undefined;
@@ -182,14 +192,6 @@ export function activeTraceIds(): { traceId: string; spanId: string } | undefine
   if (!span) return undefined;
   const sc = span.spanContext();
   return trace.isSpanContextValid(sc) ? { traceId: sc.traceId, spanId: sc.spanId } : undefined;
-}
-
-/** The active span's W3C context and trace id, for a hop to another tier; undefined when tracing is off. */
-export function activeTraceparent(): { traceparent: string; traceId: string } | undefined {
-  if (!active) return undefined;
-  const span = trace.getSpan(otelContext.active());
-  const tp = span && traceparentOf(span);
-  return tp && { traceparent: tp.traceparent, traceId: span.spanContext().traceId };
 }
 
 export { SpanKind };
