@@ -421,6 +421,11 @@ export class CapabilityIndex {
         st.quietUntil = undefined;
       }
       const expiring = [...st.gateways.values()].some((g) => g.up && t - g.lastSeen > this.opts.downAfterMs);
+      // A region with no gateway heard live (none at all, or only old heartbeats read from its mirror)
+      // expires nobody, yet a mirror stuck since its creation (seen with server 2.9) would keep it
+      // silent for good: check it, and rebuild its mirror from the origin, now and then all the same.
+      if (!expiring && region !== this.opts.region && ![...st.gateways.values()].some((g) => g.up))
+        void this.verified(region, st, t);
       // Before anyone is declared down, a fresh read checks that the watch did not just go quiet.
       if (expiring && !this.verified(region, st, t)) continue;
 

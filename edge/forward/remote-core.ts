@@ -27,6 +27,12 @@ import type {
 } from '../../shared/ports/core-service.js';
 
 const INFO_EVERY_MS = 5_000;
+/**
+ * How long a discovered core the federation stops listing is kept: a region whose heartbeats pause
+ * (a loaded bus, a mirror catching up) must not cut the sessions its cores still serve. A core that is
+ * really gone fails its connections at once and is skipped meanwhile (downUntil, info).
+ */
+const GONE_LINGER_MS = 30_000;
 const DOWN_FOR_MS = 2_000;
 // Failures before anything was sent: the next core may take the call. (A reset may come after the core
 // got the request, so it is never retried.)
@@ -99,6 +105,8 @@ class CoreLink {
   pool: Pool;
   info: CoreInfo | undefined;
   downUntil = 0;
+  /** When the federation stopped listing this (discovered) core; undefined while it is listed. */
+  goneSince: number | undefined;
   private readonly unwatch: (() => void) | undefined;
 
   constructor(
@@ -162,7 +170,10 @@ export class RemoteCore implements CoreService {
       scopes: Object.freeze([]),
       authMethod: 'internal',
     });
-    this.infoTimer = setInterval(() => void this.refreshInfo(), INFO_EVERY_MS).unref();
+    this.infoTimer = setInterval(() => {
+      this.dropGone();
+      void this.refreshInfo();
+    }, INFO_EVERY_MS).unref();
   }
 
   /**
@@ -174,12 +185,15 @@ export class RemoteCore implements CoreService {
     const want = new Map(targets.filter((t) => !this.staticIds.has(t.id)).map((t) => [t.id, t]));
     const keep: CoreLink[] = [];
     const added: CoreLink[] = [];
+    const now = Date.now();
     for (const l of this.links) {
       const t = want.get(l.target.id);
       if (this.staticIds.has(l.target.id) || (t && t.url === l.target.url)) {
+        l.goneSince = undefined;
         keep.push(l);
         want.delete(l.target.id);
-      } else void l.close();
+      } else if (!t && now - (l.goneSince ??= now) < GONE_LINGER_MS) keep.push(l);
+      else void l.close();
     }
     for (const t of want.values()) {
       const l = new CoreLink(t, this.o.log);
@@ -194,6 +208,16 @@ export class RemoteCore implements CoreService {
     );
     for (const l of added) void this.followEvents(l);
     await this.refreshInfo(added);
+  }
+
+  /** Closes the discovered cores the federation has not listed for GONE_LINGER_MS. */
+  private dropGone(): void {
+    const now = Date.now();
+    const gone = this.links.filter((l) => l.goneSince !== undefined && now - l.goneSince >= GONE_LINGER_MS);
+    if (gone.length === 0) return;
+    this.links = this.links.filter((l) => !gone.includes(l));
+    for (const l of gone) void l.close();
+    this.o.log.info({ cores: gone.map((l) => l.target.id) }, 'cores no longer in the federation dropped');
   }
 
   /** Learns what the cores serve and opens their events streams; resolves once one core answered. */
@@ -423,6 +447,7 @@ export class RemoteCore implements CoreService {
           if (this.closed) return;
           if (l.info)
             this.o.log.warn({ core: l.target.id, err: (err as Error).message }, 'core info not refreshed');
+          else this.o.log.debug({ core: l.target.id, err: (err as Error).message }, 'core info not read yet');
           l.info = undefined;
         }
       }),
@@ -432,7 +457,7 @@ export class RemoteCore implements CoreService {
   /** The core's stream of messages unrelated to any request, for the sessions of this edge; reconnects. */
   private async followEvents(link: CoreLink): Promise<void> {
     let delay = 200;
-    while (!this.closed) {
+    while (!this.closed && this.links.includes(link)) {
       try {
         const res = await link.pool.request({
           path: '/internal/v1/events',

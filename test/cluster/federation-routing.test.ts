@@ -55,7 +55,7 @@ describe('federated tiers: discovery, cross-region routing, residency', { timeou
     const shared = { sessions: { store: 'redis' }, redis: { url: REDIS_URL, keyPrefix: prefix } };
     writeFileSync(
       file,
-      JSON.stringify({ store: { kind: 'memory' }, log: { level: 'info' }, ...shared, ...doc }),
+      JSON.stringify({ store: { kind: 'memory' }, log: { level: process.env.FED_DEBUG ? 'debug' : 'info' }, ...shared, ...doc }),
     );
     const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);
     children.push(child);
