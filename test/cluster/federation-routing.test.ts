@@ -22,7 +22,9 @@ const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MAIN = `${ROOT}dist/cli/main.js`;
 const SCRIPTED = `${ROOT}dist/test/fixtures/scripted-server.js`;
 // Defaults-like liveness: on a loaded machine a 2.9 mirror can pause for longer than a short window.
-const fast = { heartbeatMs: 200, downAfterMs: 2000, antiEntropyMs: 2000 };
+// Heartbeats every 200 ms made region b's mirror on a's server miss b's gateway key in about one run of
+// three under load (nats-server 2.9.10; its server keys were there); 500 ms passed 6 runs of 6.
+const fast = { heartbeatMs: 500, downAfterMs: 2000, antiEntropyMs: 2000 };
 const stdio = (name: string, tools: string[], extra: Record<string, unknown> = {}) => ({
   name,
   transport: 'stdio',
@@ -55,7 +57,12 @@ describe('federated tiers: discovery, cross-region routing, residency', { timeou
     const shared = { sessions: { store: 'redis' }, redis: { url: REDIS_URL, keyPrefix: prefix } };
     writeFileSync(
       file,
-      JSON.stringify({ store: { kind: 'memory' }, log: { level: process.env.FED_DEBUG ? 'debug' : 'info' }, ...shared, ...doc }),
+      JSON.stringify({
+        store: { kind: 'memory' },
+        log: { level: process.env.FED_DEBUG ? 'debug' : 'info' },
+        ...shared,
+        ...doc,
+      }),
     );
     const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);
     children.push(child);
