@@ -52,6 +52,20 @@ function readYamlMap(file: string): Record<string, unknown> {
 
 /** Renders every template of the chart; returns each file's text (helpers and NOTES.txt excluded). */
 export async function renderChartText(o: RenderOptions = {}): Promise<{ source: string; text: string }[]> {
+  return renderFiles(o, (f) => !f.startsWith('_') && /\.(ya?ml|tpl)$/.test(f));
+}
+
+/** Renders templates/NOTES.txt, which `helm install` prints. */
+export async function renderNotes(o: RenderOptions = {}): Promise<string> {
+  const [notes] = await renderFiles(o, (f) => f === 'NOTES.txt');
+  if (!notes) throw new Error('the chart has no templates/NOTES.txt');
+  return notes.text;
+}
+
+async function renderFiles(
+  o: RenderOptions,
+  wanted: (file: string) => boolean,
+): Promise<{ source: string; text: string }[]> {
   const dir = o.chartDir ?? defaultChartDir;
   const chart = readYamlMap(join(dir, 'Chart.yaml'));
   const values = mergeValues(readYamlMap(join(dir, 'values.yaml')), o.values ?? {});
@@ -78,7 +92,7 @@ export async function renderChartText(o: RenderOptions = {}): Promise<{ source: 
   };
   const out: { source: string; text: string }[] = [];
   for (const f of files) {
-    if (f.startsWith('_') || !/\.(ya?ml|tpl)$/.test(f)) continue;
+    if (!wanted(f)) continue;
     const source = `templates/${f}`;
     const body = readFileSync(join(tdir, f), 'utf8');
     let text: string;

@@ -15,7 +15,12 @@ import { Ingress, NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
-import { defaultChartDir, renderChart, type RenderedManifest } from '../../deploy/helm/render.js';
+import {
+  defaultChartDir,
+  renderChart,
+  renderNotes,
+  type RenderedManifest,
+} from '../../deploy/helm/render.js';
 import { validateConfig } from '../../shared/config/load.js';
 
 type Obj = Record<string, any>;
@@ -273,4 +278,13 @@ test('a broken template makes the render fail, naming the file', async () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('NOTES.txt names the hosts, and warns when the edges would have no signing key', async () => {
+  const bare = await renderNotes({ namespace: 'mcp', values: { domain: 'acme.io' } });
+  assert.match(bare, /https:\/\/\{service\}-mcp\.acme\.io\/mcp/);
+  assert.match(bare, /WARNING: no secrets\.existingSecret/);
+  assert.match(bare, /rollout status deploy\/mcpgw-edge/);
+  const ok = await renderNotes({ values: { secrets: { existingSecret: 'keys' } } });
+  assert.doesNotMatch(ok, /WARNING/);
 });
