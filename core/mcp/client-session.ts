@@ -3,6 +3,7 @@
  * paginated lists and routing back by name or URI) or the pass-through view of /servers/{name}/mcp, and
  * the relay of calls, cancellations, progress and server-to-client requests in both directions.
  */
+import { createHash } from 'node:crypto';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import { decodeCursor, paginate } from '../../shared/mcp/cursor.js';
 import {
@@ -98,7 +99,6 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   private readonly outgoing = new Map<string, (r: JsonRpcResponse) => void>();
   private nextOutgoing = 0;
   private readonly snapshots = new Map<string, ListSnapshot>();
-  private nextSnapshot = 0;
   private readonly tools = new NameMap();
   private readonly prompts = new NameMap();
   /** Exposed resource URI -> owning server and backend URI (collisions get gateway URIs). */
@@ -442,26 +442,24 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     // catalog change between pages never mixes two versions of the list (docs/governance.md).
     const cursor = req.params?.cursor;
     let snap: ListSnapshot | undefined;
-    if (cursor !== undefined) {
-      snap = this.snapshotOf(kind, cursor);
-      if (!snap)
+    if (cursor !== undefined) snap = this.snapshotOf(kind, cursor);
+    if (!snap) {
+      const hints: number[] = [];
+      const items = await this.collect(kind, hints);
+      // A snapshot is named by its content: another replica of this session (or this one after the
+      // snapshot was dropped) pages on as long as the list is still the same version.
+      const id = items.length > this.core.pageSize || cursor !== undefined ? listVersion(kind, items) : kind;
+      snap = { id, items, hints, at: Date.now() };
+      if (cursor !== undefined && decodeCursor(`${this.id}:${id}`, cursor) === undefined)
         throw new GatewayError(
           'GW_INVALID_CURSOR',
           `Invalid or expired cursor for ${LIST_METHOD[kind]}: list again without a cursor`,
         );
-    } else {
-      const hints: number[] = [];
-      snap = {
-        id: `${kind}:${++this.nextSnapshot}`,
-        items: await this.collect(kind, hints),
-        hints,
-        at: Date.now(),
-      };
     }
     const { hints } = snap;
     const page = paginate(`${this.id}:${snap.id}`, snap.items, cursor, this.core.pageSize);
     if (!page) throw new GatewayError('GW_INVALID_CURSOR', `Invalid cursor for ${LIST_METHOD[kind]}`);
-    if (page.nextCursor && cursor === undefined) this.keepSnapshot(snap);
+    if (page.nextCursor) this.keepSnapshot(snap);
     const result: JsonObject = { [kind]: page.page };
     if (page.nextCursor) result.nextCursor = page.nextCursor;
     if (this.modern) {
@@ -1059,4 +1057,9 @@ function parseGatewayUri(uri: string): { server: string; uri: string } | undefin
   } catch {
     return undefined;
   }
+}
+
+/** The name of a list's version: its kind and a hash of its items (the order included). */
+function listVersion(kind: ListKind, items: readonly JsonObject[]): string {
+  return `${kind}:${createHash('sha256').update(JSON.stringify(items)).digest('base64url').slice(0, 22)}`;
 }

@@ -46,12 +46,16 @@ test('from an empty database every migration applies; the second run applies non
     await db.close();
   }
   assert.deepEqual(await tables(s), [
+    'admin_changes',
+    'admin_policies',
+    'admin_policy_history',
     'audit_chain_heads',
     'audit_checkpoints',
     'audit_records',
     'registry_history',
     'registry_servers',
     'schema_migrations',
+    'tool_approvals',
     'vault_credentials',
   ]);
   const rows = await withClient((c) =>
@@ -111,7 +115,7 @@ test('the embedded store runs the same migrations, idempotently', async () => {
     const r = await db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'tenant_a'`,
     );
-    assert.equal(r.rows[0]?.n, 7);
+    assert.equal(r.rows[0]?.n, 11);
   } finally {
     await db.close();
   }
