@@ -127,6 +127,7 @@ export class RedisQuotaStore implements QuotaStore {
   private readonly prefix: string;
   /** A client built here from a URL (with quota-specific options) is quit on close. */
   private ownsClient = false;
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(target: RedisTarget, options: RedisQuotaStoreOptions = {}) {
     this.prefix = keyPrefixOf(options);
@@ -206,7 +207,17 @@ export class RedisQuotaStore implements QuotaStore {
   async release(leases: readonly LeaseRef[]): Promise<void> {
     // One ZREM per lease (the keys may sit in different slots), sent as plain commands so that the
     // client's auto-pipelining puts them in the same write as the other decisions of this tick.
-    await Promise.all(leases.map((l) => this.conn.client.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId)));
+    const sent = Promise.all(
+      leases.map((l) => this.conn.client.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId)),
+    );
+    // close() waits for these: an auto-pipelined ZREM goes out on the next tick, after a QUIT sent now.
+    const settled = sent.then(
+      () => {},
+      () => {},
+    );
+    this.pending.add(settled);
+    void settled.finally(() => this.pending.delete(settled));
+    await sent;
   }
 
   async renew(leases: readonly LeaseRef[]): Promise<void> {
@@ -215,6 +226,7 @@ export class RedisQuotaStore implements QuotaStore {
   }
 
   async close(): Promise<void> {
+    await Promise.all(this.pending);
     if (this.ownsClient) {
       const c = this.conn.client;
       if (c.status === 'end') return;
