@@ -63,6 +63,57 @@ describe('RedisQuotaStore beyond the contract', () => {
     await probe.quit();
   });
 
+  test('one round trip per decision for every dimension; a release is one ZREM', async () => {
+    // MONITOR shows what clients send ([addr]) apart from what a script runs inside Redis ("lua").
+    const watcher = new Redis(REDIS_URL);
+    const monitor = await watcher.monitor();
+    const p = `${prefix}-rt-${randomUUID()}`;
+    const sent: { args: string[]; source: string }[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (args.some((a) => a.startsWith(`${p}:`))) sent.push({ args, source });
+    });
+    const store = new RedisQuotaStore(REDIS_URL, { keyPrefix: p });
+    assert.ok(await store.ready());
+    const n = 20;
+    for (let i = 0; i < n; i++) {
+      const user = `u${i}`;
+      const d = await store.consume({
+        rates: [
+          { key: `user:${user}`, slot: `u:${user}`, limit: 100, windowMs: 60_000, burst: 100 },
+          { key: 'app:x', slot: 'a:x', limit: 1000, windowMs: 60_000, burst: 1000 },
+          { key: 'global', slot: 'g', limit: 10_000, windowMs: 60_000, burst: 10_000 },
+        ],
+        concurrency: [
+          { key: `conc:${user}`, slot: `u:${user}`, limit: 5, leaseId: `l${i}`, leaseMs: 30_000 },
+        ],
+      });
+      assert.ok(d.allowed);
+      await store.release([{ key: `conc:${user}`, slot: `u:${user}`, leaseId: `l${i}`, leaseMs: 30_000 }]);
+    }
+    // MONITOR lines arrive after the commands ran; wait for the last release to show.
+    const deadline = Date.now() + 5000;
+    while (sent.filter((c) => c.source !== 'lua').length < 2 * n && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    const fromClient = sent.filter((c) => c.source !== 'lua');
+    const evals = fromClient.filter((c) => c.args[0]!.toLowerCase() === 'evalsha');
+    const zrems = fromClient.filter((c) => c.args[0]!.toLowerCase() === 'zrem');
+    assert.equal(evals.length, n, 'exactly one script call per decision');
+    assert.equal(zrems.length, n, 'exactly one ZREM per release');
+    assert.equal(
+      fromClient.length,
+      2 * n,
+      `nothing else sent: ${fromClient.map((c) => c.args[0]).join(',')}`,
+    );
+    for (const e of evals) assert.equal(e.args[2], '4', 'the one call names all four keys');
+    assert.ok(
+      sent.some((c) => c.source === 'lua' && c.args[0]!.toLowerCase() === 'mget'),
+      'the counters are read inside the script',
+    );
+    monitor.disconnect();
+    watcher.disconnect();
+    await store.close();
+  });
+
   test('a Redis that is down fails the decision at once, not after a queue', async () => {
     const store = new RedisQuotaStore('redis://127.0.0.1:1', { keyPrefix: prefix });
     const started = Date.now();

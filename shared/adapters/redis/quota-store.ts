@@ -22,79 +22,92 @@ import { encodeKeyPart, keyPrefixOf, LuaScript, RedisConnection, type RedisTarge
 
 // KEYS: rate keys, then concurrency keys. ARGV: nRates, then limit, windowMs, burst, cost per rate, then
 // limit, leaseId, leaseMs per concurrency key. Returns {allowed, per rate: ok, remaining, retryMs, resetMs,
-// per lease: ok, inUse}. Times are float ms kept at full precision (%.17g) so that long runs do not drift.
+// per lease: ok, inUse}. Times are float ms kept at full precision (numbers go to Redis as %.17g) so that
+// long runs do not drift. Cost kept low (Redis CPU per call, INFO commandstats): one MGET for every rate
+// counter, one SET PX per counter charged; leases counted with ZCOUNT over the live scores (no purge on the
+// hot path: a set without live leases is dropped before the new one goes in, RENEW purges the others), and
+// one PEXPIRE (GT) instead of PTTL + PEXPIRE.
 const CONSUME = new LuaScript(`
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = t[1] * 1000 + t[2] / 1000
 local nr = tonumber(ARGV[1])
 local nc = #KEYS - nr
 local out = {1}
+local n = 1
 local ok = true
 local tats = {}
+local cur = {}
+if nr > 0 then cur = redis.call('MGET', unpack(KEYS, 1, nr)) end
 for i = 1, nr do
   local a = 2 + (i - 1) * 4
   local limit, window, burst, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local interval = window / limit
   local capacity = burst * interval
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  local tat = tonumber(cur[i]) or now
   if tat < now then tat = now end
   local newtat = tat + cost * interval
   tats[i] = newtat
   if newtat - now <= capacity then
-    table.insert(out, 1)
-    table.insert(out, math.floor((capacity - (newtat - now)) / interval + 1e-9))
-    table.insert(out, 0)
-    table.insert(out, math.ceil(newtat - now))
+    out[n + 1] = 1
+    out[n + 2] = math.floor((capacity - (newtat - now)) / interval + 1e-9)
+    out[n + 3] = 0
+    out[n + 4] = math.ceil(newtat - now)
   else
     ok = false
     local rem = math.floor((capacity - (tat - now)) / interval + 1e-9)
     if rem < 0 then rem = 0 end
-    table.insert(out, 0)
-    table.insert(out, rem)
-    table.insert(out, math.ceil(newtat - now - capacity))
-    table.insert(out, math.ceil(tat - now))
+    out[n + 1] = 0
+    out[n + 2] = rem
+    out[n + 3] = math.ceil(newtat - now - capacity)
+    out[n + 4] = math.ceil(tat - now)
   end
+  n = n + 4
 end
 local base = 2 + nr * 4
 local held = {}
+local since = '(' .. string.format('%.17g', now)
 for j = 1, nc do
-  local key = KEYS[nr + j]
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local n = redis.call('ZCARD', key)
-  held[j] = n
-  if n >= tonumber(ARGV[base + (j - 1) * 3]) then ok = false end
+  local c = redis.call('ZCOUNT', KEYS[nr + j], since, '+inf')
+  held[j] = c
+  if c >= tonumber(ARGV[base + (j - 1) * 3]) then ok = false end
 end
 if not ok then
   out[1] = 0
-  for j = 1, nc do table.insert(out, 0); table.insert(out, held[j]) end
+  for j = 1, nc do out[n + 1] = 0; out[n + 2] = held[j]; n = n + 2 end
   return out
 end
 for i = 1, nr do
   local ttl = math.ceil(tats[i] - now)
   if ttl < 1 then ttl = 1 end
-  redis.call('SET', KEYS[i], string.format('%.17g', tats[i]), 'PX', ttl)
+  redis.call('SET', KEYS[i], tats[i], 'PX', ttl)
 end
 for j = 1, nc do
   local key = KEYS[nr + j]
   local a = base + (j - 1) * 3
   local lease = tonumber(ARGV[a + 2])
+  -- No live lease: whatever the set still holds expired (a dead holder's), so it goes at once.
+  if held[j] == 0 then redis.call('DEL', key) end
   redis.call('ZADD', key, now + lease, ARGV[a + 1])
-  if redis.call('PTTL', key) < lease then redis.call('PEXPIRE', key, math.ceil(lease)) end
-  table.insert(out, 1)
-  table.insert(out, held[j] + 1)
+  -- The set lives as long as its longest lease: GT only ever extends it (it has a TTL once it exists).
+  if held[j] == 0 then redis.call('PEXPIRE', key, math.ceil(lease)) else redis.call('PEXPIRE', key, math.ceil(lease), 'GT') end
+  out[n + 1] = 1
+  out[n + 2] = held[j] + 1
+  n = n + 2
 end
 return out
 `);
 
-// KEYS: concurrency keys; ARGV: leaseId, leaseMs per key. Extends only leases still held.
+// KEYS: concurrency keys; ARGV: leaseId, leaseMs per key. Extends only leases still held (expired ones are
+// purged first, so a lease that lapsed is not brought back), off the hot path (every leaseMs/3).
 const RENEW = new LuaScript(`
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = t[1] * 1000 + t[2] / 1000
 for i = 1, #KEYS do
   local lease = tonumber(ARGV[i * 2])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
   if redis.call('ZSCORE', KEYS[i], ARGV[i * 2 - 1]) then
     redis.call('ZADD', KEYS[i], 'XX', now + lease, ARGV[i * 2 - 1])
-    if redis.call('PTTL', KEYS[i]) < lease then redis.call('PEXPIRE', KEYS[i], math.ceil(lease)) end
+    redis.call('PEXPIRE', KEYS[i], math.ceil(lease), 'GT')
   end
 end
 return 1
@@ -114,6 +127,7 @@ export class RedisQuotaStore implements QuotaStore {
   private readonly prefix: string;
   /** A client built here from a URL (with quota-specific options) is quit on close. */
   private ownsClient = false;
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(target: RedisTarget, options: RedisQuotaStoreOptions = {}) {
     this.prefix = keyPrefixOf(options);
@@ -191,13 +205,19 @@ export class RedisQuotaStore implements QuotaStore {
   }
 
   async release(leases: readonly LeaseRef[]): Promise<void> {
-    if (leases.length === 0) return;
-    // One ZREM per lease, pipelined: the keys may sit in different slots.
-    const p = this.conn.client.pipeline();
-    for (const l of leases) p.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId);
-    const results = await p.exec();
-    const failed = results?.find(([err]) => err);
-    if (failed) throw failed[0];
+    // One ZREM per lease (the keys may sit in different slots), sent as plain commands so that the
+    // client's auto-pipelining puts them in the same write as the other decisions of this tick.
+    const sent = Promise.all(
+      leases.map((l) => this.conn.client.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId)),
+    );
+    // close() waits for these: an auto-pipelined ZREM goes out on the next tick, after a QUIT sent now.
+    const settled = sent.then(
+      () => {},
+      () => {},
+    );
+    this.pending.add(settled);
+    void settled.finally(() => this.pending.delete(settled));
+    await sent;
   }
 
   async renew(leases: readonly LeaseRef[]): Promise<void> {
@@ -206,6 +226,7 @@ export class RedisQuotaStore implements QuotaStore {
   }
 
   async close(): Promise<void> {
+    await Promise.all(this.pending);
     if (this.ownsClient) {
       const c = this.conn.client;
       if (c.status === 'end') return;
