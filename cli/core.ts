@@ -22,8 +22,7 @@ import { startFederation } from './federation.js';
 import { loadPlugins, observer, quotasOf, type StartOptions } from './single.js';
 import { coreOps } from './core-ops.js';
 import { openNodeStores } from './stores.js';
-import { startTracing } from './telemetry.js';
-import { GatewayMetrics } from '../shared/telemetry/metrics.js';
+import { metricsOf, startTracing } from './telemetry.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
 
 export async function startCoreNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
@@ -53,14 +52,7 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
 
   // Observability as in the single role: the core is where a request's outcome is known.
   const tracing = await startTracing(config, log, opts.spanProcessors);
-  const tm = config.telemetry.metrics;
-  const metrics = tm.enabled
-    ? new GatewayMetrics({
-        region: config.region,
-        maxTools: tm.maxToolLabels,
-        maxTenants: tm.maxTenantLabels,
-      })
-    : undefined;
+  const metrics = metricsOf(config);
   const usage = new UsageAnalytics(config.telemetry.usage);
   // The audit trail (its sink and retention); the servers stay the config file's in this role.
   const stores = await openNodeStores(config, { baseDir: opts.baseDir ?? process.cwd(), log });

@@ -20,8 +20,7 @@ import { startFederation } from './federation.js';
 import { coreDiscovery, placementOf } from './core-discovery.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { sessionStores, type StartOptions } from './single.js';
-import { startTracing } from './telemetry.js';
-import { GatewayMetrics } from '../shared/telemetry/metrics.js';
+import { metricsOf, startTracing } from './telemetry.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -39,14 +38,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   // Tracing and the HTTP-side metrics (sessions, auth failures, blocked sources); requests are observed
   // by the core, which serves its own /metrics.
   const tracing = await startTracing(config, log, opts.spanProcessors);
-  const tm = config.telemetry.metrics;
-  const metrics = tm.enabled
-    ? new GatewayMetrics({
-        region: config.region,
-        maxTools: tm.maxToolLabels,
-        maxTenants: tm.maxTenantLabels,
-      })
-    : undefined;
+  const metrics = metricsOf(config);
   const instance = replicas?.replicaId ?? randomBytes(4).toString('hex');
   let federation: FederationNode | undefined;
   const core = new RemoteCore({

@@ -28,7 +28,7 @@ import { openNodeStores, serversToStart, type NodeStores } from './stores.js';
 import { apiKeyStoreFor } from './api-keys.js';
 import type { ApiKeyStore } from '../shared/ports/api-key-store.js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { GatewayMetrics } from '../shared/telemetry/metrics.js';
+import type { GatewayMetrics } from '../shared/telemetry/metrics.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
 import { GatewayCore, type CoreObservation } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp, type EdgeApp } from '../edge/http/app.js';
@@ -37,7 +37,7 @@ import { MemoryQuotaStore } from '../shared/adapters/memory/quota-store.js';
 import { RedisQuotaStore } from '../shared/adapters/redis/quota-store.js';
 import type { Principal } from '../shared/identity/principal.js';
 import type { FastifyRequest } from 'fastify';
-import { startTracing } from './telemetry.js';
+import { metricsOf, startTracing } from './telemetry.js';
 import type { Server as TlsServer } from 'node:tls';
 import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
@@ -132,14 +132,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         }
       : undefined;
   const tracing = await startTracing(config, log, opts.spanProcessors);
-  const tm = config.telemetry.metrics;
-  const metrics = tm.enabled
-    ? new GatewayMetrics({
-        region: config.region,
-        maxTools: tm.maxToolLabels,
-        maxTenants: tm.maxTenantLabels,
-      })
-    : undefined;
+  const metrics = metricsOf(config);
   const usage = new UsageAnalytics(config.telemetry.usage);
   const observe = observer(log, metrics, usage);
   const quotas = config.quotas.enabled ? await quotasOf(config, log) : undefined;

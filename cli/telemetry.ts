@@ -8,6 +8,7 @@ import { context, propagation, trace } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import type { Logger } from '../shared/log.js';
+import { GatewayMetrics } from '../shared/telemetry/metrics.js';
 import { enableTracing } from '../shared/telemetry/tracing.js';
 
 export interface TracingHandle {
@@ -67,4 +68,16 @@ export async function startTracing(
       propagation.disable();
     },
   };
+}
+
+/** The node's Prometheus metrics, with the configured label bounds; undefined when turned off. */
+export function metricsOf(config: GatewayConfig): GatewayMetrics | undefined {
+  const tm = config.telemetry.metrics;
+  return tm.enabled
+    ? new GatewayMetrics({
+        region: config.region,
+        maxTools: tm.maxToolLabels,
+        maxTenants: tm.maxTenantLabels,
+      })
+    : undefined;
 }

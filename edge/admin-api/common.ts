@@ -101,3 +101,13 @@ export const errorSchema = {
     },
   },
 } as const;
+
+/** The answers every admin route documents: its result, or the admin API's error shape. */
+export const errors = {
+  '2xx': { type: 'object', additionalProperties: true },
+  400: errorSchema,
+  401: errorSchema,
+  403: errorSchema,
+  404: errorSchema,
+  409: errorSchema,
+};

@@ -5,22 +5,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { generateApiKey } from '../auth/api-key.js';
 import type { ApiKeyRecord } from '../../shared/ports/api-key-store.js';
-import { ADMIN_ROLE, callerOf, errorSchema, fail, type AdminPlugin } from './common.js';
+import { ADMIN_ROLE, callerOf, fail, type AdminPlugin, errors } from './common.js';
 
 const idParam = {
   type: 'object',
   properties: { id: { type: 'string', pattern: '^[A-Za-z0-9]{6,32}$' } },
   required: ['id'],
 } as const;
-
-const errors = {
-  '2xx': { type: 'object', additionalProperties: true },
-  400: errorSchema,
-  401: errorSchema,
-  403: errorSchema,
-  404: errorSchema,
-  409: errorSchema,
-};
 
 const keyBody = {
   type: 'object',

@@ -6,7 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { policySchema } from '../../shared/config/security-schema.js';
 import { VersionConflictError } from './store.js';
-import { callerOf, errorSchema, expectedVersionOf, fail, type AdminPlugin } from './common.js';
+import { callerOf, expectedVersionOf, fail, type AdminPlugin, errors } from './common.js';
 
 export const GLOBAL_SCOPE = '*';
 
@@ -15,15 +15,6 @@ const scopeParam = {
   properties: { scope: { type: 'string', pattern: '^(\\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$' } },
   required: ['scope'],
 } as const;
-
-const errors = {
-  '2xx': { type: 'object', additionalProperties: true },
-  400: errorSchema,
-  401: errorSchema,
-  403: errorSchema,
-  404: errorSchema,
-  409: errorSchema,
-};
 
 export const policyRoutes: AdminPlugin = async (app, deps) => {
   const allowed = (req: FastifyRequest, reply: FastifyReply, scope: string) => {

@@ -6,14 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { runtimeServerSchema, type ServerConfig } from '../../shared/config/schema.js';
 import { RegistryConflictError, type RegistryEntry } from '../../shared/ports/registry-store.js';
-import {
-  callerOf,
-  errorSchema,
-  expectedVersionOf,
-  fail,
-  type AdminCaller,
-  type AdminPlugin,
-} from './common.js';
+import { callerOf, expectedVersionOf, fail, type AdminCaller, type AdminPlugin, errors } from './common.js';
 
 const nameParam = {
   type: 'object',
@@ -36,15 +29,6 @@ const serverBody = {
   },
   additionalProperties: true,
 } as const;
-
-const errors = {
-  '2xx': { type: 'object', additionalProperties: true },
-  400: errorSchema,
-  401: errorSchema,
-  403: errorSchema,
-  404: errorSchema,
-  409: errorSchema,
-};
 
 /** What a caller may see of a server: every server for `admin`, its tenant's for `tenant-admin`. */
 export function visible(caller: AdminCaller, server: ServerConfig): boolean {
