@@ -17,6 +17,8 @@ import { parseRegistryKey, registryBucket } from './subjects.js';
 
 /** A mirror is rebuilt at most this often (a dead gateway in a live region would rebuild it each time). */
 const REPAIR_INTERVAL_MS = 60_000;
+/** A mirror shown to be behind its origin is rebuilt at most this often. */
+const ORIGIN_REPAIR_INTERVAL_MS = 10_000;
 
 export type CapabilityKind = 'server' | 'tool' | 'prompt' | 'resource';
 
@@ -96,6 +98,8 @@ interface RegionState {
   verifiedAt?: number;
   repairedAt?: number;
   verifying?: Promise<void>;
+  /** The mirror was found behind its origin (logged once until it catches up). */
+  behind?: boolean;
 }
 
 export class CapabilityIndex {
@@ -257,6 +261,10 @@ export class CapabilityIndex {
         const stop = await reader.watch('', (key, entry) => {
           if (live) {
             this.heard(st, this.now());
+            if (st.behind && key.startsWith('gw.')) {
+              st.behind = false;
+              this.opts.log.info({ peer: region }, 'federation: region mirror flows again');
+            }
             this.apply(region, key, entry, this.now());
           } else if (entry) staged.set(key, entry);
           else staged.delete(key);
@@ -306,17 +314,26 @@ export class CapabilityIndex {
   }
 
   /** Replaces a region's state by a snapshot taken when the watermark was `from`. */
-  private replace(region: string, snapshot: Map<string, KvEntry>, from: number): void {
+  private replace(region: string, snapshot: Map<string, KvEntry>, from: number, read = false): void {
     const st = this.states.get(region)!;
     const t = this.now();
+    // A gateway still heard within the window is not dropped for missing from a snapshot: a mirror
+    // that lost its key (or a rebuilt one still filling) would flap it; a gateway that really left is
+    // deleted by the watch, or expires. Its servers stay while it does.
+    const live = (gateway: string) => {
+      const g = st.gateways.get(gateway);
+      return !!g && !snapshot.has(`gw.${gateway}`) && t - g.lastSeen <= this.opts.downAfterMs;
+    };
+    const kept = new Set([...st.gateways.keys()].filter(live));
     for (const [gateway, g] of [...st.gateways])
-      if (!snapshot.has(`gw.${gateway}`) && g.revision <= from)
+      if (!snapshot.has(`gw.${gateway}`) && g.revision <= from && !kept.has(gateway))
         this.apply(region, `gw.${gateway}`, undefined, t);
     for (const [gateway, m] of [...st.servers])
       for (const [server, e] of [...m])
-        if (!snapshot.has(`srv.${gateway}.${server}`) && e.revision <= from)
+        if (!snapshot.has(`srv.${gateway}.${server}`) && e.revision <= from && !kept.has(gateway))
           this.apply(region, `srv.${gateway}.${server}`, undefined, t);
     for (const [key, entry] of snapshot) this.apply(region, key, entry, t, true);
+    if (read) return;
     this.emit({ type: 'snapshot', region });
     this.sweep();
   }
@@ -448,44 +465,85 @@ export class CapabilityIndex {
     if (st.verifiedAt !== undefined && t - st.verifiedAt < this.opts.downAfterMs) return true;
     if (st.verifying) return false;
     st.verifying = (async () => {
+      // Set only when the reads confirmed the silence: a read that found newer heartbeats confirms
+      // nothing, and the next expiry must be checked afresh.
+      let confirmed = true;
       try {
-        const entries = await (await this.reader(region)).entries('gw.');
-        let stale = false;
-        for (const e of entries) {
-          const k = parseRegistryKey(e.key);
-          const known = k?.type === 'gateway' ? st.gateways.get(k.gateway) : undefined;
-          if (k?.type === 'gateway' && (!known || e.revision > known.revision)) {
-            stale = true;
-            this.apply(region, e.key, e, this.now());
-          }
-        }
         const reader = await this.reader(region);
+        const stale = this.applyNewer(region, st, await reader.entries('gw.'));
+        // Only a silence of the whole region can be a stuck mirror: others' heartbeats still arrive.
+        const wholeSilence = () =>
+          ![...st.gateways.values()].some((g) => this.now() - g.lastSeen <= this.opts.downAfterMs);
         if (stale) {
+          confirmed = false;
           this.opts.log.warn({ peer: region }, 'federation: registry watch went stale; reopening it');
           void this.resync(region);
-        } else if (
-          reader.repair &&
-          // Only a silence of the whole region can be a stuck mirror: others' heartbeats still arrive.
-          ![...st.gateways.values()].some((g) => this.now() - g.lastSeen <= this.opts.downAfterMs) &&
-          this.now() - (st.repairedAt ?? 0) > REPAIR_INTERVAL_MS &&
-          (await reader.repair())
-        ) {
-          // The origin answers while its heartbeats do not reach us: the mirror was stuck. Read the
-          // rebuilt one; the silence is judged again on what it holds.
-          st.repairedAt = this.now();
-          this.opts.log.warn({ peer: region }, 'federation: region mirror rebuilt from its origin');
-          await this.resync(region);
+        } else if (reader.originEntries && wholeSilence()) {
+          // The mirror says the region is silent; its origin, when it answers, knows better. Server
+          // 2.9 was seen with a mirror that never received a gateway's heartbeat key while it kept the
+          // rest: liveness is then read from the origin until the mirror is rebuilt and flows.
+          const origin = await reader.originEntries('gw.').catch((err: unknown) => {
+            this.opts.log.debug({ err, peer: region }, 'federation: origin unreachable');
+            return undefined;
+          });
+          if (origin && this.applyNewer(region, st, origin, true)) {
+            // The origin's heartbeats are as old as the mirror's when its gateways are really gone.
+            confirmed = wholeSilence();
+            // While the mirror lags, the origin's registry is the region's state (servers removed
+            // meanwhile included): it is read whole.
+            const from = st.watermark;
+            const all = await reader.originEntries('');
+            this.replace(region, new Map(all.map((e) => [e.key, e])), from, true);
+            if (!st.behind) {
+              st.behind = true;
+              this.opts.log.warn({ peer: region }, 'federation: region mirror is behind its origin');
+            }
+            if (reader.repair && this.now() - (st.repairedAt ?? 0) > ORIGIN_REPAIR_INTERVAL_MS) {
+              st.repairedAt = this.now();
+              if (await reader.repair(ORIGIN_REPAIR_INTERVAL_MS)) {
+                this.opts.log.warn({ peer: region }, 'federation: region mirror rebuilt from its origin');
+                await this.resync(region);
+              }
+            }
+          } else if (
+            origin &&
+            reader.repair &&
+            wholeSilence() &&
+            this.now() - (st.repairedAt ?? 0) > REPAIR_INTERVAL_MS &&
+            (await reader.repair(REPAIR_INTERVAL_MS))
+          ) {
+            // The origin answers while its heartbeats do not reach us: rebuild the mirror now and then
+            // all the same (it may hold old server entries too).
+            st.repairedAt = this.now();
+            this.opts.log.warn({ peer: region }, 'federation: region mirror rebuilt from its origin');
+            await this.resync(region);
+          }
         }
-        st.verifiedAt = this.now();
       } catch (err) {
         // Unreadable: the silence stands.
         this.opts.log.debug({ err, peer: region }, 'federation: verification read failed');
-        st.verifiedAt = this.now();
       } finally {
+        st.verifiedAt = confirmed ? this.now() : undefined;
         st.verifying = undefined;
       }
     })();
     return false;
+  }
+
+  /** Applies the entries newer than what the region's state holds; true when there was one. */
+  private applyNewer(region: string, st: RegionState, entries: KvEntry[], fromSnapshot = false): boolean {
+    let newer = false;
+    for (const e of entries) {
+      const k = parseRegistryKey(e.key);
+      if (!k || k.type === 'lease') continue;
+      const known =
+        k.type === 'gateway' ? st.gateways.get(k.gateway) : st.servers.get(k.gateway)?.get(k.server);
+      if (known && e.revision <= known.revision) continue;
+      newer = true;
+      // Read, not seen arriving: a heartbeat's own timestamp says how old it is.
+      this.apply(region, e.key, e, this.now(), fromSnapshot);
+    }
+    return newer;
   }
 
   private updateRegion(region: string, st: RegionState): void {

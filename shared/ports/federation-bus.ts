@@ -31,9 +31,17 @@ export interface KvReader {
   /**
    * Mirrors only: rebuilds the mirror from its origin when the origin answers, and resolves true; false
    * when the origin is unreachable, the mirror then left untouched (it is the last known state). For a
-   * mirror that stopped following its origin; watches opened before must be opened again.
+   * mirror that stopped following its origin; watches opened before must be opened again. With
+   * `unlessYoungerThanMs`, a mirror (re)built less than that long ago, by any gateway of the region, is
+   * left alone and false returned: the gateways of one region share its mirrors.
    */
-  repair?(): Promise<boolean>;
+  repair?(unlessYoungerThanMs?: number): Promise<boolean>;
+  /**
+   * Mirrors only: the current entries under `prefix` read straight from the origin region's bucket,
+   * bypassing the mirror (revisions are comparable: a mirror keeps its origin's sequence numbers).
+   * Rejects when the origin does not answer. For checking a silence the mirror may be wrong about.
+   */
+  originEntries?(prefix: string): Promise<KvEntry[]>;
 }
 
 /** A bucket this region writes. Keys: letters, digits and `-_=/.`; `.` separates tokens. */

@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { configSchema } from '../../shared/config/schema.js';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { NatsBus } from '../../shared/adapters/nats/federation-bus.js';
 import { CapabilityIndex } from '../../federation/capability-index.js';
 import { startNatsTopology, type NatsTopology } from '../helpers/nats-cluster.js';
@@ -251,5 +252,68 @@ describe('federation registry over two NATS regions', () => {
     assert.deepEqual(flaps, []);
     assert.equal(index.regionStatus('a').state, 'up');
     assert.equal(index.regionStatus('b').state, 'up');
+  });
+
+  test('a mirror that stops carrying a region’s heartbeats: liveness is read from the origin', async () => {
+    // Seen with server 2.9.10 under load: B's mirror of A keeps A's server keys but never receives a
+    // gateway's heartbeat key. Made here on purpose: B's mirror is replaced by one that carries only
+    // server keys.
+    a1.servers = [server('weather', ['alerts'])];
+    await a1.node.publisher.refresh();
+    await until(b1.node.index, () => b1.node.index.whoServes('weather__alerts').length === 1, 'alerts in b1');
+    const bBus = buses[1]!;
+    const jsm = await jetstreamManager(bBus.nc);
+    await jsm.streams.delete('KV_reg_a_mirror');
+    await jsm.streams.add({
+      name: 'KV_reg_a_mirror',
+      mirror: { name: 'KV_reg_a', domain: 'a', filter_subject: '$KV.reg_a.srv.>' },
+      storage: StorageType.File,
+    });
+    // A gateway of B that starts now opens the broken mirror: without its origin it would never see A's
+    // gateway, so region A would never be up and nothing of A routable.
+    const b2 = await startTestGateway({
+      bus: await bus('b'),
+      region: 'b',
+      regions: REGIONS,
+      id: 'b2',
+      heartbeatMs: DEFAULTS.heartbeatMs,
+      downAfterMs: DEFAULTS.downAfterMs,
+    });
+    try {
+      const index = b2.node.index;
+      await until(
+        index,
+        () =>
+          index.regionStatus('a').state === 'up' && index.whoServes('weather__alerts')[0]?.reachable === true,
+        'region a up in b2 through a heartbeat-less mirror',
+        DEFAULTS.downAfterMs * 4,
+      );
+      const flaps: string[] = [];
+      const stop = index.onChange((e) => {
+        if (e.type === 'region' && !e.up) flaps.push(e.region);
+        if (e.type === 'gateway' && !e.up) flaps.push(`${e.region}/${e.gateway}`);
+      });
+      // Past several heartbeat windows: A stays up, in b2 and in b1 (whose watch was on the old mirror).
+      await sleep(DEFAULTS.downAfterMs * 3);
+      stop();
+      assert.deepEqual(flaps, []);
+      assert.equal(index.regionStatus('a').state, 'up');
+      assert.equal(b1.node.index.regionStatus('a').state, 'up');
+      // A change in A reaches B while its mirror is broken: the origin's registry is read whole.
+      a1.servers = [server('weather', ['alerts', 'radar'])];
+      await a1.node.publisher.refresh();
+      await until(index, () => index.whoServes('weather__radar').length === 1, 'radar in b2', 10_000);
+      a1.servers = [server('weather', ['radar'])];
+      await a1.node.publisher.refresh();
+      await until(
+        index,
+        () => index.whoServes('weather__alerts').length === 0,
+        'alerts gone from b2',
+        10_000,
+      );
+      assert.equal(index.regionStatus('a').state, 'up');
+    } finally {
+      await b2.node.close();
+    }
   });
 });

@@ -50,6 +50,9 @@ const SNAPSHOT_ATTEMPTS = 4;
 /** A mirror's window: hours of heartbeats of a few dozen gateways; the oldest messages go first. */
 const MIRROR_MAX_MSGS = 1_000_000;
 const MIRROR_MAX_BYTES = 512 * 1024 * 1024;
+/** This region's bucket of mirror-repair locks (key: the mirror's stream), and when a lock is stale. */
+const REPAIR_LOCKS = 'mirror_repair';
+const REPAIR_LOCK_STALE_MS = 30_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -164,7 +167,8 @@ export class NatsBus implements FederationBus {
           await this.addMirror(stream, bucket, region);
         }
         const reader = this.reader(stream, bucket);
-        reader.repair = () => this.repairMirror(stream, bucket, region);
+        reader.repair = (young) => this.repairMirror(stream, bucket, region, young);
+        reader.originEntries = (prefix) => this.originEntries(bucket, region, prefix);
         return reader;
       })();
       m.catch(() => this.mirrors.delete(stream));
@@ -197,7 +201,52 @@ export class NatsBus implements FederationBus {
    * receiving but keeps old values. It is rebuilt only when the origin answers, so a region that is
    * really gone keeps its last known state.
    */
-  private async repairMirror(stream: string, bucket: string, region: string): Promise<boolean> {
+  private async repairMirror(
+    stream: string,
+    bucket: string,
+    region: string,
+    unlessYoungerThanMs?: number,
+  ): Promise<boolean> {
+    // One repair at a time per mirror across the region's gateways: server 2.9.10 was seen leaving a
+    // mirror that two gateways deleted and re-created at once empty and stuck for good.
+    const lock = await this.takeRepairLock(stream);
+    if (lock === undefined) return false;
+    try {
+      if (unlessYoungerThanMs !== undefined) {
+        const si = await this.jsm.streams.info(stream).catch(() => undefined);
+        if (si && Date.now() - Date.parse(si.created) < unlessYoungerThanMs) return false;
+      }
+      return await this.rebuildMirror(stream, bucket, region);
+    } finally {
+      await lock.delete(stream).catch(() => {});
+    }
+  }
+
+  /** The region's lock on rebuilding a mirror, or undefined while another gateway holds it. */
+  private async takeRepairLock(stream: string): Promise<KvBucket | undefined> {
+    const locks = await this.bucket(REPAIR_LOCKS);
+    const mine = { at: Date.now() };
+    try {
+      await locks.create(stream, mine);
+      return locks;
+    } catch (err) {
+      if (!(err instanceof KvRevisionConflict)) throw err;
+    }
+    // Held: by a live repair, or by one whose gateway died before it let go.
+    const held = await locks.get(stream);
+    const at = (held?.value as { at?: unknown } | undefined)?.at;
+    if (held && typeof at === 'number' && Date.now() - at < REPAIR_LOCK_STALE_MS) return undefined;
+    try {
+      if (held) await locks.update(stream, mine, held.revision);
+      else await locks.create(stream, mine);
+      return locks;
+    } catch (err) {
+      if (err instanceof KvRevisionConflict) return undefined;
+      throw err;
+    }
+  }
+
+  private async rebuildMirror(stream: string, bucket: string, region: string): Promise<boolean> {
     let messages: number;
     try {
       const origin = await jetstreamManager(this.nc, { domain: region, timeout: 500 });
@@ -214,6 +263,30 @@ export class NatsBus implements FederationBus {
       await new Promise((r) => setTimeout(r, 20));
     }
     return true;
+  }
+
+  /**
+   * Request/reply only (a stream info listing the subjects under the prefix, then one direct get per
+   * subject), no consumer: it works across domains whatever state the local mirror is in.
+   */
+  private async originEntries(bucket: string, region: string, prefix: string): Promise<KvEntry[]> {
+    const origin = await jetstreamManager(this.nc, { domain: region, timeout: 1_000 });
+    const subjectPrefix = `$KV.${bucket}.`;
+    const info = await origin.streams.info(`KV_${bucket}`, { subjects_filter: `${subjectPrefix}>` });
+    const subjects = Object.keys(info.state.subjects ?? {}).filter((s) =>
+      s.slice(subjectPrefix.length).startsWith(prefix),
+    );
+    const out: KvEntry[] = [];
+    await Promise.all(
+      subjects.map(async (subject) => {
+        const sm = await origin.streams.getMessage(`KV_${bucket}`, { last_by_subj: subject });
+        if (!sm) return;
+        const op = sm.header?.get('KV-Operation');
+        if (op === 'DEL' || op === 'PURGE') return;
+        out.push({ key: subject.slice(subjectPrefix.length), value: parse(sm.data), revision: sm.seq });
+      }),
+    );
+    return out;
   }
 
   onConnection(listener: (state: BusConnectionState) => void): () => void {
@@ -311,7 +384,8 @@ function isWrongSequence(err: unknown): boolean {
 /** Reads a KV stream (a bucket's own, or a mirror of one) with plain consumers, as KV entries. */
 class StreamReader implements KvReader {
   private readonly subjectPrefix: string;
-  repair?: () => Promise<boolean>;
+  repair?: (unlessYoungerThanMs?: number) => Promise<boolean>;
+  originEntries?: (prefix: string) => Promise<KvEntry[]>;
 
   constructor(
     private readonly js: JetStreamClient,
