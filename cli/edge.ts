@@ -21,6 +21,7 @@ import { coreDiscovery, placementOf } from './core-discovery.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { sessionStores, type StartOptions } from './single.js';
 import { metricsOf, startTracing } from './telemetry.js';
+import { apiKeyStoreFor } from './api-keys.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -69,11 +70,14 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   await core.start();
 
   const tls = config.listen.tls;
+  // API keys are checked here, at the edge (with `store: redis`, every edge sees a revocation at once).
+  const apiKeys = apiKeyStoreFor(config);
   const { app, endpoint } = buildEdgeApp({
     config,
     core,
     sessions,
     events,
+    apiKeys,
     ...(replicas && { replicas }),
     log,
     metrics,
@@ -98,7 +102,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
         await app.close();
         await core.close();
         signer.close();
-        await Promise.all([sessions.close(), events.close(), replicas?.close()]);
+        await Promise.all([sessions.close(), events.close(), replicas?.close(), apiKeys?.close()]);
         await tracing?.shutdown();
       })()),
   };

@@ -324,7 +324,8 @@ export class InternalApi {
 
   private async open(id: string, scope: string, caller: Caller, initialize: boolean): Promise<CoreSide> {
     if (this.closing) throw new GatewayError('GW_SHUTTING_DOWN');
-    if (!this.o.core.hasScope(scope)) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${scope}`);
+    if (!this.o.core.hasScope(scope, caller.principal))
+      throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${scope}`);
     const record = initialize ? undefined : await this.o.sessions.get(id);
     if (!initialize) {
       if (!record || record.scope !== scope) throw new GatewayError('GW_SESSION_NOT_FOUND');
@@ -343,6 +344,8 @@ export class InternalApi {
     s.handle = this.o.core.openSession({
       id,
       principal: caller.key,
+      // The signed Principal in full: tenancy and policy decide what this session sees and may use.
+      identity: caller.principal,
       scope,
       unrelated: { send: (m) => this.toEdge(s, m) },
       ...(record && { restore: record }),

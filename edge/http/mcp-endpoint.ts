@@ -329,8 +329,11 @@ export class McpEndpoint {
     if (!res || 'error' in res) {
       await session.core.close();
       await this.o.sessions.delete(id);
+      // A server the core does not serve to this caller (another tenant's, one the policy hides) is the
+      // 404 of a server that does not exist, as on a single node; other refusals are JSON-RPC errors.
+      const unknown = (res?.error.data as { code?: unknown } | undefined)?.code === 'GW_UNKNOWN_SERVER';
       return void reply
-        .code(200)
+        .code(unknown ? 404 : 200)
         .header('content-type', 'application/json')
         .send(JSON.stringify(res ?? toRpcError(request.id, new GatewayError('GW_INTERNAL'))));
     }
