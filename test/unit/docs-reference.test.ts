@@ -1,8 +1,9 @@
 /**
  * The reference pages say what the code does. docs/errors.md has one row per code of the table in
  * shared/errors.ts, with its HTTP status and JSON-RPC code; no page names an error code, a metric or a
- * page that does not exist; product code makes no GW_* code outside the table; and the example configs
- * under deploy/ load. (docs-current.test.ts checks that configuration.md is the generated one.)
+ * page that does not exist; the log lines the runbooks quote are written by the code; product code makes
+ * no GW_* code outside the table; and the example configs under deploy/ load. (docs-current.test.ts
+ * checks that configuration.md is the generated one.)
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -102,15 +103,18 @@ function anchorOf(heading: string): string {
     .replace(/\s/g, '-');
 }
 
+/** A page without its fenced code blocks (indented ones too, inside list items). */
+const prose = (file: string) => read(file).replace(/^[ \t]*```[\s\S]*?^[ \t]*```/gm, '');
+
 function anchorsOf(file: string): Set<string> {
-  const text = read(file).replace(/^```[\s\S]*?^```/gm, '');
+  const text = prose(file);
   return new Set([...text.matchAll(/^#{1,6}\s+(.+)$/gm)].map((m) => anchorOf(m[1]!)));
 }
 
 test('relative links of README.md and docs/ name files and headings that exist', () => {
   const broken: string[] = [];
   for (const page of PAGES) {
-    const text = read(page).replace(/^```[\s\S]*?^```/gm, '');
+    const text = prose(page);
     for (const m of text.matchAll(/\]\(([^)\s]+)\)/g)) {
       const target = m[1]!;
       if (/^[a-z]+:/i.test(target) || target.startsWith('<')) continue; // https:, mailto:
@@ -134,4 +138,39 @@ test('the example configs of deploy/demo and deploy/local load', async () => {
   for (const file of files)
     await loadConfigFile(file, {}).catch((err: Error) => problems.push(`${rel(file)}: ${err.message}`));
   assert.deepEqual(problems, []);
+});
+
+test('every log line the runbooks quote is one the code writes', () => {
+  const source = ['shared', 'edge', 'core', 'federation', 'cli']
+    .flatMap((dir) => filesUnder(dir, '.ts'))
+    .map(read)
+    .join('\n');
+  const quoted: string[] = [];
+  const missing: string[] = [];
+  for (const page of filesUnder('docs/runbooks', '.md')) {
+    const text = prose(page);
+    for (const m of text.matchAll(/`([^`]+)`/g)) {
+      // A log line is a code span right after "warn", "info", "error", "logs", "line"...
+      if (
+        !/\b(?:warn|info|error|debug|logs?|line)\b[^`.;]*$/.test(
+          text.slice(Math.max(0, m.index - 20), m.index),
+        )
+      )
+        continue;
+      const msg = m[1]!.replace(/\s+/g, ' ').trim();
+      // ...and not a code, a metric, a field, a key or a value.
+      if (/^GW_|^mcpgw_|^[a-z]+[A-Z]|^[\w.]+$|=|^\w+:\s*"/.test(msg)) continue;
+      quoted.push(msg);
+      // `<r>` and `...` stand for what the code fills in.
+      const pattern = msg
+        .split(/<[^>]+>|\.\.\./)
+        .map((part) => part.trim())
+        .filter((part) => part !== '')
+        .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/ /g, '\\s+'))
+        .join('.*?');
+      if (!new RegExp(pattern).test(source)) missing.push(`${rel(page)}: ${msg}`);
+    }
+  }
+  assert.ok(quoted.length >= 20, `found ${quoted.length} quoted log lines`);
+  assert.deepEqual(missing, []);
 });
