@@ -2,14 +2,16 @@
  * The reference pages say what the code does. docs/errors.md has one row per code of the table in
  * shared/errors.ts, with its HTTP status and JSON-RPC code; no page names an error code, a metric or a
  * page that does not exist; the log lines the runbooks quote are written by the code; product code makes
- * no GW_* code outside the table; and the example configs under deploy/ load. (docs-current.test.ts
+ * no GW_* code outside the table; and the example configs under deploy/ and in the pages load. (docs-current.test.ts
  * checks that configuration.md is the generated one.)
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { test } from 'node:test';
-import { loadConfigFile } from '../../shared/config/load.js';
+import { parse as parseYaml } from 'yaml';
+import { loadConfigFile, validateConfig } from '../../shared/config/load.js';
+import { configSchema } from '../../shared/config/schema.js';
 import { ERRORS } from '../../shared/errors.js';
 import { GatewayMetrics } from '../../shared/telemetry/metrics.js';
 import { ROOT } from '../helpers/net.js';
@@ -173,4 +175,36 @@ test('every log line the runbooks quote is one the code writes', () => {
   }
   assert.ok(quoted.length >= 20, `found ${quoted.length} quoted log lines`);
   assert.deepEqual(missing, []);
+});
+
+test('the YAML examples of README.md and docs/ that are configs validate', () => {
+  const keys = new Set(Object.keys(configSchema.shape));
+  // `${VAR}` in an example stands for a secret from the environment: any value of the right length.
+  const env = new Proxy({} as NodeJS.ProcessEnv, {
+    get: (_t, name) => (typeof name === 'string' ? 'placeholder-value-0123456789' : undefined),
+    ownKeys: () => [],
+  });
+  let checked = 0;
+  const problems: string[] = [];
+  for (const page of CURRENT_PAGES)
+    for (const m of read(page).matchAll(/^[ \t]*```ya?ml\n([\s\S]*?)^[ \t]*```/gm)) {
+      let doc: unknown;
+      try {
+        doc = parseYaml(m[1]!);
+      } catch (err) {
+        problems.push(`${rel(page)}: not YAML: ${(err as Error).message.split('\n')[0]}`);
+        continue;
+      }
+      // Only what is meant as (part of) a config file: every top-level key is a config key.
+      if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) continue;
+      if (!Object.keys(doc).every((k) => keys.has(k))) continue;
+      checked++;
+      try {
+        validateConfig(doc, rel(page), env);
+      } catch (err) {
+        problems.push(`${rel(page)}: ${(err as Error).message}`);
+      }
+    }
+  assert.ok(checked >= 10, `checked ${checked} examples`);
+  assert.deepEqual(problems, []);
 });
