@@ -1342,7 +1342,7 @@ export const configSchema = z
           )
           .default({})
           .describe(
-            'Data residency and home region per tenant (a token claim `regions` narrows it further).',
+            'Data residency and home region per tenant (`Principal.allowedRegions` would narrow it further; no authenticator sets it yet).',
           ),
       })
       .strict()
