@@ -1,6 +1,7 @@
 /**
  * How a node wires the admin API: its store (Postgres when the node has a database) with the config
- * file's policy as the first version of scope `*`, and the watch of the config file.
+ * file's policy as the first version of scope `*`, the stored policies put in force in the core (and
+ * again on every change), and the watch of the config file.
  */
 import { seedRegistry } from '../core/registry/seed.js';
 import type { SqlDatabase } from '../shared/adapters/postgres/sql.js';
@@ -8,6 +9,7 @@ import { loadConfigFile } from '../shared/config/load.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import { watchFiles, type FileWatch } from '../shared/files/watch.js';
 import type { Logger } from '../shared/log.js';
+import { policySchema, type PolicyConfig } from '../shared/config/security-schema.js';
 import type { GatewayCore } from '../core/mcp/gateway-core.js';
 import type { ListKind } from '../core/mcp/catalog.js';
 import type { AdminCoreView } from '../edge/admin-api/common.js';
@@ -77,4 +79,45 @@ export function adminCoreView(core: GatewayCore): AdminCoreView {
       return out;
     },
   };
+}
+
+/** Scope `*` of the stored policies: the gateway's; any other scope is a tenant's. */
+const GLOBAL_SCOPE = '*';
+
+/**
+ * Puts the stored policies in force in `core` now and after every change (the admin API's writes wait
+ * for it, so the writer's next request is decided by the new policy). A stored policy that no longer
+ * passes the schema is logged and left out; returns the function that stops watching.
+ */
+export async function enforceStoredPolicies(
+  store: AdminStore,
+  core: Pick<GatewayCore, 'applyPolicies'>,
+  log: Logger,
+): Promise<() => Promise<void>> {
+  let running: Promise<void> = Promise.resolve();
+  const load = async () => {
+    let global: PolicyConfig | undefined;
+    const tenants = new Map<string, PolicyConfig>();
+    for (const entry of await store.policies()) {
+      const r = policySchema.unwrap().safeParse(entry.policy);
+      if (!r.success) {
+        log.error(
+          { scope: entry.scope, version: entry.version, problems: r.error.issues.map((i) => i.message) },
+          'stored policy not applied: it does not pass the schema',
+        );
+        continue;
+      }
+      if (entry.scope === GLOBAL_SCOPE) global = r.data;
+      else tenants.set(entry.scope, r.data);
+    }
+    core.applyPolicies(global, tenants);
+    log.info({ scopes: [...(global ? [GLOBAL_SCOPE] : []), ...tenants.keys()] }, 'stored policies in force');
+  };
+  // One load at a time, each reading the current state: the last one leaves the latest policies.
+  const reload = () =>
+    (running = running
+      .then(load)
+      .catch((err: unknown) => log.error({ err }, 'stored policies not reloaded: the last ones stay')));
+  await load();
+  return store.watchPolicies(reload);
 }

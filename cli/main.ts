@@ -15,6 +15,7 @@ import { renderConfigDocs } from './config-docs.js';
 import { auditExport, auditPrune, auditVerify, auditVerifyEvidence, UsageError } from './audit.js';
 import { vaultList, vaultPut, vaultRotateKey } from './vault.js';
 import { KEYS_HELP, keysCommand } from './api-keys.js';
+import { ADMIN_GROUPS, ADMIN_HELP, adminCommand } from './admin-client.js';
 import { beginDrain, drainDelayMs } from '../shared/lifecycle/drain.js';
 
 const HELP = `mcpgw - a federated, hierarchical MCP gateway
@@ -49,7 +50,17 @@ Usage:
                                    Re-encrypt every credential with the current key (MCPGW_VAULT_KEY or
                                    vault.keyFile); older keys come from MCPGW_VAULT_PREVIOUS_KEYS or
                                    vault.previousKeyFiles
-  mcpgw keys create|list|revoke|rotate --config FILE ...   API keys (mcpgw keys --help)
+  mcpgw keys create|list|revoke|rotate --config FILE ...   API keys in the store (mcpgw keys --help)
+
+Against a running gateway's admin API (--url URL or MCPGW_ADMIN_URL, --token or MCPGW_ADMIN_TOKEN;
+--json; each has --help):
+  mcpgw servers list|get|register|update|deregister|history
+  mcpgw keys list|create|revoke|rotate         (without --config)
+  mcpgw policies list|get|set|delete
+  mcpgw capabilities list [--server NAME]
+  mcpgw lifecycle SERVER[/TOOL] STAGE
+  mcpgw approvals list|approve
+  mcpgw changes list
   mcpgw --help | --version
 
 Times (T) are ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z.
@@ -74,7 +85,9 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'keys' && keysOverHttp(argv.slice(1))) return adminMain('keys', argv.slice(1));
   if (argv[0] === 'keys') return keysMain(argv.slice(1));
+  if (argv[0] !== undefined && ADMIN_GROUPS.has(argv[0])) return adminMain(argv[0], argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -204,6 +217,32 @@ async function guarded(fn: () => Promise<number>): Promise<number> {
     process.stderr.write(`mcpgw: ${(err as Error)?.message ?? String(err)}\n`);
     return 1;
   }
+}
+
+/**
+ * `mcpgw keys` talks to the admin API when a gateway is named (--url, or MCPGW_ADMIN_URL) and no
+ * --config is given; otherwise to the store the config names, as before the admin API existed.
+ */
+function keysOverHttp(argv: string[]): boolean {
+  const has = (f: string) => argv.some((a) => a === f || a.startsWith(`${f}=`));
+  if (has('--config') || argv.includes('-c')) return false;
+  return has('--url') || Boolean(process.env.MCPGW_ADMIN_URL);
+}
+
+/** The admin API commands (cli/admin-client.ts). */
+function adminMain(group: string, argv: string[]): Promise<number> {
+  if (argv.length === 0) {
+    process.stderr.write(
+      `mcpgw: ${group} needs ${group === 'lifecycle' ? 'arguments' : 'a subcommand'}\n\n${ADMIN_HELP[group]}`,
+    );
+    return Promise.resolve(2);
+  }
+  return adminCommand(group, argv, {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    stdin: process.stdin,
+    env: process.env,
+  });
 }
 
 /** `mcpgw keys ...`: its own flags, against the store the config names. */
