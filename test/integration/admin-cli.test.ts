@@ -13,7 +13,7 @@ import { startSingleNode, type RunningNode } from '../../cli/single.js';
 import { MemoryApiKeyStore } from '../../shared/adapters/memory/api-key-store.js';
 import { validateConfig } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
-import { mcpgw } from '../helpers/cli.js';
+import { configFile, mcpgw } from '../helpers/cli.js';
 import { freePort, ROOT } from '../helpers/net.js';
 import { connectSdk, type SdkClient } from '../helpers/sdk-clients.js';
 
@@ -107,6 +107,14 @@ describe('mcpgw admin commands against a running gateway', () => {
     const badFlag = await cli(['servers', 'list', '--owner', 'x']);
     assert.equal(badFlag.code, 2);
     assert.match(badFlag.stderr, /Unknown option '--owner'/);
+    // keys: with --config the store the config names, even when a gateway is named in the environment.
+    const file = configFile({
+      listen: { host: '127.0.0.1', port: 0 },
+      auth: { mode: 'api-key', apiKeys: { pepper: 'p'.repeat(16) } },
+    });
+    const local = await cli(['keys', 'list', '--config', file]);
+    assert.equal(local.code, 1);
+    assert.match(local.stderr, /auth\.apiKeys\.store is "memory"/);
     const args = await cli(['servers', 'get']);
     assert.equal(args.code, 2);
     assert.match(args.stderr, /servers get takes 1 argument\(s\), got 0/);
