@@ -4,6 +4,7 @@
  * again on every change), and the watch of the config file.
  */
 import { seedRegistry } from '../core/registry/seed.js';
+import { canonicalJson } from '../shared/canonical-json.js';
 import type { SqlDatabase } from '../shared/adapters/postgres/sql.js';
 import { loadConfigFile } from '../shared/config/load.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
@@ -23,28 +24,52 @@ import {
 
 export async function adminStoreOf(db: SqlDatabase | undefined, config: GatewayConfig): Promise<AdminStore> {
   const store = db ? new PostgresAdminStore(db) : new MemoryAdminStore();
-  if (config.policy && !(await store.policy('*')))
-    await store
-      .putPolicy('*', config.policy as Record<string, unknown>, 'config', 0)
-      .catch((err: unknown) => {
-        if (!(err instanceof VersionConflictError)) throw err; // another gateway seeded it first
-      });
+  await seedPolicy(store, config.policy);
   return store;
 }
 
 /**
- * Re-seeds the registry whenever the file's contents change (the seeding rule of docs/registry.md: the
- * file's own servers follow it, an operator's changes stay). The registry's watch then applies each
- * change to the running backends without touching sessions. A file that no longer loads is logged and
- * ignored: what runs stays as it was.
+ * The config file's `policy` as scope `*`, by the registry's seeding rule: written when the store has
+ * none; followed (replaced, or deleted when the file has none) while the file is its last writer; left
+ * alone once an operator changed it through the API. A concurrent seeding by another gateway is fine.
  */
-export function watchConfigFile(file: string, registry: RegistryStore, log: Logger): FileWatch {
+export async function seedPolicy(store: AdminStore, policy: GatewayConfig['policy']): Promise<void> {
+  const stored = await store.policy(GLOBAL_SCOPE);
+  try {
+    if (!stored) {
+      if (policy) await store.putPolicy(GLOBAL_SCOPE, policy as Record<string, unknown>, 'config', 0);
+      return;
+    }
+    if (stored.updatedBy !== 'config' || canonicalJson(stored.policy) === canonicalJson(policy ?? null))
+      return;
+    if (policy)
+      await store.putPolicy(GLOBAL_SCOPE, policy as Record<string, unknown>, 'config', stored.version);
+    else await store.deletePolicy(GLOBAL_SCOPE, 'config', stored.version);
+  } catch (err) {
+    if (!(err instanceof VersionConflictError)) throw err; // another gateway seeded it first
+  }
+}
+
+/**
+ * Re-seeds the registry whenever the file's contents change (the seeding rule of docs/registry.md: the
+ * file's own servers follow it, an operator's changes stay), and the policy `*` by the same rule when an
+ * admin store is given. The registry's watch then applies each change to the running backends without
+ * touching sessions; the policy store's watch puts the policy in force. A file that no longer loads is
+ * logged and ignored: what runs stays as it was.
+ */
+export function watchConfigFile(
+  file: string,
+  registry: RegistryStore,
+  log: Logger,
+  policies?: AdminStore,
+): FileWatch {
   let running: Promise<void> = Promise.resolve();
   const reload = () => {
     running = running.then(async () => {
       try {
         const cfg = await loadConfigFile(file);
         const r = await seedRegistry(registry, cfg.servers, log);
+        if (policies) await seedPolicy(policies, cfg.policy);
         log.info({ file, ...r }, 'config file changed: registry re-seeded');
       } catch (err) {
         log.error({ file, err: (err as Error).message }, 'config file changed but not applied');

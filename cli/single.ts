@@ -226,7 +226,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     ],
   );
   // The config file is watched: servers it owns are re-seeded, so its edits apply like an admin's.
-  const fileWatch = opts.configFile ? watchConfigFile(opts.configFile, stores.registry, log) : undefined;
+  const fileWatch = opts.configFile
+    ? watchConfigFile(opts.configFile, stores.registry, log, adminStore)
+    : undefined;
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });

@@ -2,15 +2,20 @@
  * Stored policies are enforced live: a policy written through the admin API decides the very next
  * request of an already connected SDK session (no restart, no reconnect), deleting it lets the call
  * through again, a tenant's policy narrows what that tenant's callers use (never widens it), and on a
- * shared Postgres a policy written on one gateway reaches the other by the database's notice. Also: a
- * server registered through the API with a tenant is hidden from other tenants at once.
+ * shared Postgres a policy written on one gateway reaches the other by the database's notice. The config
+ * file's policy seeds scope "*" and is followed while the file is its last writer (at restart and when
+ * the watched file changes). Also: a server registered through the API with a tenant is hidden from
+ * other tenants at once.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startSingleNode, type RunningNode } from '../../cli/single.js';
 import { generateApiKey } from '../../edge/auth/api-key.js';
 import { MemoryApiKeyStore } from '../../shared/adapters/memory/api-key-store.js';
-import { validateConfig } from '../../shared/config/load.js';
+import { loadConfigFile, validateConfig } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
 import { ROOT } from '../helpers/net.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../helpers/postgres.js';
@@ -329,5 +334,82 @@ describe('stored policies on a shared Postgres: written on one gateway, in force
     assert.equal((await api(b.url, 'GET', '/policies')).json.policies.length, 1);
     assert.equal((await api(a.url, 'DELETE', '/policies/*', undefined, { 'if-match': '"3"' })).status, 204);
     assert.deepEqual((await api(b.url, 'GET', '/policies')).json.policies, []);
+  });
+});
+
+describe("the config file's policy seeds scope * and is followed while the file is its last writer", () => {
+  test('restart on Postgres: a changed file policy replaces the seeded one; an operator change stays', async () => {
+    const schema = uniqueSchema('polseed');
+    const keys = new MemoryApiKeyStore();
+    const start = (policy: Record<string, unknown>) =>
+      startSingleNode(nodeConfig({ store: { kind: 'postgres', url: PG_URL, schema }, policy }), {
+        log: createLogger('silent'),
+        apiKeys: keys,
+      });
+    const deny = (tool: string) => ({ default: 'allow', rules: [{ effect: 'deny', tools: [tool] }] });
+    let node = await start(deny('one'));
+    try {
+      const v1 = (await api(node.url, 'GET', '/policies/*')).json;
+      assert.deepEqual([v1.version, v1.updatedBy, v1.policy.rules[0].tools], [1, 'config', ['one']]);
+      await node.close();
+      node = await start(deny('two'));
+      const v2 = (await api(node.url, 'GET', '/policies/*')).json;
+      assert.deepEqual([v2.version, v2.updatedBy, v2.policy.rules[0].tools], [2, 'config', ['two']]);
+      const key = await keyFor(keys, 'fay', ['user'], 'default');
+      const c = await sdkWithKey(`${node.url}/mcp`, key);
+      try {
+        await refusal(c.callTool({ name: 'alpha__two', arguments: {} }));
+        assert.ok(!(await c.callTool({ name: 'alpha__one', arguments: {} })).isError);
+      } finally {
+        await c.close();
+      }
+      // An operator's policy is not overwritten by the file at the next start.
+      assert.equal((await api(node.url, 'PUT', '/policies/*', deny('pid'))).json.version, 3);
+      await node.close();
+      node = await start(deny('one'));
+      const v3 = (await api(node.url, 'GET', '/policies/*')).json;
+      assert.deepEqual([v3.version, v3.updatedBy, v3.policy.rules[0].tools], [3, 'admin-token', ['pid']]);
+    } finally {
+      await node.close();
+      await keys.close();
+      await dropSchema(schema);
+    }
+  });
+
+  test('the watched config file: an edit of its policy is in force without a restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcpgw-pol-'));
+    const file = join(dir, 'mcpgw.json');
+    const doc = (tool: string) => ({
+      role: 'single',
+      listen: { host: '127.0.0.1', port: 0 },
+      log: { level: 'silent' },
+      store: { kind: 'memory' },
+      servers: [scripted('alpha', ['one', 'two'])],
+      policy: { default: 'allow', rules: [{ effect: 'deny', tools: [tool] }] },
+    });
+    writeFileSync(file, JSON.stringify(doc('one')));
+    const node = await startSingleNode(await loadConfigFile(file), {
+      log: createLogger('silent'),
+      configFile: file,
+    });
+    const c = await connectSdk('v2', `${node.url}/mcp`);
+    try {
+      await refusal(c.callTool({ name: 'alpha__one', arguments: {} }));
+      writeFileSync(file, JSON.stringify(doc('two')));
+      const t0 = Date.now();
+      for (;;) {
+        try {
+          await c.callTool({ name: 'alpha__one', arguments: {} });
+          break;
+        } catch {
+          assert.ok(Date.now() - t0 < 15_000, 'the edited policy never came into force');
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      await refusal(c.callTool({ name: 'alpha__two', arguments: {} }));
+    } finally {
+      await c.close();
+      await node.close();
+    }
   });
 });
