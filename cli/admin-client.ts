@@ -504,7 +504,7 @@ function connectionOf(values: Values, env: NodeJS.ProcessEnv): Connection {
   if (url.search || url.hash) throw new UsageError('--url: no query or fragment, only the base URL');
   // The base URL, with or without the API's own prefix.
   const base = url.href.replace(/\/+$/, '').replace(/\/admin\/api\/v1$/, '');
-  let token = (values.token as string | undefined) ?? undefined;
+  let token = values.token as string | undefined;
   if (token === undefined && typeof values['token-file'] === 'string') {
     try {
       token = readFileSync(values['token-file'], 'utf8').trim();

@@ -127,6 +127,18 @@ describe('mcpgw admin commands against a running gateway', () => {
     const missing = await cli(['servers', 'get', 'nope']);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /HTTP 404 not_found: no server "nope" \(field name\)/);
+    // The token from a file, the URL with the API's prefix: the same gateway.
+    const tokenFile = join(dir, 'token');
+    writeFileSync(tokenFile, `${ADMIN_TOKEN}\n`);
+    const fromFile = await mcpgw(
+      ['servers', 'list', '--token-file', tokenFile, '--url', `${node.url}/admin/api/v1/`],
+      { env: { MCPGW_ADMIN_URL: '', MCPGW_ADMIN_TOKEN: '' } },
+    );
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    assert.match(fromFile.stdout, /\nalpha /);
+    const noToken = await mcpgw(['servers', 'list', '--url', node.url], { env: { MCPGW_ADMIN_TOKEN: '' } });
+    assert.equal(noToken.code, 1);
+    assert.match(noToken.stderr, /HTTP 401 .*\(give --token or set MCPGW_ADMIN_TOKEN\)/);
     const port = await freePort();
     const down = await cli(['servers', 'list', '--url', `http://127.0.0.1:${port}`]);
     assert.equal(down.code, 1);
