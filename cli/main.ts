@@ -62,6 +62,7 @@ Against a running gateway's admin API (--url URL or MCPGW_ADMIN_URL, --token or 
   mcpgw lifecycle SERVER[/TOOL] STAGE
   mcpgw approvals list|approve
   mcpgw changes list
+
   mcpgw --help | --version
 
 Times (T) are ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z.
