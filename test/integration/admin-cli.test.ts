@@ -207,10 +207,10 @@ describe('mcpgw admin commands against a running gateway', () => {
     assert.doesNotMatch((await cli(['servers', 'list'])).stdout, /\nbeta /);
   });
 
-  test('keys over HTTP: create (the key once), list, revoke; the key works until revoked', async () => {
+  test('keys over HTTP: create (the key once), list, rotate, revoke; a key works until rotated or revoked', async () => {
     const made = await cli(['keys', 'create', '--owner', 'bob', '--role', 'user', '--scope', 'a:b']);
     assert.equal(made.code, 0, made.stderr);
-    const key = /key: (mcpgw_\S+)/.exec(made.stdout)?.[1];
+    let key = /key: (mcpgw_\S+)/.exec(made.stdout)?.[1];
     const id = /id: (\S+)/.exec(made.stdout)?.[1];
     assert.ok(key && id, made.stdout);
     const client = await sdkWithKey(key);
@@ -223,6 +223,14 @@ describe('mcpgw admin commands against a running gateway', () => {
     assert.match(badDate.stderr, /--expires: not a date: soon/);
     const noOwner = await cli(['keys', 'create']);
     assert.equal(noOwner.code, 2);
+
+    const rot = await cli(['keys', 'rotate', id]);
+    assert.equal(rot.code, 0, rot.stderr);
+    const rotated = /key: (mcpgw_\S+)/.exec(rot.stdout)?.[1];
+    assert.ok(rotated && rotated !== key && rotated.startsWith(`mcpgw_${id}_`), rot.stdout);
+    await assert.rejects(sdkWithKey(key), 'the old secret stops working');
+    await (await sdkWithKey(rotated)).close();
+    key = rotated;
 
     const rev = await cli(['keys', 'revoke', id]);
     assert.equal(rev.code, 0, rev.stderr);
