@@ -1,13 +1,16 @@
 /**
  * How a node wires the admin API: its store (Postgres when the node has a database) with the config
- * file's policy as the first version of scope `*`, and the watch of the config file.
+ * file's policy as the first version of scope `*`, the stored policies put in force in the core (and
+ * again on every change), and the watch of the config file.
  */
 import { seedRegistry } from '../core/registry/seed.js';
+import { canonicalJson } from '../shared/canonical-json.js';
 import type { SqlDatabase } from '../shared/adapters/postgres/sql.js';
 import { loadConfigFile } from '../shared/config/load.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import { watchFiles, type FileWatch } from '../shared/files/watch.js';
 import type { Logger } from '../shared/log.js';
+import { policySchema, type PolicyConfig } from '../shared/config/security-schema.js';
 import type { GatewayCore } from '../core/mcp/gateway-core.js';
 import type { ListKind } from '../core/mcp/catalog.js';
 import type { AdminCoreView } from '../edge/admin-api/common.js';
@@ -21,28 +24,52 @@ import {
 
 export async function adminStoreOf(db: SqlDatabase | undefined, config: GatewayConfig): Promise<AdminStore> {
   const store = db ? new PostgresAdminStore(db) : new MemoryAdminStore();
-  if (config.policy && !(await store.policy('*')))
-    await store
-      .putPolicy('*', config.policy as Record<string, unknown>, 'config', 0)
-      .catch((err: unknown) => {
-        if (!(err instanceof VersionConflictError)) throw err; // another gateway seeded it first
-      });
+  await seedPolicy(store, config.policy);
   return store;
 }
 
 /**
- * Re-seeds the registry whenever the file's contents change (the seeding rule of docs/registry.md: the
- * file's own servers follow it, an operator's changes stay). The registry's watch then applies each
- * change to the running backends without touching sessions. A file that no longer loads is logged and
- * ignored: what runs stays as it was.
+ * The config file's `policy` as scope `*`, by the registry's seeding rule: written when the store has
+ * none; followed (replaced, or deleted when the file has none) while the file is its last writer; left
+ * alone once an operator changed it through the API. A concurrent seeding by another gateway is fine.
  */
-export function watchConfigFile(file: string, registry: RegistryStore, log: Logger): FileWatch {
+export async function seedPolicy(store: AdminStore, policy: GatewayConfig['policy']): Promise<void> {
+  const stored = await store.policy(GLOBAL_SCOPE);
+  try {
+    if (!stored) {
+      if (policy) await store.putPolicy(GLOBAL_SCOPE, policy as Record<string, unknown>, 'config', 0);
+      return;
+    }
+    if (stored.updatedBy !== 'config' || canonicalJson(stored.policy) === canonicalJson(policy ?? null))
+      return;
+    if (policy)
+      await store.putPolicy(GLOBAL_SCOPE, policy as Record<string, unknown>, 'config', stored.version);
+    else await store.deletePolicy(GLOBAL_SCOPE, 'config', stored.version);
+  } catch (err) {
+    if (!(err instanceof VersionConflictError)) throw err; // another gateway seeded it first
+  }
+}
+
+/**
+ * Re-seeds the registry whenever the file's contents change (the seeding rule of docs/registry.md: the
+ * file's own servers follow it, an operator's changes stay), and the policy `*` by the same rule when an
+ * admin store is given. The registry's watch then applies each change to the running backends without
+ * touching sessions; the policy store's watch puts the policy in force. A file that no longer loads is
+ * logged and ignored: what runs stays as it was.
+ */
+export function watchConfigFile(
+  file: string,
+  registry: RegistryStore,
+  log: Logger,
+  policies?: AdminStore,
+): FileWatch {
   let running: Promise<void> = Promise.resolve();
   const reload = () => {
     running = running.then(async () => {
       try {
         const cfg = await loadConfigFile(file);
         const r = await seedRegistry(registry, cfg.servers, log);
+        if (policies) await seedPolicy(policies, cfg.policy);
         log.info({ file, ...r }, 'config file changed: registry re-seeded');
       } catch (err) {
         log.error({ file, err: (err as Error).message }, 'config file changed but not applied');
@@ -77,4 +104,45 @@ export function adminCoreView(core: GatewayCore): AdminCoreView {
       return out;
     },
   };
+}
+
+/** Scope `*` of the stored policies: the gateway's; any other scope is a tenant's. */
+const GLOBAL_SCOPE = '*';
+
+/**
+ * Puts the stored policies in force in `core` now and after every change (the admin API's writes wait
+ * for it, so the writer's next request is decided by the new policy). A stored policy that no longer
+ * passes the schema is logged and left out; returns the function that stops watching.
+ */
+export async function enforceStoredPolicies(
+  store: AdminStore,
+  core: Pick<GatewayCore, 'applyPolicies'>,
+  log: Logger,
+): Promise<() => Promise<void>> {
+  let running: Promise<void> = Promise.resolve();
+  const load = async () => {
+    let global: PolicyConfig | undefined;
+    const tenants = new Map<string, PolicyConfig>();
+    for (const entry of await store.policies()) {
+      const r = policySchema.unwrap().safeParse(entry.policy);
+      if (!r.success) {
+        log.error(
+          { scope: entry.scope, version: entry.version, problems: r.error.issues.map((i) => i.message) },
+          'stored policy not applied: it does not pass the schema',
+        );
+        continue;
+      }
+      if (entry.scope === GLOBAL_SCOPE) global = r.data;
+      else tenants.set(entry.scope, r.data);
+    }
+    core.applyPolicies(global, tenants);
+    log.info({ scopes: [...(global ? [GLOBAL_SCOPE] : []), ...tenants.keys()] }, 'stored policies in force');
+  };
+  // One load at a time, each reading the current state: the last one leaves the latest policies.
+  const reload = () =>
+    (running = running
+      .then(load)
+      .catch((err: unknown) => log.error({ err }, 'stored policies not reloaded: the last ones stay')));
+  await load();
+  return store.watchPolicies(reload);
 }

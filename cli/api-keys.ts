@@ -33,6 +33,9 @@ export const KEYS_HELP = `mcpgw keys - API keys in the store auth.apiKeys names
 
 create and rotate print the key once (it cannot be shown again) and its hash, which may also be declared
 under auth.apiKeys.keys instead of a store.
+
+Without --config, and with --url URL (or MCPGW_ADMIN_URL), the same commands go to a running gateway's
+admin API instead (mcpgw keys --url URL --help).
 `;
 
 export interface KeysIo {

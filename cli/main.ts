@@ -3,19 +3,21 @@
  * The `mcpgw` command: start a node, check or document a config file.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { z } from 'zod';
-import { configSchema, type GatewayConfig } from '../shared/config/schema.js';
-import { ConfigError, loadConfigFile } from '../shared/config/load.js';
-import { createLogger } from '../shared/log.js';
-import { configBaseDir, startSingleNode } from './single.js';
-import { startCoreNode } from './core.js';
-import { startEdgeNode } from './edge.js';
-import { renderConfigDocs } from './config-docs.js';
-import { auditExport, auditPrune, auditVerify, auditVerifyEvidence, UsageError } from './audit.js';
-import { vaultList, vaultPut, vaultRotateKey } from './vault.js';
-import { KEYS_HELP, keysCommand } from './api-keys.js';
-import { beginDrain, drainDelayMs } from '../shared/lifecycle/drain.js';
+import type { GatewayConfig } from '../shared/config/schema.js';
+import { ADMIN_GROUPS, ADMIN_HELP, adminCommand } from './admin-client.js';
+
+// The rest is imported by the commands that need it: the admin API commands, which only talk HTTP, start
+// in a fraction of the time it takes to load the whole gateway.
+const gateway = () =>
+  Promise.all([
+    import('./single.js'),
+    import('./core.js'),
+    import('./edge.js'),
+    import('../shared/log.js'),
+    import('../shared/lifecycle/drain.js'),
+  ]);
 
 const HELP = `mcpgw - a federated, hierarchical MCP gateway
 
@@ -49,7 +51,18 @@ Usage:
                                    Re-encrypt every credential with the current key (MCPGW_VAULT_KEY or
                                    vault.keyFile); older keys come from MCPGW_VAULT_PREVIOUS_KEYS or
                                    vault.previousKeyFiles
-  mcpgw keys create|list|revoke|rotate --config FILE ...   API keys (mcpgw keys --help)
+  mcpgw keys create|list|revoke|rotate --config FILE ...   API keys in the store (mcpgw keys --help)
+
+Against a running gateway's admin API (--url URL or MCPGW_ADMIN_URL, --token or MCPGW_ADMIN_TOKEN;
+--json; each has --help):
+  mcpgw servers list|get|register|update|deregister|history
+  mcpgw keys list|create|revoke|rotate         (without --config)
+  mcpgw policies list|get|set|delete
+  mcpgw capabilities list [--server NAME]
+  mcpgw lifecycle SERVER[/TOOL] STAGE
+  mcpgw approvals list|approve
+  mcpgw changes list
+
   mcpgw --help | --version
 
 Times (T) are ISO 8601, e.g. 2026-01-31 or 2026-01-31T12:00:00Z.
@@ -74,7 +87,9 @@ function version(): string {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'keys' && keysOverHttp(argv.slice(1))) return adminMain('keys', argv.slice(1));
   if (argv[0] === 'keys') return keysMain(argv.slice(1));
+  if (argv[0] !== undefined && ADMIN_GROUPS.has(argv[0])) return adminMain(argv[0], argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -111,6 +126,7 @@ async function main(argv: string[]): Promise<number> {
   if (cmd === 'config' && sub === 'check') {
     const file = arg ?? values.config;
     if (!file) return usage('config check needs a FILE');
+    const { ConfigError, loadConfigFile } = await import('../shared/config/load.js');
     try {
       const cfg = await loadConfigFile(file);
       process.stdout.write(`${file}: OK (role ${cfg.role}, ${cfg.servers.length} server(s))\n`);
@@ -124,6 +140,11 @@ async function main(argv: string[]): Promise<number> {
     }
   }
   if (cmd === 'config' && sub === 'docs') {
+    const [{ z }, { configSchema }, { renderConfigDocs }] = await Promise.all([
+      import('zod'),
+      import('../shared/config/schema.js'),
+      import('./config-docs.js'),
+    ]);
     process.stdout.write(
       renderConfigDocs(z.toJSONSchema(configSchema, { io: 'input' }) as Record<string, unknown>),
     );
@@ -131,16 +152,16 @@ async function main(argv: string[]): Promise<number> {
   }
   if (cmd === 'audit' && sub === 'verify-evidence') {
     if (!arg) return usage('audit verify-evidence needs a FILE');
+    const { auditVerifyEvidence } = await import('./audit.js');
     return guarded(() => auditVerifyEvidence(arg, (t) => process.stdout.write(t)));
   }
   if (cmd === 'audit' || cmd === 'vault') {
     const file = values.config ?? process.env.MCPGW_CONFIG;
     if (!file) return usage(`${cmd} ${sub ?? ''} needs --config FILE`.replace('  ', ' '));
     const out = (t: string) => void process.stdout.write(t);
-    const run: Record<
-      string,
-      (cfg: Awaited<ReturnType<typeof loadConfigFile>>, dir: string) => Promise<number>
-    > = {
+    const [{ auditExport, auditPrune, auditVerify }, { vaultList, vaultPut, vaultRotateKey }] =
+      await Promise.all([import('./audit.js'), import('./vault.js')]);
+    const run: Record<string, (cfg: GatewayConfig, dir: string) => Promise<number>> = {
       'audit verify': (cfg, dir) => auditVerify(cfg, dir, values, out),
       'audit export': (cfg, dir) => auditExport(cfg, dir, values, process.stdout),
       'audit prune': (cfg, dir) => auditPrune(cfg, dir, values, out),
@@ -159,6 +180,9 @@ async function main(argv: string[]): Promise<number> {
     if (!file) return usage('start needs --config FILE');
     const cfg = await loadReported(file);
     if (!cfg) return 1;
+    const [{ startSingleNode }, { startCoreNode }, { startEdgeNode }, { createLogger }, drain] =
+      await gateway();
+    const { beginDrain, drainDelayMs } = drain;
     const log = createLogger(cfg.log.level);
     const start = { single: startSingleNode, edge: startEdgeNode, core: startCoreNode }[cfg.role];
     let delay: number;
@@ -194,6 +218,7 @@ async function main(argv: string[]): Promise<number> {
 
 /** Runs a command; a UsageError is the user's mistake (exit 2 with the message), anything else a failure. */
 async function guarded(fn: () => Promise<number>): Promise<number> {
+  const { UsageError } = await import('./audit.js');
   try {
     return await fn();
   } catch (err) {
@@ -206,8 +231,35 @@ async function guarded(fn: () => Promise<number>): Promise<number> {
   }
 }
 
+/**
+ * `mcpgw keys` talks to the admin API when a gateway is named (--url, or MCPGW_ADMIN_URL) and no
+ * --config is given; otherwise to the store the config names, as before the admin API existed.
+ */
+function keysOverHttp(argv: string[]): boolean {
+  const has = (f: string) => argv.some((a) => a === f || a.startsWith(`${f}=`));
+  if (has('--config') || argv.includes('-c')) return false;
+  return has('--url') || Boolean(process.env.MCPGW_ADMIN_URL);
+}
+
+/** The admin API commands (cli/admin-client.ts). */
+function adminMain(group: string, argv: string[]): Promise<number> {
+  if (argv.length === 0) {
+    process.stderr.write(
+      `mcpgw: ${group} needs ${group === 'lifecycle' ? 'arguments' : 'a subcommand'}\n\n${ADMIN_HELP[group]}`,
+    );
+    return Promise.resolve(2);
+  }
+  return adminCommand(group, argv, {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    stdin: process.stdin,
+    env: process.env,
+  });
+}
+
 /** `mcpgw keys ...`: its own flags, against the store the config names. */
 async function keysMain(argv: string[]): Promise<number> {
+  const { KEYS_HELP, keysCommand } = await import('./api-keys.js');
   if (argv.length === 0) {
     process.stderr.write(`mcpgw: keys needs a subcommand\n\n${KEYS_HELP}`);
     return 2;
@@ -249,6 +301,7 @@ main(process.argv.slice(2)).then(
 
 /** Loads a config file; a ConfigError (every problem with its path) goes to stderr and gives undefined. */
 async function loadReported(file: string): Promise<GatewayConfig | undefined> {
+  const { ConfigError, loadConfigFile } = await import('../shared/config/load.js');
   try {
     return await loadConfigFile(file);
   } catch (err) {
@@ -256,4 +309,9 @@ async function loadReported(file: string): Promise<GatewayConfig | undefined> {
     process.stderr.write(`${err.message}\n`);
     return undefined;
   }
+}
+
+/** Relative paths in a config file are relative to its directory (as single.ts's configBaseDir). */
+function configBaseDir(file: string): string {
+  return dirname(resolve(file));
 }

@@ -2,7 +2,7 @@
  * Composition root of the single role: edge and core in one process, joined by a function call, on the
  * embedded stores (no external service needed). Tests build nodes with the same function.
  */
-import { adminCoreView, adminStoreOf, watchConfigFile } from './admin-api.js';
+import { adminCoreView, adminStoreOf, enforceStoredPolicies, watchConfigFile } from './admin-api.js';
 import { registerAdminApi } from '../edge/admin-api/index.js';
 import { governanceRoutes } from '../core/admin/governance-routes.js';
 import { PostgresApprovalStore } from '../shared/adapters/postgres/approval-store.js';
@@ -30,6 +30,7 @@ import type { ApiKeyStore } from '../shared/ports/api-key-store.js';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { GatewayMetrics } from '../shared/telemetry/metrics.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
+import { resultTokens } from '../core/rest/rest-backend.js';
 import { GatewayCore, type CoreObservation } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp, type EdgeApp } from '../edge/http/app.js';
 import { createQuotas, type Quotas } from '../edge/quota/quotas.js';
@@ -188,14 +189,17 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     callerOf: opts.callerOf,
     ...(tls && { https: serverTlsOptions(tls) }),
   });
-  // The admin REST API (docs/admin-api.md): changes go through the registry, whose watch applies them.
+  // The admin REST API (docs/admin-api.md): changes go through the registry, whose watch applies them;
+  // the stored policies (scope "*" seeded from the file's) are what the core enforces, live.
+  const adminStore = await adminStoreOf(stores.db, config);
+  const stopPolicies = await enforceStoredPolicies(adminStore, core, log);
   await registerAdminApi(
     app,
     {
       config,
       log,
       registry: stores.registry,
-      store: await adminStoreOf(stores.db, config),
+      store: adminStore,
       core: adminCoreView(core),
       apiKeys,
     },
@@ -222,7 +226,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     ],
   );
   // The config file is watched: servers it owns are re-seeded, so its edits apply like an admin's.
-  const fileWatch = opts.configFile ? watchConfigFile(opts.configFile, stores.registry, log) : undefined;
+  const fileWatch = opts.configFile
+    ? watchConfigFile(opts.configFile, stores.registry, log, adminStore)
+    : undefined;
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -262,6 +268,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         // Leaving the registry first: other gateways stop routing here before the listener goes.
         await federation?.close();
         stopWatching();
+        await stopPolicies();
         fileWatch?.close();
         tlsWatch?.close();
         await app.close();
@@ -282,8 +289,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
 }
 
 /**
- * What the core reports per request goes to the metrics, the usage analytics and, at debug level, the
- * access log (never the arguments: the request carries them, the observation does not).
+ * What the core reports per request goes to the metrics (tool results' token counts too), the usage
+ * analytics and, at debug level, the access log (never the arguments: the request carries them, the
+ * observation does not).
  */
 export function observer(
   log: Logger,
@@ -293,6 +301,17 @@ export function observer(
   const access = log.isLevelEnabled?.('debug') ?? false;
   return (o) => {
     metrics?.observeRequest(o);
+    // Counted after the answer is on its way (a large result takes a while), with the cached counter.
+    if (metrics && o.result && o.server !== undefined && o.tool !== undefined) {
+      const { result, server, tool } = o;
+      setImmediate(() => {
+        try {
+          metrics.observeResultTokens(server, tool, resultTokens.ofResult(result));
+        } catch (err) {
+          log.warn({ err: (err as Error).message, server, tool }, 'tool result tokens not counted');
+        }
+      });
+    }
     usage.record({
       server: o.server,
       tenant: o.tenant,

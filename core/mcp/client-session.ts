@@ -114,13 +114,20 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     readonly scope: string,
     readonly unrelated: MessageSink,
     private readonly core: GatewayCore,
-    /** The caller in full; what it may see and use is decided once, here. */
+    /** The caller in full: what it may see and use follows the policies in force (see `access`). */
     readonly identity: Principal = ANONYMOUS,
   ) {
-    this.access = core.access.forPrincipal(identity);
+    this.view = core.access.forPrincipal(identity);
   }
 
-  private readonly access: CallerAccess;
+  private view: CallerAccess;
+
+  /** The caller's view, renewed when policies or server tenants changed since it was made. */
+  private get access(): CallerAccess {
+    if (this.view.generation !== this.core.access.generation)
+      this.view = this.core.access.forPrincipal(this.identity);
+    return this.view;
+  }
 
   get isAggregate(): boolean {
     return this.scope === AGGREGATE;

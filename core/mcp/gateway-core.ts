@@ -46,6 +46,7 @@ import {
 } from '../backends/server-backend.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import { AccessControl } from '../policy/access-control.js';
+import type { PolicyConfig } from '../../shared/config/security-schema.js';
 import { PiiMasker } from '../policy/pii-mask.js';
 import { ToolArgumentValidator } from '../policy/tool-arguments.js';
 import type { Outcome, RequestObservation } from '../../shared/telemetry/metrics.js';
@@ -109,6 +110,8 @@ export interface CoreObservation extends RequestObservation {
   /** The session's principal key (`tenant:subject`, or `anonymous`). */
   principal: string;
   rpcId: string | number;
+  /** The result of a tools/call that reached a server, as the client got it (for its token count). */
+  result?: JsonObject;
 }
 
 /** What forwarding tells the observation of the request it serves. */
@@ -226,6 +229,8 @@ export class GatewayCore implements CoreService {
   async applyServer(name: string, server: ServerConfig | undefined): Promise<void> {
     const old = this.backends.get(name);
     const wanted = server?.enabled ? server : undefined;
+    // A registered server's tenant hides it from other tenants from now on, like a configured one's.
+    this.access.setServerTenant(name, server?.tenant, server === undefined);
     if (old && wanted && canonicalJson(old.config) === canonicalJson(wanted)) return;
     if (!old && !wanted) return;
     if (old) {
@@ -368,6 +373,10 @@ export class GatewayCore implements CoreService {
       sessionId: session.id,
       principal: session.principal,
       rpcId: request.id,
+      ...(tool !== undefined &&
+        note.server !== undefined &&
+        res &&
+        'result' in res && { result: res.result }),
     });
     return res;
   }
@@ -729,6 +738,17 @@ export class GatewayCore implements CoreService {
   }
 
   /** Tells every session that sees `server` that its tools changed (an approval, a lifecycle change). */
+  /**
+   * Puts stored policies in force (the admin API's): the next request of every session is decided by
+   * them, and every session is told that its lists may have changed.
+   */
+  applyPolicies(global: PolicyConfig | undefined, tenants: ReadonlyMap<string, PolicyConfig>): void {
+    this.access.setPolicies(global, tenants);
+    for (const s of this.sessions)
+      for (const kind of s.isAggregate ? ['tools', 'prompts', 'resources'] : ['tools'])
+        s.sendUnrelated({ jsonrpc: '2.0', method: `notifications/${kind}/list_changed` });
+  }
+
   announceToolsChanged(server: string): void {
     for (const s of this.sessions)
       if (s.uses(server)) s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });

@@ -1,12 +1,15 @@
 /**
  * Authorization: what one caller may see and use. Tenancy first (a server with a tenant exists only for
- * that tenant's callers), then the `policy` rules. The config is compiled once; each client session asks
- * for its caller's view once and keeps it, so list filtering and call checks cost a map lookup.
+ * that tenant's callers), then the `policy` rules. The config is compiled once; each client session keeps
+ * its caller's view while it is current, so list filtering and call checks cost a map lookup.
  *
  * A rule applies to a caller when every condition it states holds (roles: any of; scopes: all of;
  * tenants and subjects: any of). It covers an item when its server glob matches and the item's kind list
  * matches; a rule that names none of tools/prompts/resources covers every item of its servers, one that
  * names some covers only those. A covering deny beats any allow; with no covering rule `default` decides.
+ *
+ * The policies can be replaced at run time (the admin API's stored policies): views then belong to an
+ * older generation and sessions take a fresh one on their next request.
  */
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { PolicyConfig } from '../../shared/config/security-schema.js';
@@ -33,19 +36,64 @@ export interface ArgumentViolation {
   message: string;
 }
 
+/** One policy compiled: its rules and what it decides when none covers an item. */
+interface CompiledPolicy {
+  rules: CompiledRule[];
+  defaultAllow: boolean;
+}
+
+/** A policy's rules that apply to one caller. */
+interface PolicyLayer {
+  rules: CompiledRule[];
+  defaultAllow: boolean;
+}
+
 export class AccessControl {
   private readonly tenants = new Map<string, string | undefined>();
-  private readonly rules: CompiledRule[];
-  private readonly defaultAllow: boolean;
-  /** Whether anything beyond tenancy filters items (lists and calls need the catalog). */
-  readonly filtersItems: boolean;
+  private global: CompiledPolicy | undefined;
+  private readonly byTenant = new Map<string, CompiledPolicy>();
   private readonly views = new Map<string, CallerAccess>();
+  /**
+   * Grows with every change of policy or of a server's tenant; a view of an older generation is stale
+   * (sessions compare it before each use, so a change applies from their next request).
+   */
+  generation = 0;
 
   constructor(config: GatewayConfig) {
     for (const s of config.servers) this.tenants.set(s.name, s.tenant);
-    this.filtersItems = config.policy !== undefined;
-    this.defaultAllow = config.policy ? config.policy.default === 'allow' : true;
-    this.rules = (config.policy?.rules ?? []).map(compileRule);
+    this.global = config.policy && compilePolicy(config.policy);
+  }
+
+  /**
+   * Replaces the policies in force: the gateway's (`global`, absent: everything allowed) and each
+   * tenant's. A tenant's policy applies to that tenant's callers on top of the gateway's: both must let
+   * an item through, so a tenant administrator can narrow what its callers use, never widen it.
+   */
+  setPolicies(
+    global: PolicyConfig | undefined,
+    tenants: ReadonlyMap<string, PolicyConfig> = new Map(),
+  ): void {
+    this.global = global && compilePolicy(global);
+    this.byTenant.clear();
+    for (const [t, p] of tenants) this.byTenant.set(t, compilePolicy(p));
+    this.changed();
+  }
+
+  /** A server appeared, changed tenant or went (undefined tenant and `gone`: forget it). */
+  setServerTenant(server: string, tenant: string | undefined, gone = false): void {
+    if (gone) {
+      if (!this.tenants.has(server)) return;
+      this.tenants.delete(server);
+    } else {
+      if (this.tenants.has(server) && this.tenants.get(server) === tenant) return;
+      this.tenants.set(server, tenant);
+    }
+    this.changed();
+  }
+
+  private changed(): void {
+    this.generation++;
+    this.views.clear();
   }
 
   /** The caller's view; one per principal, shared by its sessions (bounded: principals come and go). */
@@ -53,13 +101,14 @@ export class AccessControl {
     const key = `${p.authMethod}\u0000${principalKey(p)}\u0000${p.roles.join(' ')}\u0000${p.scopes.join(' ')}`;
     let v = this.views.get(key);
     if (!v) {
-      v = new CallerAccess(
-        p,
-        this.rules.filter((r) => r.appliesTo(p)),
-        this.defaultAllow,
-        this.tenants,
-        this.filtersItems,
-      );
+      const layers: PolicyLayer[] = [];
+      for (const policy of [this.global, this.byTenant.get(p.tenant)])
+        if (policy)
+          layers.push({
+            rules: policy.rules.filter((r) => r.appliesTo(p)),
+            defaultAllow: policy.defaultAllow,
+          });
+      v = new CallerAccess(p, layers, this.tenants, this.generation);
       this.views.set(key, v);
       if (this.views.size > 10_000) this.views.delete(this.views.keys().next().value!);
     }
@@ -70,15 +119,19 @@ export class AccessControl {
 export class CallerAccess {
   private readonly servers = new Map<string, boolean>();
   private readonly items = new Map<string, boolean>();
+  /** False without a policy: every item of a visible server is visible. */
+  readonly filtersItems: boolean;
 
   constructor(
     readonly principal: Principal,
-    private readonly rules: CompiledRule[],
-    private readonly defaultAllow: boolean,
+    /** The policies that apply (the gateway's, the caller's tenant's): every one must allow. */
+    private readonly layers: readonly PolicyLayer[],
     private readonly tenants: ReadonlyMap<string, string | undefined>,
-    /** False without a policy: every item of a visible server is visible. */
-    readonly filtersItems: boolean,
-  ) {}
+    /** The AccessControl generation this view was made in. */
+    readonly generation: number,
+  ) {
+    this.filtersItems = layers.length > 0;
+  }
 
   serverVisible(server: string): boolean {
     let v = this.servers.get(server);
@@ -86,8 +139,11 @@ export class CallerAccess {
       const tenant = this.tenants.get(server);
       v =
         (tenant === undefined || tenant === this.principal.tenant) &&
-        !this.rules.some((r) => !r.allow && r.whole && r.server(server)) &&
-        (this.defaultAllow || this.rules.some((r) => r.allow && r.server(server)));
+        this.layers.every(
+          (l) =>
+            !l.rules.some((r) => !r.allow && r.whole && r.server(server)) &&
+            (l.defaultAllow || l.rules.some((r) => r.allow && r.server(server))),
+        );
       this.servers.set(server, v);
     }
     return v;
@@ -99,28 +155,40 @@ export class CallerAccess {
     const key = `${kind}\u0000${server}\u0000${name}`;
     let v = this.items.get(key);
     if (v === undefined) {
-      const covering = this.rules.filter((r) => r.server(server) && r.items[kind](name));
-      v = !covering.some((r) => !r.allow) && (covering.some((r) => r.allow) || this.defaultAllow);
+      v = this.layers.every((l) => {
+        const covering = l.rules.filter((r) => r.server(server) && r.items[kind](name));
+        return !covering.some((r) => !r.allow) && (covering.some((r) => r.allow) || l.defaultAllow);
+      });
       if (this.items.size < 50_000) this.items.set(key, v);
     }
     return v;
   }
 
   /**
-   * Violations of the argument constraints of the allow rules covering the tool: the call passes when
-   * one covering allow rule has no constraints or all of its constraints hold.
+   * Violations of the argument constraints of the allow rules covering the tool, policy by policy: in
+   * each, the call passes when one covering allow rule has no constraints or all of its constraints hold.
    */
   checkArguments(server: string, tool: string, args: unknown): ArgumentViolation[] {
-    const covering = this.rules.filter((r) => r.allow && r.server(server) && r.items.tools(tool));
-    if (covering.length === 0 || covering.some((r) => !r.arguments)) return [];
-    let first: ArgumentViolation[] | undefined;
-    for (const r of covering) {
-      const v = violations(r.arguments!, args);
-      if (v.length === 0) return [];
-      first ??= v;
+    for (const l of this.layers) {
+      const covering = l.rules.filter((r) => r.allow && r.server(server) && r.items.tools(tool));
+      if (covering.length === 0 || covering.some((r) => !r.arguments)) continue;
+      let first: ArgumentViolation[] | undefined;
+      for (const r of covering) {
+        const v = violations(r.arguments!, args);
+        if (v.length === 0) {
+          first = undefined;
+          break;
+        }
+        first ??= v;
+      }
+      if (first) return first;
     }
-    return first!;
+    return [];
   }
+}
+
+function compilePolicy(p: PolicyConfig): CompiledPolicy {
+  return { rules: p.rules.map(compileRule), defaultAllow: p.default === 'allow' };
 }
 
 function compileRule(r: RuleConfig): CompiledRule {

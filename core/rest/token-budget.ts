@@ -53,7 +53,11 @@ interface TextItem {
 function textItems(result: JsonObject): TextItem[] {
   const content = Array.isArray(result.content) ? (result.content as unknown[]) : [];
   return content.filter(
-    (c): c is TextItem => typeof c === 'object' && c !== null && (c as TextItem).type === 'text',
+    (c): c is TextItem =>
+      typeof c === 'object' &&
+      c !== null &&
+      (c as TextItem).type === 'text' &&
+      typeof (c as TextItem).text === 'string',
   );
 }
 

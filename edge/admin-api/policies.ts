@@ -1,7 +1,8 @@
 /**
  * Access policies, stored and versioned: scope `*` is the gateway's (seeded from the config file's
  * `policy`), any other scope a tenant's. A tenant admin reads and writes its own tenant's scope only.
- * Bodies are checked against the config schema's `policy`.
+ * Bodies are checked against the config schema's `policy`. The running gateway watches the store and
+ * puts every change in force before the write is answered (cli/admin-api.ts `enforceStoredPolicies`).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { policySchema } from '../../shared/config/security-schema.js';
@@ -92,6 +93,41 @@ export const policyRoutes: AdminPlugin = async (app, deps) => {
           version: p.version,
         });
         return reply.header('etag', `"${p.version}"`).send(p);
+      } catch (err) {
+        if (err instanceof VersionConflictError)
+          return fail(reply, 409, err.message, 'If-Match', { currentVersion: err.actual });
+        throw err;
+      }
+    },
+  );
+
+  app.delete(
+    '/policies/:scope',
+    {
+      schema: {
+        summary: 'Delete a policy (If-Match: "<version>" optional); "*" deleted: everything allowed',
+        tags: ['policies'],
+        params: scopeParam,
+        response: errors,
+      },
+    },
+    async (req, reply) => {
+      const scope = (req.params as { scope: string }).scope;
+      if (!allowed(req, reply, scope)) return reply;
+      const expected = expectedVersionOf(req);
+      if (expected === null) return fail(reply, 400, 'If-Match must be "<version>"', 'If-Match');
+      try {
+        const version = await deps.store.deletePolicy(scope, callerOf(req).actor, expected);
+        if (version === undefined) return fail(reply, 404, `no policy "${scope}"`, 'scope');
+        await deps.store.record({
+          actor: callerOf(req).actor,
+          tenant: scope === GLOBAL_SCOPE ? null : scope,
+          kind: 'policy',
+          target: scope,
+          op: 'delete',
+          version,
+        });
+        return reply.code(204).send();
       } catch (err) {
         if (err instanceof VersionConflictError)
           return fail(reply, 409, err.message, 'If-Match', { currentVersion: err.actual });

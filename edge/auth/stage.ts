@@ -12,6 +12,7 @@ import { challenge, registerProtectedResourceMetadata } from './protected-resour
 import { setRequestPrincipal } from './request-principal.js';
 import { endStage, STAGE, startStage, tracingActive } from '../../shared/telemetry/tracing.js';
 import { requestStage } from '../http/request-trace.js';
+import { bearerMatches } from '../http/admin.js';
 
 export function registerAuthentication(
   app: FastifyInstance,
@@ -28,6 +29,11 @@ export function registerAuthentication(
   if (!o.authenticator.enabled) return;
   app.addHook('onRequest', async function authenticate(req, reply) {
     if (!o.guardedPrefixes.some((p) => req.url.startsWith(p)) || req.method === 'OPTIONS') return;
+    // `admin.token` is the /admin endpoints' own credential, which they check themselves: it is not a
+    // gateway credential, so the authenticators would refuse it (docs/admin-api.md, "Who may call").
+    const adminToken = o.config.admin.token;
+    if (adminToken && req.url.startsWith('/admin/') && bearerMatches(req.headers.authorization, adminToken))
+      return;
     // A span of its own under the request's root (made here from the headers: the body is not read yet).
     const stage = tracingActive()
       ? startStage(STAGE.authenticate, { parent: requestStage(req, reply)?.ctx })

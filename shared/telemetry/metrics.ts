@@ -53,6 +53,9 @@ export interface MetricsOptions {
 /** Numeric states of `mcpgw_breaker_state`. */
 export const BREAKER_STATE = { closed: 0, half_open: 1, open: 2 } as const;
 
+/** Tokens of one tool result: from a one-line answer to a large document. */
+const TOKEN_BUCKETS = [16, 64, 256, 1024, 4096, 16384, 65536, 262144];
+
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 type Labels = Record<string, string>;
@@ -181,6 +184,7 @@ export class GatewayMetrics {
   readonly errors: Counter<'code'>;
   private readonly gatewayLatency: HotHistogram;
   private readonly backendLatency: HotHistogram;
+  private readonly resultTokens: HotHistogram;
   readonly backendUp: Gauge<'server' | 'transport'>;
   readonly sessions: Gauge<'transport'>;
   readonly stdioProcesses: Gauge;
@@ -221,6 +225,12 @@ export class GatewayMetrics {
       'mcpgw_backend_duration_seconds',
       'Time spent waiting for the backend on a forwarded request.',
       LATENCY_BUCKETS,
+      this.registry,
+    );
+    this.resultTokens = new HotHistogram(
+      'mcpgw_tool_result_tokens',
+      'Tokens (o200k_base) of the tool results sent to clients, by server and tool; _sum is the total.',
+      TOKEN_BUCKETS,
       this.registry,
     );
     this.backendUp = new Gauge({
@@ -321,6 +331,12 @@ export class GatewayMetrics {
     this.gatewayLatency.observe(key, labels, Math.max(0, o.totalMs - (o.backendMs ?? 0)) / 1000);
     if (o.backendMs !== undefined && o.server !== undefined)
       this.backendLatency.observe(key, labels, o.backendMs / 1000);
+  }
+
+  /** The token count of one tool result a client got (the tool's name as the client used it). */
+  observeResultTokens(server: string, tool: string, tokens: number): void {
+    const t = this.tools.cap(tool);
+    this.resultTokens.observe([server, t], () => ({ server, tool: t }), tokens);
   }
 
   // ---------------------------------------------------------------- for other modules

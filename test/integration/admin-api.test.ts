@@ -336,7 +336,7 @@ describe('the admin API on Postgres', () => {
       (await api(admin, 'PUT', '/policies/*', { default: 'allow' }, { 'if-match': '"1"' })).status,
       409,
     );
-    // Restore for the other tests (the stored policy is not what the running gateway enforces yet).
+    // Restore for the other tests: the stored policy is the one in force (a deny-all would refuse them).
     await api(admin, 'PUT', '/policies/*', { default: 'allow' }, { 'if-match': '"2"' });
   });
 
