@@ -111,13 +111,18 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   });
   const url = listenUrl(server, config);
   // Edges of every region learn this core (URL, region, audience, servers) from the bus.
-  const federation = await startFederation(config, core, url, log, { role: 'core', audience: coreId }).catch(
-    async (err: unknown) => {
-      server.close();
-      await core.close();
-      throw new Error(`federation: ${(err as Error).message}`, { cause: err });
-    },
-  );
+  const federation = await startFederation(
+    config,
+    core,
+    url,
+    log,
+    { role: 'core', audience: coreId },
+    metrics,
+  ).catch(async (err: unknown) => {
+    server.close();
+    await core.close();
+    throw new Error(`federation: ${(err as Error).message}`, { cause: err });
+  });
   log.info(
     { url, role: 'core', coreId, region: config.region, servers: config.servers.map((s) => s.name) },
     'mcpgw listening',

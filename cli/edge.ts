@@ -57,7 +57,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   if (config.federation) {
     // An edge is reached by clients, not by gateways: its advertised URL is informational.
     const own = `${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${config.listen.port}`;
-    federation = await startFederation(config, undefined, own, log, { role: 'edge' });
+    federation = await startFederation(config, undefined, own, log, { role: 'edge' }, metrics);
     if (federation && config.federation.discoverCores) {
       const tls = config.federation.coreTls;
       stopDiscovery = await coreDiscovery(

@@ -8,6 +8,7 @@ import { InProcessBus } from '../shared/adapters/memory/federation-bus.js';
 import { NatsBus } from '../shared/adapters/nats/federation-bus.js';
 import type { GatewayConfig } from '../shared/config/schema.js';
 import type { Logger } from '../shared/log.js';
+import type { GatewayMetrics } from '../shared/telemetry/metrics.js';
 import type { FederationBus } from '../shared/ports/federation-bus.js';
 import type { GatewayCore } from '../core/mcp/gateway-core.js';
 import type { SessionOwner } from '../core/backends/server-backend.js';
@@ -30,6 +31,7 @@ export async function startFederation(
   url: string,
   log: Logger,
   as: { role?: 'single' | 'edge' | 'core'; audience?: string } = {},
+  metrics?: GatewayMetrics,
 ): Promise<FederationNode | undefined> {
   const f = config.federation;
   if (!f) return undefined;
@@ -55,9 +57,11 @@ export async function startFederation(
       log,
     });
     log.info({ region, gatewayId, bus: f.bus }, 'federation started');
+    const stopMetrics = metrics && federationMetrics(node, metrics);
     return {
       ...node,
       close: async () => {
+        stopMetrics?.();
         await node.close();
         await bus.close();
       },
@@ -66,6 +70,25 @@ export async function startFederation(
     await bus.close();
     throw err;
   }
+}
+
+/**
+ * `mcpgw_region_up` and `mcpgw_federation_lag_seconds` (the age of the newest heartbeat heard from each
+ * region; this region's own included), refreshed every second from the capability index.
+ */
+function federationMetrics(node: FederationNode, metrics: GatewayMetrics): () => void {
+  const update = () => {
+    const now = Date.now();
+    for (const r of node.index.regions()) {
+      metrics.regionUp.set({ region: r.region }, r.state === 'up' ? 1 : 0);
+      if (r.lastHeartbeatAt !== undefined)
+        metrics.federationLag.set({ region: r.region }, Math.max(0, now - r.lastHeartbeatAt) / 1000);
+    }
+  };
+  update();
+  const timer = setInterval(update, 1_000);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Host name and port: unique per process on a host, stable across restarts of the same deployment. */

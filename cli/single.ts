@@ -237,7 +237,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   // After listening: the registry entry names the URL where this node is reached.
   let federation: FederationNode | undefined;
   try {
-    federation = await startFederation(config, core, url, log);
+    federation = await startFederation(config, core, url, log, {}, metrics);
   } catch (err) {
     await app.close();
     await core.close();
