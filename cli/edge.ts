@@ -69,7 +69,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   await core.start();
 
   const tls = config.listen.tls;
-  const { app, endpoint } = buildEdgeApp({
+  const { app, endpoint, drain } = buildEdgeApp({
     config,
     core,
     sessions,
@@ -90,6 +90,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   let closed: Promise<void> | undefined;
   return {
     url,
+    drain,
     close: () =>
       (closed ??= (async () => {
         tlsWatch?.close();
