@@ -4,7 +4,8 @@
  * any core continues it. Real SDK clients (v1 and v2) call a tool without pause through a balancer that,
  * like a Kubernetes Service, only sends to edges whose /readyz is 200 and retries only a refused
  * connection. Every edge, then every core, is restarted in turn (SIGTERM, exit, start again, ready) while
- * the calls go on: not one call fails, and the calls were spread over every edge and every core.
+ * the calls go on (some of them longer than the drain delay, so in flight when a node stops accepting):
+ * not one call fails, and the calls were spread over every edge and every core.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -166,7 +167,8 @@ describe('rolling restart of edges and cores under load', { timeout: 240_000 }, 
     let running = true;
     const loops = clients.map(async (c, n) => {
       while (running) {
-        const ms = 50 + Math.floor(Math.random() * 200);
+        // The first client's calls outlast the drain delay: some are in flight when a node stops accepting.
+        const ms = n === 0 ? 1_500 + Math.floor(Math.random() * 1_500) : 50 + Math.floor(Math.random() * 200);
         try {
           const r = await c.callTool({ name: 'slow', arguments: { ms } });
           if (r.isError || r.content?.[0]?.text !== `slept ${ms}`)
@@ -197,6 +199,12 @@ describe('rolling restart of edges and cores under load', { timeout: 240_000 }, 
     assert.deepEqual(failures, [], `failed calls: ${failures.length} of ${failures.length + ok}`);
     assert.deepEqual(lb.failed, [], 'requests the balancer could not deliver');
     assert.ok(ok >= 100, `a steady load ran (${ok} calls)`);
+    // The edges heard of each core's drain at once (its events stream), not at their next info poll.
+    for (const edge of nodes.slice(0, 2))
+      assert.ok(
+        edge.out.lines().filter((l) => /core draining; new calls go to the other cores/.test(l)).length >= 2,
+        `${edge.name} was told of both cores' drains`,
+      );
     // Spread over the replicas: each edge answered calls, each core (its backend) served some.
     const perEdge = [0, 1].map(
       (i) => lb.forwarded.filter((f) => f.upstream === i && f.rpcMethod === 'tools/call').length,
