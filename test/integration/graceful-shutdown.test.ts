@@ -144,6 +144,7 @@ async function startDraining(lifecycle: { drainDelayMs: number; drainTimeoutMs: 
     child,
     exited,
     mcp,
+    legacy: `${base}/servers/counter/sse`,
     session,
     call,
     output: () => output,
@@ -170,16 +171,25 @@ function openGetStream(mcp: string, headers: Record<string, string>) {
   });
 }
 
-test('draining: an open GET stream gets a retry hint and ends; a call in flight completes before the exit', async () => {
+test('draining: open SSE streams get a retry hint and end; a call in flight completes before the exit', async () => {
   const node = await startDraining({ drainDelayMs: 400, drainTimeoutMs: 20_000 });
   try {
     const stream = await openGetStream(node.mcp, node.session);
+    // A legacy HTTP+SSE session (2024-11-05) is its stream: it ends with the same hint.
+    const legacy = await openGetStream(node.legacy, {});
     const inFlight = node.call(3_000);
     await new Promise((r) => setTimeout(r, 300));
     const sigterm = Date.now();
     node.child.kill('SIGTERM');
     const endedAt = await stream.ended;
     assert.match(stream.text(), /(^|\n)retry: 2500\n\n/, `the stream read: ${JSON.stringify(stream.text())}`);
+    await legacy.ended;
+    assert.match(legacy.text(), /^event: endpoint\n/);
+    assert.match(
+      legacy.text(),
+      /\nretry: 2500\n\n$/,
+      `the legacy stream read: ${JSON.stringify(legacy.text())}`,
+    );
     // Not before the drain delay: clients keep their stream while the load balancer moves away.
     assert.ok(endedAt - sigterm >= 350, `stream ended ${endedAt - sigterm} ms after SIGTERM`);
     // Sent before SIGTERM, running well past the drain delay: answered, so the node waited for it.
