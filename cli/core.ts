@@ -130,6 +130,12 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   let closed: Promise<void> | undefined;
   return {
     url,
+    drain: async (timeoutMs) => {
+      // Edges already send new calls elsewhere (the drain began); those still arriving are refused.
+      if (server.listening) server.close();
+      const idle = await api.stopAccepting(timeoutMs);
+      return { idle, inflight: api.inflightCount, streams: 0 };
+    },
     close: () =>
       (closed ??= (async () => {
         tlsWatch?.close();

@@ -72,7 +72,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   const tls = config.listen.tls;
   // API keys are checked here, at the edge (with `store: redis`, every edge sees a revocation at once).
   const apiKeys = apiKeyStoreFor(config);
-  const { app, endpoint } = buildEdgeApp({
+  const { app, endpoint, drain } = buildEdgeApp({
     config,
     core,
     sessions,
@@ -94,6 +94,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   let closed: Promise<void> | undefined;
   return {
     url,
+    drain,
     close: () =>
       (closed ??= (async () => {
         tlsWatch?.close();

@@ -187,20 +187,32 @@ async function main(argv: string[]): Promise<number> {
     const start = { single: startSingleNode, edge: startEdgeNode, core: startCoreNode }[cfg.role];
     let delay: number;
     try {
-      delay = drainDelayMs();
+      delay = drainDelayMs(cfg.lifecycle.drainDelayMs);
     } catch (err) {
       return usage((err as Error).message);
     }
+    const timeout = cfg.lifecycle.drainTimeoutMs;
     const node = await start(cfg, { log, baseDir: configBaseDir(file), configFile: file });
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      // Not ready at once (/readyz 503), alive still; close after the drain delay.
+      // Not ready at once (/readyz 503), alive still; after the drain delay, no longer accepting, and
+      // closed once the requests in flight are done (or the drain timeout passed).
       beginDrain();
-      log.info({ signal, drainDelayMs: delay }, 'shutting down');
+      log.info({ signal, drainDelayMs: delay, drainTimeoutMs: timeout }, 'shutting down');
       new Promise((r) => setTimeout(r, delay))
-        .then(() => node.close())
+        .then(async () => {
+          const started = Date.now();
+          const r = await node.drain?.(timeout);
+          if (r && !r.idle)
+            log.warn(
+              { inflight: r.inflight, drainTimeoutMs: timeout },
+              'drain timeout passed with requests in flight; closing anyway',
+            );
+          else if (r) log.info({ streams: r.streams, ms: Date.now() - started }, 'drained');
+          await node.close();
+        })
         .then(
           () => process.exit(0),
           (err: unknown) => {

@@ -2,6 +2,7 @@
  * Composition root of the single role: edge and core in one process, joined by a function call, on the
  * embedded stores (no external service needed). Tests build nodes with the same function.
  */
+import type { DrainResult } from '../shared/lifecycle/drain.js';
 import { adminCoreView, adminStoreOf, enforceStoredPolicies, watchConfigFile } from './admin-api.js';
 import { registerAdminApi } from '../edge/admin-api/index.js';
 import { governanceRoutes } from '../core/admin/governance-routes.js';
@@ -59,6 +60,8 @@ export interface RunningNode {
   quotas?: Quotas;
   /** Registry publisher, capability index and region lease, when `federation` is configured. */
   federation?: FederationNode;
+  /** After the drain delay: stop accepting, wait for the requests in flight (at most `timeoutMs`). */
+  drain(timeoutMs: number): Promise<DrainResult>;
   close(): Promise<void>;
 }
 
@@ -175,7 +178,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
   const apiKeys = opts.apiKeys ?? ownKeys;
   const tls = config.listen.tls;
-  const { app, endpoint, security } = buildEdgeApp({
+  const { app, endpoint, security, drain } = buildEdgeApp({
     config,
     core,
     sessions,
@@ -263,6 +266,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     metrics,
     usage,
     quotas,
+    drain,
     close: () =>
       (closed ??= (async () => {
         // Leaving the registry first: other gateways stop routing here before the listener goes.

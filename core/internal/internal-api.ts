@@ -8,7 +8,12 @@
  *   POST /internal/v1/sessions/{id}/respond  {message}         -> 200 {"delivered":bool}
  *   POST /internal/v1/sessions/{id}/close | /detach            -> 204
  *   GET  /internal/v1/events                                   -> NDJSON {"s":sessionId,"m":message}* (unrelated messages)
- *   GET  /internal/v1/info                                     -> {coreId, region, servers, readiness}
+ *   GET  /internal/v1/info                                     -> {coreId, region, servers, readiness, draining}
+ *
+ * Draining (SIGTERM), the core tells every edge at once with a `{"d":1}` line on its events stream and
+ * marks its answers `x-mcpgw-draining: 1` (with `connection: close`), so edges send new calls to another
+ * core; calls in flight finish here. Once it no longer accepts, a new request is refused with 503 and that
+ * header, which tells the edge nothing ran, so the call may go to another core.
  *
  * The core side of a session is found by its id alone, so any edge reaches it: live here, or continued
  * from the shared SessionStore (a session another core or an earlier run of this one served). Messages
@@ -32,7 +37,8 @@ import {
 } from '../../shared/mcp/jsonrpc.js';
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import type { SessionStore } from '../../shared/ports/session-store.js';
-import { isDraining } from '../../shared/lifecycle/drain.js';
+import { DRAINING_HEADER, isDraining, onDrain } from '../../shared/lifecycle/drain.js';
+import { InflightRequests, notInflight } from '../../shared/lifecycle/inflight.js';
 
 const PREFIX = '/internal/v1/';
 const SESSION_ROUTE =
@@ -93,8 +99,16 @@ export class InternalApi {
   private readonly sweeper: NodeJS.Timeout;
   private readonly heartbeat: NodeJS.Timeout;
   private closing = false;
+  /** No longer accepting (after the drain delay): new requests are refused, nothing else changes. */
+  private refusing = false;
+  private readonly inflight = new InflightRequests();
+  private readonly unsubscribe: () => void;
 
   constructor(private readonly o: InternalApiOptions) {
+    // Edges learn of the drain at once, not at their next info poll.
+    this.unsubscribe = onDrain(() => {
+      for (const res of this.edges.values()) res.write('{"d":1}\n');
+    });
     this.sweeper = setInterval(
       () => void this.expireIdle(),
       Math.min(Math.max(o.idleTimeoutMs / 4, 50), 30_000),
@@ -108,8 +122,27 @@ export class InternalApi {
     return this.live.size;
   }
 
+  /** Requests in progress (the events streams are none). */
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  /**
+   * From now on a new request is refused (503, DRAINING_HEADER) so that its edge sends it to another
+   * core; resolves once the requests in flight are done, false when `timeoutMs` passed first.
+   */
+  stopAccepting(timeoutMs: number): Promise<boolean> {
+    this.refusing = true;
+    return this.inflight.idle(timeoutMs);
+  }
+
   /** The node:http request handler. */
   handle = (req: IncomingMessage, res: ServerResponse): void => {
+    this.inflight.track(res);
+    if (isDraining()) {
+      res.setHeader(DRAINING_HEADER, '1');
+      res.setHeader('connection', 'close');
+    }
     this.route(req, res).catch((err: unknown) => {
       if (!(err instanceof GatewayError)) this.o.log.error({ err }, 'internal API failure');
       fail(res, err);
@@ -118,6 +151,7 @@ export class InternalApi {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.unsubscribe();
     clearInterval(this.sweeper);
     clearInterval(this.heartbeat);
     for (const res of this.edges.values()) res.end();
@@ -150,11 +184,17 @@ export class InternalApi {
         region: this.o.region,
         servers: this.o.servers,
         readiness: this.o.core.readiness(),
+        draining: isDraining(),
       });
     if (req.method === 'GET' && url === `${PREFIX}events`) return this.events(res, caller);
     const m = SESSION_ROUTE.exec(url);
     if (!m || req.method !== 'POST') return fail(res, new GatewayError('GW_METHOD_NOT_ALLOWED'), 404);
     const [, id, op] = m as unknown as [string, string, string];
+    // Answers to calls in flight here, cancellations and session ends still go through.
+    if (this.refusing && op === 'request') {
+      await readJson(req, this.o.maxBodyBytes).catch(() => undefined);
+      return fail(res, new GatewayError('GW_SHUTTING_DOWN'), 503);
+    }
     const body = await readJson(req, this.o.maxBodyBytes);
     switch (op) {
       case 'request':
@@ -213,8 +253,10 @@ export class InternalApi {
         new GatewayError('GW_INVALID_REQUEST', 'Bad Request: x-mcpgw-edge-instance is required'),
       );
     this.edges.get(caller.edge)?.end();
+    notInflight(res);
     res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store' });
     res.flushHeaders();
+    if (isDraining()) res.write('{"d":1}\n');
     this.edges.set(caller.edge, res);
     res.on('close', () => {
       if (this.edges.get(caller.edge) === res) this.edges.delete(caller.edge);

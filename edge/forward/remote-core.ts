@@ -4,11 +4,14 @@
  * only when a connection opens); every call carries the internal token for the caller's principal, minted
  * once per ~30 s. A session is pinned to a core by rendezvous hashing of its id over the cores of this
  * edge's region, so every edge picks the same core for it; a core that cannot be reached is skipped, and
- * the next one continues the session from the shared SessionStore.
+ * the next one continues the session from the shared SessionStore. A core that says it is draining (a
+ * line on its events stream, a header on its answers, its info) gets no new calls while another core can
+ * take them; a call it refused as draining (503 with the header: nothing ran) goes to the next core.
  */
 import { createHash } from 'node:crypto';
 import { Pool, type Dispatcher } from 'undici';
 import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
+import { DRAINING_HEADER } from '../../shared/lifecycle/drain.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import { activeTraceHeaders, activeTraceIds } from '../../shared/telemetry/tracing.js';
@@ -98,6 +101,7 @@ interface CoreInfo {
   coreId: string;
   servers: string[];
   readiness: ReadinessReport;
+  draining?: boolean;
 }
 
 /** One core: its connection pool, what it serves, whether it answered lately. */
@@ -105,6 +109,8 @@ class CoreLink {
   pool: Pool;
   info: CoreInfo | undefined;
   downUntil = 0;
+  /** The core said it is shutting down: new calls go to another core while one can take them. */
+  draining = false;
   /** When the federation stopped listing this (discovered) core; undefined while it is listed. */
   goneSince: number | undefined;
   private readonly unwatch: (() => void) | undefined;
@@ -332,6 +338,15 @@ export class RemoteCore implements CoreService {
           );
           break;
         }
+        const draining = res.headers[DRAINING_HEADER] === '1';
+        link.draining = draining;
+        if (draining && res.statusCode === 503) {
+          // Refused before anything ran: the next core may take it.
+          lastErr = new Error(`the core ${link.target.id} is shutting down`);
+          await res.body.dump();
+          this.o.log.debug({ core: link.target.id }, 'core draining; trying the next');
+          continue next;
+        }
         if (res.statusCode === 401 && !retriedToken && this.o.tokens) {
           // A key rotated under a cached token: a fresh one, signed with the current key, once.
           retriedToken = true;
@@ -383,7 +398,11 @@ export class RemoteCore implements CoreService {
             (a, b) =>
               tier.get(a.target.region)! - tier.get(b.target.region)! || score(wireId, b) - score(wireId, a),
           );
-    return [...ranked.filter((l) => l.up), ...ranked.filter((l) => !l.up)];
+    return [
+      ...ranked.filter((l) => l.up && !l.draining),
+      ...ranked.filter((l) => l.up && l.draining),
+      ...ranked.filter((l) => !l.up),
+    ];
   }
 
   /**
@@ -443,6 +462,7 @@ export class RemoteCore implements CoreService {
           if (res.statusCode !== 200)
             throw new Error(`info answered ${res.statusCode}: ${text.slice(0, 200)}`);
           l.info = JSON.parse(text) as CoreInfo;
+          l.draining = l.info.draining === true;
         } catch (err) {
           if (this.closed) return;
           if (l.info)
@@ -472,8 +492,17 @@ export class RemoteCore implements CoreService {
           throw new Error(`events answered ${res.statusCode}: ${text.slice(0, 200)}`);
         }
         delay = 200;
+        // A fresh stream from a core that is not draining (a restarted one): it takes calls again, and
+        // what it serves is known now rather than at the next info poll.
+        link.draining = res.headers[DRAINING_HEADER] === '1';
+        if (!link.info) void this.refreshInfo([link]);
         for await (const line of ndjsonLines(res.body)) {
-          const frame = line as { s?: string; m?: JsonRpcMessage };
+          const frame = line as { s?: string; m?: JsonRpcMessage; d?: 1 };
+          if (frame.d === 1) {
+            link.draining = true;
+            this.o.log.info({ core: link.target.id }, 'core draining; new calls go to the other cores');
+            continue;
+          }
           if (frame.s === undefined || frame.m === undefined) continue; // heartbeat
           const s = this.sessions.get(frame.s);
           if (s) s.unrelated.send(frame.m);
@@ -491,7 +520,8 @@ export class RemoteCore implements CoreService {
         );
       }
       await new Promise((r) => setTimeout(r, delay).unref());
-      delay = Math.min(delay * 2, 5_000);
+      // A draining core is being restarted: its successor is noticed within a second.
+      delay = Math.min(delay * 2, link.draining ? 1_000 : 5_000);
     }
   }
 }

@@ -11,6 +11,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, toRpcError, type ErrorCode } from '../../shared/errors.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
+import { notInflight } from '../../shared/lifecycle/inflight.js';
 import type { Logger } from '../../shared/log.js';
 import type { ReadinessReport } from '../../shared/ports/core-service.js';
 import type { GatewayMetrics } from '../../shared/telemetry/metrics.js';
@@ -102,6 +103,8 @@ export function registerAdminRoutes(app: FastifyInstance, o: AdminRoutesOptions)
   app.get('/admin/live', { preHandler: guard }, async (_req, reply) => {
     reply.hijack();
     const res = reply.raw;
+    // The dashboard's stream never ends by itself: a drain does not wait for it.
+    notInflight(res);
     res.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache, no-transform',

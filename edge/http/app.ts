@@ -28,8 +28,9 @@ import { requestPrincipal } from '../auth/request-principal.js';
 import { registerAuthentication } from '../auth/stage.js';
 import { corsHook } from './cors.js';
 import { hostRouter } from './host-routing.js';
-import { openSseStreams } from './sse.js';
-import { isDraining } from '../../shared/lifecycle/drain.js';
+import { endSseStreams, openSseStreams } from './sse.js';
+import { isDraining, type DrainResult } from '../../shared/lifecycle/drain.js';
+import { InflightRequests } from '../../shared/lifecycle/inflight.js';
 
 export interface EdgeAppOptions {
   config: GatewayConfig;
@@ -65,6 +66,12 @@ export interface EdgeApp {
   /** Source-address security: the auth stage reports failures and successes to it. */
   security: SourceGuard;
   topology: Topology;
+  /**
+   * The drain after the drain delay: stops accepting connections, ends the long-lived SSE streams with a
+   * `retry:` hint (clients reconnect elsewhere and resume), and waits until the requests in flight are
+   * done, at most `timeoutMs` (then the streams still open, POST answers too, get the same hint).
+   */
+  drain(timeoutMs: number): Promise<DrainResult>;
 }
 
 export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
@@ -104,6 +111,14 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
       serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
         createHttpsServer(o.https!, handler) as unknown as Server,
     }),
+  });
+  // Before anything can answer: every request counts as in flight until its response is done (a drain
+  // waits for them). Draining, every answer closes its connection, so that a load balancer's pooled
+  // connections to this node are gone before it stops listening.
+  const inflight = new InflightRequests();
+  app.addHook('onRequest', async (_req, reply) => {
+    inflight.track(reply.raw);
+    if (isDraining()) reply.header('connection', 'close');
   });
   const callerOf = o.callerOf ?? ((req: FastifyRequest) => requestPrincipal(req.raw));
   const endpoint = new McpEndpoint({ ...o, callerOf });
@@ -308,5 +323,15 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   });
 
   app.addHook('onClose', async () => endpoint.close());
-  return { app, endpoint, security, topology };
+  const retryMs = o.config.sessions.sseRetryMs;
+  const drain = async (timeoutMs: number): Promise<DrainResult> => {
+    // Stops accepting; idle keep-alive connections are closed, those with a request finish it.
+    if (app.server.listening) app.server.close();
+    const streams = endSseStreams(inflight, retryMs, 'long-lived');
+    const idle = await inflight.idle(timeoutMs);
+    const left = inflight.size;
+    if (!idle) endSseStreams(inflight, retryMs, 'all');
+    return { idle, inflight: left, streams };
+  };
+  return { app, endpoint, security, topology, drain };
 }

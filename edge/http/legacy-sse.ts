@@ -82,7 +82,7 @@ export class LegacySseEndpoint {
       return this.refuse(reply, err instanceof GatewayError ? err : 'GW_INTERNAL');
     }
     reply.hijack();
-    openSse(session.stream, {});
+    openSse(session.stream, {}, { longLived: true });
     session.keepalive = setInterval(() => write(session, ': keepalive\n\n'), KEEPALIVE_MS).unref();
     this.live.set(id, session);
     session.stream.on('close', () => void this.end(session, 'stream closed'));

@@ -352,8 +352,10 @@ export class McpEndpoint {
    */
   private getStreamOf(session: EdgeSession): SseStream {
     const replicas = this.o.replicas;
-    if (!replicas) return this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT });
+    if (!replicas)
+      return this.newStream(session, GET_STREAM, { keepUndelivered: BACKLOG_LIMIT, longLived: true });
     return this.newStream(session, GET_STREAM, {
+      longLived: true,
       onUnwritten: (eventId, message) =>
         this.toReplicas(() =>
           replicas.broadcast({
@@ -376,6 +378,7 @@ export class McpEndpoint {
     streamId: string,
     extra: {
       keepUndelivered?: number;
+      longLived?: boolean;
       follow?: FollowOptions;
       onUnwritten?: (eventId: string, message: unknown) => void;
     } = {},

@@ -63,7 +63,7 @@ export function openListenStream(
       .map(([, k]) => k.method),
   );
   const uris = new Set((honored.resourceSubscriptions as string[] | undefined) ?? []);
-  openSse(res, {});
+  openSse(res, {}, { longLived: true, finish: () => end() });
   const write = (m: JsonRpcMessage) => {
     if (!res.destroyed && !res.writableEnded) res.write(sseEvent(m));
   };
@@ -94,14 +94,15 @@ export function openListenStream(
         write({ jsonrpc: '2.0', method: m.method, params: { ...p, _meta: meta } });
       },
     },
-    end() {
-      clearInterval(keepalive);
-      write({
-        jsonrpc: '2.0',
-        id,
-        result: { resultType: 'complete', _meta: { [SUBSCRIPTION_ID]: id, [SERVER_INFO]: serverInfo } },
-      });
-      if (!res.writableEnded) res.end();
-    },
+    end,
   };
+  function end(): void {
+    clearInterval(keepalive);
+    write({
+      jsonrpc: '2.0',
+      id,
+      result: { resultType: 'complete', _meta: { [SUBSCRIPTION_ID]: id, [SERVER_INFO]: serverInfo } },
+    });
+    if (!res.writableEnded) res.end();
+  }
 }

@@ -42,6 +42,8 @@ export interface SseStreamOptions {
    * GET, up to this many events; POST streams keep nothing (a client resumes them with Last-Event-ID).
    */
   keepUndelivered?: number;
+  /** The GET stream: no end of its own, so a draining node ends it (with a retry hint) and waits for none. */
+  longLived?: boolean;
   /** Called with what `send` logged but could not write (no connection attached here). */
   onUnwritten?: (eventId: string, message: unknown) => void;
   /**
@@ -193,7 +195,7 @@ export class SseStream {
   private replaceConnection(res: ServerResponse, headers: Record<string, string>): void {
     if (this.conn && this.conn !== res) this.conn.end();
     this.detach();
-    openSse(res, headers);
+    openSse(res, headers, { longLived: this.o.longLived ?? false });
     this.conn = res;
     this.keepalive = setInterval(() => this.write(': keepalive\n\n'), KEEPALIVE_MS).unref();
     // A dropped connection is not a cancellation: the stream lives on and can be resumed.

@@ -1,5 +1,6 @@
-/** Server-Sent Events framing for MCP messages. */
+/** Server-Sent Events framing for MCP messages, and the SSE responses a draining node ends. */
 import type { ServerResponse } from 'node:http';
+import { notInflight } from '../../shared/lifecycle/inflight.js';
 
 export function sseEvent(data: unknown, id?: string): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: message\ndata: ${JSON.stringify(data)}\n\n`;
@@ -12,9 +13,30 @@ export function openSseStreams(): number {
   return open;
 }
 
-export function openSse(res: ServerResponse, headers: Record<string, string>): void {
+interface OpenStream {
+  /** A stream with no end of its own (GET stream, legacy SSE, listen), not a request's answer. */
+  longLived: boolean;
+  /** Ends the stream the way its protocol ends it (default: the response ends). */
+  finish?: () => void;
+}
+
+const streams = new Map<ServerResponse, OpenStream>();
+
+export interface OpenSseOptions {
+  /** No end of its own: not a request in flight, ended (with a retry hint) when the node drains. */
+  longLived?: boolean;
+  finish?: () => void;
+}
+
+export function openSse(res: ServerResponse, headers: Record<string, string>, o: OpenSseOptions = {}): void {
   open++;
-  res.once('close', () => open--);
+  streams.set(res, { longLived: o.longLived ?? false, ...(o.finish && { finish: o.finish }) });
+  res.once('close', () => {
+    open--;
+    streams.delete(res);
+  });
+  // A drain waits for requests in flight; a stream that never ends by itself is none.
+  if (o.longLived) notInflight(res);
   res.writeHead(200, {
     'content-type': 'text/event-stream',
     'cache-control': 'no-cache, no-transform',
@@ -22,4 +44,26 @@ export function openSse(res: ServerResponse, headers: Record<string, string>): v
     ...headers,
   });
   res.flushHeaders();
+}
+
+/**
+ * Ends the SSE streams of one listener (`owner`: the long-lived ones, or all) with a `retry:` field first, so that
+ * clients reconnect after `retryMs` (through the load balancer, to a replica that is not draining) and
+ * resume with Last-Event-ID. Returns how many were ended.
+ */
+export function endSseStreams(
+  owner: { owns(res: ServerResponse): boolean },
+  retryMs: number,
+  which: 'long-lived' | 'all' = 'long-lived',
+): number {
+  let n = 0;
+  for (const [res, s] of [...streams]) {
+    if ((which === 'long-lived' && !s.longLived) || !owner.owns(res)) continue;
+    if (res.destroyed || res.writableEnded) continue;
+    n++;
+    res.write(`retry: ${retryMs}\n\n`);
+    if (s.finish) s.finish();
+    if (!res.writableEnded) res.end();
+  }
+  return n;
 }

@@ -1079,6 +1079,28 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    lifecycle: z
+      .object({
+        drainDelayMs: z
+          .number()
+          .int()
+          .min(0)
+          .default(0)
+          .describe(
+            'After SIGTERM, how long the node goes on serving while not ready (/readyz 503), so that load balancers and edges move away, before it stops accepting. Above the readiness probe period times its failure threshold. `MCPGW_DRAIN_DELAY_MS` overrides it.',
+          ),
+        drainTimeoutMs: z
+          .number()
+          .int()
+          .min(0)
+          .default(20_000)
+          .describe(
+            'After it stops accepting, how long the node waits for requests in flight to finish before it closes anyway (the longest tool call you expect). Kubernetes: terminationGracePeriodSeconds above drainDelayMs + drainTimeoutMs.',
+          ),
+      })
+      .strict()
+      .prefault({})
+      .describe('Graceful shutdown on SIGTERM (docs/runbooks/rolling-restart.md).'),
     redis: z
       .object({
         url: z

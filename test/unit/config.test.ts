@@ -149,3 +149,29 @@ test('environment overrides reach array entries, and unrelated MCPGW_* variables
   assert.deepEqual(b.args, ['y.js', 'stdio']);
   assert.equal(cfg.servers.length, 2);
 });
+
+test('lifecycle: drain delay and timeout default, come from the environment, and bad values are refused', () => {
+  const base = { auth: { mode: 'none' } };
+  const cfg = validateConfig(base, 'lifecycle', {});
+  assert.deepEqual(cfg.lifecycle, { drainDelayMs: 0, drainTimeoutMs: 20_000 });
+  const env = validateConfig(base, 'lifecycle', {
+    MCPGW_LIFECYCLE__DRAIN_DELAY_MS: '5000',
+    MCPGW_LIFECYCLE__DRAIN_TIMEOUT_MS: '45000',
+  });
+  assert.deepEqual(env.lifecycle, { drainDelayMs: 5_000, drainTimeoutMs: 45_000 });
+  assert.throws(
+    () =>
+      validateConfig({ ...base, lifecycle: { drainDelayMs: -1, drainTimeoutMs: 2.5, grace: 1 } }, 'bad', {}),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const paths = err.problems.map((p) => p.path);
+      for (const p of ['lifecycle.drainDelayMs', 'lifecycle.drainTimeoutMs'])
+        assert.ok(paths.includes(p), `${p} in ${paths.join(', ')}`);
+      assert.ok(
+        err.problems.some((p) => /grace/.test(p.message)),
+        'unknown keys are refused',
+      );
+      return true;
+    },
+  );
+});
