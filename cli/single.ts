@@ -43,6 +43,7 @@ import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { startFederation } from './federation.js';
+import { serverId } from '../shared/mcp/server-versions.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -153,7 +154,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   // one at a time per server, in the order they were announced.
   const applying = new Map<string, Promise<void>>();
   const stopWatching = stores.registry.watch((change) => {
-    const name = change.type === 'upsert' ? change.entry.server.name : change.name;
+    const name = change.type === 'upsert' ? serverId(change.entry.server) : change.name;
     const parsed = change.type === 'upsert' ? runtimeServerSchema.safeParse(change.entry.server) : undefined;
     if (parsed && !parsed.success) {
       // Whoever wrote it bypassed the schema: the running server stays as it was.
@@ -243,7 +244,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       role: config.role,
       region: config.region,
       store: config.store.kind,
-      servers: servers.map((s) => s.name),
+      servers: servers.map(serverId),
     },
     'mcpgw listening',
   );

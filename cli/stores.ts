@@ -20,6 +20,7 @@ import type { CredentialVault } from '../shared/ports/credential-vault.js';
 import { Keyring } from '../shared/vault/keyring.js';
 import { SealedServerFields } from '../shared/vault/sealed-fields.js';
 import { TokenRefresher } from '../shared/vault/token-refresher.js';
+import { serverId } from '../shared/mcp/server-versions.js';
 
 const HOUR = 3_600_000;
 
@@ -105,11 +106,12 @@ export async function serversToStart(
   registry: RegistryStore,
 ): Promise<GatewayConfig['servers']> {
   const entries = await registry.list();
-  const order = new Map(config.servers.map((s, i) => [s.name, i]));
+  const order = new Map(config.servers.map((s, i) => [serverId(s), i]));
   return entries
     .map((e) => e.server)
     .sort(
       (a, b) =>
-        (order.get(a.name) ?? Infinity) - (order.get(b.name) ?? Infinity) || (a.name < b.name ? -1 : 1),
+        (order.get(serverId(a)) ?? Infinity) - (order.get(serverId(b)) ?? Infinity) ||
+        (serverId(a) < serverId(b) ? -1 : 1),
     );
 }

@@ -519,8 +519,11 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     );
     if (kind === 'tools' || kind === 'prompts') {
       const names = kind === 'tools' ? this.tools : this.prompts;
-      return perServer.flatMap(({ server, items }) =>
-        items.map((it) => ({ ...it, name: names.assign(server, String(it.name)) })),
+      // A family's default version is listed under the plain name; when the default moves, names follow.
+      const prefixes = perServer.map(({ server }) => this.core.prefixOf(server));
+      perServer.forEach(({ server }, i) => names.keepPrefix(server, prefixes[i]!));
+      return perServer.flatMap(({ server, items }, i) =>
+        items.map((it) => ({ ...it, name: names.assign(server, String(it.name), prefixes[i]) })),
       );
     }
     if (kind === 'resourceTemplates') {
@@ -586,16 +589,18 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const names = kind === 'tools' ? this.tools : this.prompts;
     const known = names.resolve(exposed);
     if (known) return known;
-    // Fast path: a plain `{server}__{name}` needs no catalog.
+    // Fast path: a plain `{server}__{name}` needs no catalog. `{family}__{name}` is the default version;
+    // `{id}__{name}` reaches any version, the default too (listed under the family name only).
     const split = splitExposedName(exposed);
+    const id = split && this.core.resolveServer(split.server);
     if (
       split &&
-      this.core.backend(split.server) &&
-      this.access.serverVisible(split.server) &&
+      id !== undefined &&
+      this.access.serverVisible(id) &&
       isClientSafeName(exposed) &&
       exposedName(split.server, split.name) === exposed
     )
-      return split;
+      return { server: id, name: split.name };
     await this.collect(kind);
     return names.resolve(exposed);
   }

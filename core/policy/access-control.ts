@@ -12,6 +12,7 @@ import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { PolicyConfig } from '../../shared/config/security-schema.js';
 import { principalKey, type Principal } from '../../shared/identity/principal.js';
 import { globMatcher, type GlobMatcher } from './glob.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 export type ItemKind = 'tools' | 'prompts' | 'resources';
 
@@ -42,7 +43,7 @@ export class AccessControl {
   private readonly views = new Map<string, CallerAccess>();
 
   constructor(config: GatewayConfig) {
-    for (const s of config.servers) this.tenants.set(s.name, s.tenant);
+    for (const s of config.servers) this.tenants.set(serverId(s), s.tenant);
     this.filtersItems = config.policy !== undefined;
     this.defaultAllow = config.policy ? config.policy.default === 'allow' : true;
     this.rules = (config.policy?.rules ?? []).map(compileRule);

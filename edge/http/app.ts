@@ -30,6 +30,7 @@ import { corsHook } from './cors.js';
 import { hostRouter } from './host-routing.js';
 import { openSseStreams } from './sse.js';
 import { isDraining } from '../../shared/lifecycle/drain.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 export interface EdgeAppOptions {
   config: GatewayConfig;
@@ -69,10 +70,9 @@ export interface EdgeApp {
 
 export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   const routing = o.config.http.hostRouting
-    ? hostRouter(
-        o.config.http.hostRouting.pattern,
-        o.config.servers.map((s) => s.name),
-      )
+    ? hostRouter(o.config.http.hostRouting.pattern, [
+        ...new Set(o.config.servers.flatMap((s) => [serverId(s), s.name])),
+      ])
     : undefined;
   const app = Fastify({
     logger: false,

@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { restServerFields } from './rest-schema.js';
 import { governanceSchema, serverGovernanceFields, toolGovernanceSchema } from './governance-schema.js';
+import { serverId, VERSION_PATTERN } from '../mcp/server-versions.js';
 import {
   authSchema,
   httpSecurityKeys,
@@ -304,6 +305,19 @@ export const poolsSchema = z
 
 const common = {
   name: serverName,
+  version: z
+    .string()
+    .regex(VERSION_PATTERN, 'letters, digits and inner "-", at most 16 characters (e.g. v2, 2024-06)')
+    .optional()
+    .describe(
+      'A version of the server `name` (docs/registry.md): several versions run at once, each as the server `{name}-{version}` (its tools `payments-v2__charge`, `/servers/payments-v2/mcp`); the default version is also served under the plain `name`.',
+    ),
+  defaultVersion: z
+    .boolean()
+    .optional()
+    .describe(
+      'Serve this version under the plain `name`. Unmarked: an unversioned server of that name, else the highest version (`v10` > `v9`).',
+    ),
   identity: z
     .enum(['none', 'headers', 'delegation'])
     .default('none')
@@ -1404,14 +1418,32 @@ export const configSchema = z
     }
     const seen = new Set<string>();
     checkTiers(cfg, ctx);
+    const marked = new Set<string>();
     cfg.servers.forEach((s, i) => {
-      if (seen.has(s.name))
+      const id = serverId(s);
+      if (seen.has(id))
         ctx.addIssue({
           code: 'custom',
           path: ['servers', i, 'name'],
-          message: `duplicate server name "${s.name}"`,
+          message:
+            s.version === undefined
+              ? `duplicate server name "${id}"`
+              : `duplicate server "${id}" (name "${s.name}", version "${s.version}")`,
         });
-      seen.add(s.name);
+      seen.add(id);
+      if (s.defaultVersion !== undefined && s.version === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['servers', i, 'defaultVersion'],
+          message: 'defaultVersion needs a version',
+        });
+      if (s.defaultVersion === true && marked.has(s.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['servers', i, 'defaultVersion'],
+          message: `another version of "${s.name}" is the default already`,
+        });
+      if (s.defaultVersion === true) marked.add(s.name);
     });
     if (cfg.pools.sharedState === 'redis' && !cfg.redis)
       ctx.addIssue({
