@@ -18,6 +18,8 @@ import {
   VersionConflictError,
   type AdminStore,
 } from '../edge/admin-api/store.js';
+import type { VirtualServerStore } from '../shared/ports/virtual-server-store.js';
+import { seedVirtualServers } from '../core/registry/seed-virtual.js';
 
 export async function adminStoreOf(db: SqlDatabase | undefined, config: GatewayConfig): Promise<AdminStore> {
   const store = db ? new PostgresAdminStore(db) : new MemoryAdminStore();
@@ -36,7 +38,12 @@ export async function adminStoreOf(db: SqlDatabase | undefined, config: GatewayC
  * change to the running backends without touching sessions. A file that no longer loads is logged and
  * ignored: what runs stays as it was.
  */
-export function watchConfigFile(file: string, registry: RegistryStore, log: Logger): FileWatch {
+export function watchConfigFile(
+  file: string,
+  registry: RegistryStore,
+  log: Logger,
+  virtualServers?: VirtualServerStore,
+): FileWatch {
   let running: Promise<void> = Promise.resolve();
   const reload = () => {
     running = running.then(async () => {
@@ -44,6 +51,7 @@ export function watchConfigFile(file: string, registry: RegistryStore, log: Logg
         const cfg = await loadConfigFile(file);
         const r = await seedRegistry(registry, cfg.servers, log);
         log.info({ file, ...r }, 'config file changed: registry re-seeded');
+        if (virtualServers) await seedVirtualServers(virtualServers, cfg.virtualServers, log);
       } catch (err) {
         log.error({ file, err: (err as Error).message }, 'config file changed but not applied');
       }

@@ -170,6 +170,23 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       .catch((err: unknown) => log.error({ err, server: name }, 'registry change not applied'));
     applying.set(name, next);
   });
+  // Virtual servers (/v/{name}/mcp) are the store's, changed live like the registry's servers.
+  const applyVirtual = async (name: string) => {
+    const entries =
+      name === '*' ? await stores.virtualServers.list() : [await stores.virtualServers.get(name)];
+    const names = name === '*' ? new Set(entries.map((e) => e!.virtualServer.name)) : undefined;
+    for (const e of entries) if (e) core.setVirtualServer(e.virtualServer.name, e.virtualServer);
+    if (name !== '*' && !entries[0]) core.setVirtualServer(name, undefined);
+    for (const v of names ? config.virtualServers : [])
+      if (!names!.has(v.name)) core.setVirtualServer(v.name, undefined);
+  };
+  const stopVirtual = stores.virtualServers.watch(
+    (name) =>
+      void applyVirtual(name).catch((err: unknown) =>
+        log.error({ err, virtualServer: name }, 'virtual server change not applied'),
+      ),
+  );
+  await applyVirtual('*');
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
@@ -196,6 +213,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       config,
       log,
       registry: stores.registry,
+      virtualServers: stores.virtualServers,
       store: await adminStoreOf(stores.db, config),
       core: adminCoreView(core),
       apiKeys,
@@ -223,7 +241,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     ],
   );
   // The config file is watched: servers it owns are re-seeded, so its edits apply like an admin's.
-  const fileWatch = opts.configFile ? watchConfigFile(opts.configFile, stores.registry, log) : undefined;
+  const fileWatch = opts.configFile
+    ? watchConfigFile(opts.configFile, stores.registry, log, stores.virtualServers)
+    : undefined;
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -263,6 +283,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         // Leaving the registry first: other gateways stop routing here before the listener goes.
         await federation?.close();
         stopWatching();
+        stopVirtual();
         fileWatch?.close();
         tlsWatch?.close();
         await app.close();

@@ -335,7 +335,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
           properties: {
             after: { type: 'integer', minimum: 0, description: 'Changes after this id (paging).' },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-            kind: { type: 'string', enum: ['server', 'api-key', 'policy'] },
+            kind: { type: 'string', enum: ['server', 'api-key', 'policy', 'virtual-server'] },
           },
           additionalProperties: false,
         },

@@ -147,10 +147,10 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
       .send(JSON.stringify(toRpcError(null, ge)));
   });
 
-  const mcpPaths = ['/mcp', '/servers/:name/mcp'];
+  const mcpPaths = ['/mcp', '/servers/:name/mcp', '/v/:virtual/mcp'];
   // Every MCP transport, the legacy HTTP+SSE pair (2024-11-05) included, is a DNS-rebinding target; so is
   // the admin API and its dashboard, which answer loopback clients without a token.
-  const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/', '/admin/', '/dashboard'];
+  const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/', '/v/', '/admin/', '/dashboard'];
   app.addHook('onRequest', async (req, reply) => {
     if (!guardedPrefixes.some((p) => req.url.startsWith(p))) return;
     const { allowedHosts, allowedOrigins, cors } = o.config.http;
@@ -189,12 +189,19 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
 
   // A server of another tenant, or one the policy hides, does not exist for this caller: 404.
   const scopeOf = (req: import('fastify').FastifyRequest): string | undefined => {
-    const name = (req.params as { name?: string }).name;
+    const { name, virtual } = req.params as { name?: string; virtual?: string };
+    // A virtual server (docs/registry.md): another tenant's does not exist for this caller either.
+    if (virtual !== undefined)
+      return o.core.hasScope(`v/${virtual}`, requestPrincipal(req.raw)) ? `v/${virtual}` : undefined;
     if (name === undefined) return 'aggregate';
     return o.core.hasScope(name, requestPrincipal(req.raw)) && name !== 'aggregate' ? name : undefined;
   };
   const unknownServer = (reply: import('fastify').FastifyReply, params: unknown) => {
-    const ge = new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${(params as { name?: string }).name}`);
+    const { name, virtual } = params as { name?: string; virtual?: string };
+    const ge =
+      virtual !== undefined
+        ? new GatewayError('GW_UNKNOWN_VIRTUAL_SERVER', `Unknown virtual server: ${virtual}`)
+        : new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${name}`);
     return reply
       .code(404)
       .header('content-type', 'application/json')

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { restServerFields } from './rest-schema.js';
 import { governanceSchema, serverGovernanceFields, toolGovernanceSchema } from './governance-schema.js';
 import { serverId, VERSION_PATTERN } from '../mcp/server-versions.js';
+import { virtualServerRefs, virtualServerSchema } from './virtual-schema.js';
 import {
   authSchema,
   httpSecurityKeys,
@@ -1368,6 +1369,12 @@ export const configSchema = z
     ),
     // Runtime form: every HTTP server gets `url` (its first replica) and `replicas` as {url, weight}.
     servers: z.array(serverSchema.transform(normalizeServer)).default([]).describe('Backend MCP servers.'),
+    virtualServers: z
+      .array(virtualServerSchema)
+      .default([])
+      .describe(
+        'Named endpoints /v/{name}/mcp exposing chosen tools, prompts and resources of several servers, with aliases (docs/registry.md).',
+      ),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -1444,6 +1451,23 @@ export const configSchema = z
           message: `another version of "${s.name}" is the default already`,
         });
       if (s.defaultVersion === true) marked.add(s.name);
+    });
+    const virtualNames = new Set<string>();
+    cfg.virtualServers.forEach((v, i) => {
+      if (virtualNames.has(v.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['virtualServers', i, 'name'],
+          message: `duplicate virtual server "${v.name}"`,
+        });
+      virtualNames.add(v.name);
+      for (const ref of virtualServerRefs(v))
+        if (!seen.has(ref.server) && !cfg.servers.some((s) => s.name === ref.server))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['virtualServers', i, ...ref.path],
+            message: `no server "${ref.server}" in servers`,
+          });
     });
     if (cfg.pools.sharedState === 'redis' && !cfg.redis)
       ctx.addIssue({

@@ -177,6 +177,29 @@ export const MIGRATIONS: readonly Migration[] = [
           CHECK (deleted OR name = (config->>'name') || COALESCE('-' || (config->>'version'), ''));
       CREATE INDEX registry_servers_family ON registry_servers (family) WHERE NOT deleted;`,
   },
+  {
+    version: 41,
+    name: 'virtual-servers',
+    sql: `
+      -- Virtual servers (/v/{name}/mcp), versioned like servers: a delete leaves a tombstone.
+      CREATE TABLE virtual_servers (
+        name text PRIMARY KEY,
+        version bigint NOT NULL CHECK (version > 0),
+        definition jsonb NOT NULL,
+        deleted boolean NOT NULL DEFAULT false,
+        updated_at timestamptz NOT NULL,
+        updated_by text NOT NULL
+      );
+      CREATE TABLE virtual_server_history (
+        name text NOT NULL,
+        version bigint NOT NULL,
+        op text NOT NULL CHECK (op IN ('upsert', 'delete')),
+        definition jsonb,
+        changed_at timestamptz NOT NULL,
+        changed_by text NOT NULL,
+        PRIMARY KEY (name, version)
+      );`,
+  },
 ];
 
 export interface MigrationReport {
