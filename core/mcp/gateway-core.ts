@@ -244,6 +244,7 @@ export class GatewayCore implements CoreService {
       await old.close();
     }
     if (wanted) {
+      this.access.setServerTenant(name, wanted.tenant);
       const backend = new ServerPool(wanted, this.backendEvents(), this.poolDeps);
       this.backends.set(name, backend);
       await backend.start();

@@ -49,6 +49,16 @@ export class AccessControl {
     this.rules = (config.policy?.rules ?? []).map(compileRule);
   }
 
+  /**
+   * A server's tenant as the registry now says (a server added or changed at run time): callers'
+   * cached verdicts on it are dropped, so that another tenant's server never stays visible.
+   */
+  setServerTenant(server: string, tenant: string | undefined): void {
+    if (this.tenants.has(server) && this.tenants.get(server) === tenant) return;
+    this.tenants.set(server, tenant);
+    for (const v of this.views.values()) v.forget(server);
+  }
+
   /** The caller's view; one per principal, shared by its sessions (bounded: principals come and go). */
   forPrincipal(p: Principal): CallerAccess {
     const key = `${p.authMethod}\u0000${principalKey(p)}\u0000${p.roles.join(' ')}\u0000${p.scopes.join(' ')}`;
@@ -80,6 +90,12 @@ export class CallerAccess {
     /** False without a policy: every item of a visible server is visible. */
     readonly filtersItems: boolean,
   ) {}
+
+  /** Drops the cached verdicts on `server` (its tenant changed). */
+  forget(server: string): void {
+    this.servers.delete(server);
+    for (const k of this.items.keys()) if (k.split('\u0000')[1] === server) this.items.delete(k);
+  }
 
   serverVisible(server: string): boolean {
     let v = this.servers.get(server);

@@ -69,7 +69,18 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
   const found = async (req: FastifyRequest, reply: FastifyReply, name: string) => {
     const e = await deps.registry.get(name);
     if (!e || !visible(callerOf(req), e.server)) {
-      fail(reply, 404, `no server "${name}"`, 'name');
+      // A plain name whose server runs in versions: say where they are.
+      const versions = e
+        ? []
+        : (await deps.registry.versions(name)).filter((v) => visible(callerOf(req), v.server));
+      fail(
+        reply,
+        404,
+        versions.length > 0
+          ? `no server "${name}": it runs in versions (${versions.map((v) => serverId(v.server)).join(', ')}); see /servers/${name}/versions`
+          : `no server "${name}"`,
+        'name',
+      );
       return undefined;
     }
     return e;

@@ -158,6 +158,12 @@ describe('server versions on Postgres, through an SDK client', () => {
       for (const n of ['payments-v3__void', 'payments-v2__refund', 'payments-v1__charge'])
         assert.ok(listed.includes(n), n);
       assert.equal((await api('GET', '/servers/nosuch/versions')).status, 404);
+      const plain = await api('GET', '/servers/payments');
+      assert.equal(plain.status, 404);
+      assert.match(
+        plain.json.error.message,
+        /runs in versions \(payments-v1, payments-v10, payments-v2, payments-v3\)/,
+      );
     } finally {
       await c.close();
     }

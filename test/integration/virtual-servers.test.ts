@@ -249,6 +249,50 @@ describe('virtual servers on Postgres, through SDK clients over HTTP', () => {
     }
   });
 
+  test("a server registered at run time for one tenant is another tenant's nowhere (/mcp, virtual servers)", async () => {
+    const r = await api(
+      'POST',
+      '/servers',
+      scripted('acme-tools', { tools: ['secret_op'] }, { tenant: 'acme' }),
+    );
+    assert.equal(r.status, 201, JSON.stringify(r.json));
+    const v = await api('POST', '/virtual-servers', {
+      name: 'acme-mixed',
+      tools: [
+        { server: 'acme-tools', tool: 'secret_op' },
+        { server: 'crm', tool: 'lookup' },
+      ],
+    });
+    assert.equal(v.status, 201, JSON.stringify(v.json));
+    const mine = await client('/mcp', acme);
+    const theirs = await client('/mcp', alice);
+    const mixed = await client('/v/acme-mixed/mcp', alice);
+    try {
+      let listed: string[] = [];
+      for (let i = 0; i < 100 && !listed.includes('acme-tools__secret_op'); i++) {
+        listed = await toolNames(mine);
+        if (!listed.includes('acme-tools__secret_op')) await new Promise((res) => setTimeout(res, 100));
+      }
+      assert.ok(listed.includes('acme-tools__secret_op'), listed.join(', '));
+      assert.ok(!(await toolNames(theirs)).some((n) => n.startsWith('acme-tools')));
+      assert.equal(
+        (await codeOf(theirs.callTool({ name: 'acme-tools__secret_op', arguments: {} }))).code,
+        'GW_UNKNOWN_TOOL',
+      );
+      // The shared virtual server shows alice only what she may see.
+      assert.deepEqual(await toolNames(mixed), ['lookup']);
+      assert.equal(
+        (await codeOf(mixed.callTool({ name: 'secret_op', arguments: {} }))).code,
+        'GW_UNKNOWN_TOOL',
+      );
+    } finally {
+      await mine.close();
+      await theirs.close();
+      await mixed.close();
+    }
+    assert.equal((await api('DELETE', '/virtual-servers/acme-mixed')).status, 204);
+  });
+
   test('admin API: create, replace with If-Match (live list_changed), history, change log, delete', async () => {
     const seeded = await api('GET', '/virtual-servers');
     assert.deepEqual(
@@ -320,11 +364,9 @@ describe('virtual servers on Postgres, through SDK clients over HTTP', () => {
       );
       const log = await api('GET', '/changes?kind=virtual-server');
       assert.deepEqual(
-        log.json.changes.map((x: { target: string; op: string; version: number }) => [
-          x.target,
-          x.op,
-          x.version,
-        ]),
+        log.json.changes
+          .filter((x: { target: string }) => x.target === 'support')
+          .map((x: { target: string; op: string; version: number }) => [x.target, x.op, x.version]),
         [
           ['support', 'create', 1],
           ['support', 'update', 2],
