@@ -80,7 +80,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     identity,
     coreId,
     region: config.region,
-    servers: config.servers.filter((s) => s.enabled).map(serverId),
+    // Ids and plain names: `/servers/payments/mcp` reaches the default version of `payments`.
+    servers: [...new Set(config.servers.filter((s) => s.enabled).flatMap((s) => [serverId(s), s.name]))],
     // The edge already bounded the client's body; the frame around it adds little.
     maxBodyBytes: config.http.maxBodyBytes + 64 * 1024,
     idleTimeoutMs: config.sessions.idleTimeoutMs,
