@@ -21,6 +21,8 @@ import {
   VersionConflictError,
   type AdminStore,
 } from '../edge/admin-api/store.js';
+import type { VirtualServerStore } from '../shared/ports/virtual-server-store.js';
+import { seedVirtualServers } from '../core/registry/seed-virtual.js';
 
 export async function adminStoreOf(db: SqlDatabase | undefined, config: GatewayConfig): Promise<AdminStore> {
   const store = db ? new PostgresAdminStore(db) : new MemoryAdminStore();
@@ -62,6 +64,7 @@ export function watchConfigFile(
   registry: RegistryStore,
   log: Logger,
   policies?: AdminStore,
+  virtualServers?: VirtualServerStore,
 ): FileWatch {
   let running: Promise<void> = Promise.resolve();
   const reload = () => {
@@ -71,6 +74,7 @@ export function watchConfigFile(
         const r = await seedRegistry(registry, cfg.servers, log);
         if (policies) await seedPolicy(policies, cfg.policy);
         log.info({ file, ...r }, 'config file changed: registry re-seeded');
+        if (virtualServers) await seedVirtualServers(virtualServers, cfg.virtualServers, log);
       } catch (err) {
         log.error({ file, err: (err as Error).message }, 'config file changed but not applied');
       }

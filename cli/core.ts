@@ -24,6 +24,7 @@ import { coreOps } from './core-ops.js';
 import { openNodeStores } from './stores.js';
 import { metricsOf, startTracing } from './telemetry.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
+import { serverId } from '../shared/mcp/server-versions.js';
 
 export async function startCoreNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -79,7 +80,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     identity,
     coreId,
     region: config.region,
-    servers: config.servers.filter((s) => s.enabled).map((s) => s.name),
+    // Ids and plain names: `/servers/payments/mcp` reaches the default version of `payments`.
+    servers: [...new Set(config.servers.filter((s) => s.enabled).flatMap((s) => [serverId(s), s.name]))],
     // The edge already bounded the client's body; the frame around it adds little.
     maxBodyBytes: config.http.maxBodyBytes + 64 * 1024,
     idleTimeoutMs: config.sessions.idleTimeoutMs,
@@ -124,7 +126,7 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     throw new Error(`federation: ${(err as Error).message}`, { cause: err });
   });
   log.info(
-    { url, role: 'core', coreId, region: config.region, servers: config.servers.map((s) => s.name) },
+    { url, role: 'core', coreId, region: config.region, servers: config.servers.map(serverId) },
     'mcpgw listening',
   );
   let closed: Promise<void> | undefined;

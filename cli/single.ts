@@ -45,6 +45,7 @@ import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { startFederation } from './federation.js';
+import { serverId } from '../shared/mcp/server-versions.js';
 
 export interface RunningNode {
   /** Base URL, e.g. http://127.0.0.1:8080 */
@@ -157,7 +158,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   // one at a time per server, in the order they were announced.
   const applying = new Map<string, Promise<void>>();
   const stopWatching = stores.registry.watch((change) => {
-    const name = change.type === 'upsert' ? change.entry.server.name : change.name;
+    const name = change.type === 'upsert' ? serverId(change.entry.server) : change.name;
     const parsed = change.type === 'upsert' ? runtimeServerSchema.safeParse(change.entry.server) : undefined;
     if (parsed && !parsed.success) {
       // Whoever wrote it bypassed the schema: the running server stays as it was.
@@ -173,6 +174,23 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       .catch((err: unknown) => log.error({ err, server: name }, 'registry change not applied'));
     applying.set(name, next);
   });
+  // Virtual servers (/v/{name}/mcp) are the store's, changed live like the registry's servers.
+  const applyVirtual = async (name: string) => {
+    const entries =
+      name === '*' ? await stores.virtualServers.list() : [await stores.virtualServers.get(name)];
+    const names = name === '*' ? new Set(entries.map((e) => e!.virtualServer.name)) : undefined;
+    for (const e of entries) if (e) core.setVirtualServer(e.virtualServer.name, e.virtualServer);
+    if (name !== '*' && !entries[0]) core.setVirtualServer(name, undefined);
+    for (const v of names ? config.virtualServers : [])
+      if (!names!.has(v.name)) core.setVirtualServer(v.name, undefined);
+  };
+  const stopVirtual = stores.virtualServers.watch(
+    (name) =>
+      void applyVirtual(name).catch((err: unknown) =>
+        log.error({ err, virtualServer: name }, 'virtual server change not applied'),
+      ),
+  );
+  await applyVirtual('*');
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
@@ -202,6 +220,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       config,
       log,
       registry: stores.registry,
+      virtualServers: stores.virtualServers,
       store: adminStore,
       core: adminCoreView(core),
       apiKeys,
@@ -230,7 +249,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   );
   // The config file is watched: servers it owns are re-seeded, so its edits apply like an admin's.
   const fileWatch = opts.configFile
-    ? watchConfigFile(opts.configFile, stores.registry, log, adminStore)
+    ? watchConfigFile(opts.configFile, stores.registry, log, adminStore, stores.virtualServers)
     : undefined;
   // Listening to the other replicas before taking requests: nothing addressed to this one is missed.
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
@@ -252,7 +271,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       role: config.role,
       region: config.region,
       store: config.store.kind,
-      servers: servers.map((s) => s.name),
+      servers: servers.map(serverId),
     },
     'mcpgw listening',
   );
@@ -273,6 +292,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         await federation?.close();
         stopWatching();
         await stopPolicies();
+        stopVirtual();
         fileWatch?.close();
         tlsWatch?.close();
         await app.close();

@@ -20,12 +20,19 @@ import type { CredentialVault } from '../shared/ports/credential-vault.js';
 import { Keyring } from '../shared/vault/keyring.js';
 import { SealedServerFields } from '../shared/vault/sealed-fields.js';
 import { TokenRefresher } from '../shared/vault/token-refresher.js';
+import { serverId } from '../shared/mcp/server-versions.js';
+import { MemoryVirtualServerStore } from '../shared/adapters/memory/virtual-server-store.js';
+import { PostgresVirtualServerStore } from '../shared/adapters/postgres/virtual-server-store.js';
+import type { VirtualServerStore } from '../shared/ports/virtual-server-store.js';
+import { seedVirtualServers } from '../core/registry/seed-virtual.js';
 
 const HOUR = 3_600_000;
 
 export interface NodeStores {
   db: SqlDatabase | undefined;
   registry: RegistryStore;
+  /** Virtual servers (/v/{name}/mcp), seeded from the config file's `virtualServers`. */
+  virtualServers: VirtualServerStore;
   auditLog: AuditLog | undefined;
   audit: AuditSink | undefined;
   /** Present when the store is a database and a vault key is configured. */
@@ -50,6 +57,10 @@ export async function openNodeStores(
       : new MemoryRegistryStore();
     const report = await seedRegistry(registry, config.servers, opts.log);
     opts.log.debug({ ...report }, 'registry seeded from the config file');
+    const virtualServers: VirtualServerStore = db
+      ? await PostgresVirtualServerStore.open(db)
+      : new MemoryVirtualServerStore();
+    await seedVirtualServers(virtualServers, config.virtualServers, opts.log);
     let auditLog: AuditLog | undefined;
     let audit: AuditSink | undefined;
     if (config.audit.enabled) {
@@ -81,6 +92,7 @@ export async function openNodeStores(
     return {
       db,
       registry,
+      virtualServers,
       auditLog,
       audit,
       vault,
@@ -90,6 +102,7 @@ export async function openNodeStores(
         tokens?.stop();
         await audit?.close();
         await registry.close();
+        await virtualServers.close();
         await db?.close();
       },
     };
@@ -105,11 +118,12 @@ export async function serversToStart(
   registry: RegistryStore,
 ): Promise<GatewayConfig['servers']> {
   const entries = await registry.list();
-  const order = new Map(config.servers.map((s, i) => [s.name, i]));
+  const order = new Map(config.servers.map((s, i) => [serverId(s), i]));
   return entries
     .map((e) => e.server)
     .sort(
       (a, b) =>
-        (order.get(a.name) ?? Infinity) - (order.get(b.name) ?? Infinity) || (a.name < b.name ? -1 : 1),
+        (order.get(serverId(a)) ?? Infinity) - (order.get(serverId(b)) ?? Infinity) ||
+        (serverId(a) < serverId(b) ? -1 : 1),
     );
 }

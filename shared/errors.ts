@@ -110,6 +110,7 @@ export const ERRORS = {
   GW_FORBIDDEN_ORIGIN: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Origin not allowed' },
   GW_FORBIDDEN_HOST: { http: 403, rpc: RpcCode.ConnectionClosed, message: 'Forbidden: Host not allowed' },
   GW_UNKNOWN_SERVER: { http: 404, rpc: RpcCode.InvalidParams, message: 'Unknown server' },
+  GW_UNKNOWN_VIRTUAL_SERVER: { http: 404, rpc: RpcCode.InvalidParams, message: 'Unknown virtual server' },
   GW_BACKEND_UNAVAILABLE: { http: 200, rpc: RpcCode.InternalError, message: 'Backend unavailable' },
   GW_BACKEND_PROTOCOL_ERROR: {
     http: 200,

@@ -13,6 +13,7 @@ import type { JsonObject } from '../../shared/mcp/jsonrpc.js';
 import type { ApprovalStore, ToolApproval } from '../../shared/ports/approval-store.js';
 import { stageOf } from './lifecycle.js';
 import { definitionHash } from './pinning.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 /** The `_meta` key under which the gateway says what governance did to a tool or a result. */
 export const GOVERNANCE_META = 'mcpgw/governance';
@@ -111,14 +112,14 @@ export class ToolGovernance {
     if (!v.show) throw v.unknown ? unknown() : v.refuse();
     const stage = stageOf(server, name);
     if (stage === 'deprecated') {
-      const key = `${server.name}\0${name}`;
+      const key = `${serverId(server)}\0${name}`;
       this.deprecatedCalls.set(key, (this.deprecatedCalls.get(key) ?? 0) + 1);
       this.opts.log.warn(
-        { server: server.name, tool: name, principal: caller.identity.subject },
+        { server: serverId(server), tool: name, principal: caller.identity.subject },
         'deprecated tool called',
       );
     } else if (stage === 'preview') {
-      this.opts.log.warn({ server: server.name, tool: name }, 'preview tool called');
+      this.opts.log.warn({ server: serverId(server), tool: name }, 'preview tool called');
     }
     return v.meta;
   }
@@ -224,14 +225,14 @@ export class ToolGovernance {
     const mode = classification === 'Restricted' ? 'block' : server.pinning;
     if (mode !== 'off' && !definitionUnknown) {
       const requireApproval = classification === 'Restricted' || server.requireApproval;
-      const approvals = await this.approvalsOf(server.name);
+      const approvals = await this.approvalsOf(serverId(server));
       const current = definitionHash(tool);
       let approval = approvals.get(name);
       if (!approval && !requireApproval) {
-        approval = await this.record(server.name, name, tool, FIRST_SEEN);
+        approval = await this.record(serverId(server), name, tool, FIRST_SEEN);
       }
       if (!approval || approval.hash !== current) {
-        this.hold(server.name, name, tool, current, approval?.hash);
+        this.hold(serverId(server), name, tool, current, approval?.hash);
         if (mode === 'block' || !approval)
           return {
             show: false,

@@ -12,6 +12,7 @@ import type { Principal } from '../../shared/identity/principal.js';
 import { watchFiles, type FileWatch } from '../../shared/files/watch.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 const CACHE_LIMIT = 20_000;
 
@@ -41,7 +42,7 @@ export class BackendIdentity {
     });
     this.ttl = bi.ttlSeconds;
     for (const s of config.servers)
-      if (s.transport !== 'stdio' && s.identity !== 'none') this.modes.set(s.name, s.identity);
+      if (s.transport !== 'stdio' && s.identity !== 'none') this.modes.set(serverId(s), s.identity);
     if (bi.hmacKeyFile) {
       const file = bi.hmacKeyFile;
       this.hmacKey = readHmacKey(file);

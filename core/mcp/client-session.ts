@@ -53,6 +53,7 @@ import {
   type StageSpan,
 } from '../../shared/telemetry/tracing.js';
 import { matchUriTemplate } from './uri-template.js';
+import { unknownScope, VIRTUAL_SCOPE_PREFIX, type VirtualView } from './virtual-view.js';
 
 /** A forwarded client request, as the backend events see it. */
 export interface CallContext {
@@ -129,17 +130,53 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     return this.view;
   }
 
+  /** A merged view: /mcp, or a virtual server's /v/{name}/mcp. */
   get isAggregate(): boolean {
-    return this.scope === AGGREGATE;
+    return this.scope === AGGREGATE || this.virtualName !== undefined;
+  }
+
+  /** The name of the virtual server this session is on (scope `v/{name}`). */
+  private get virtualName(): string | undefined {
+    return this.scope.startsWith(VIRTUAL_SCOPE_PREFIX)
+      ? this.scope.slice(VIRTUAL_SCOPE_PREFIX.length)
+      : undefined;
+  }
+
+  /** The session's virtual server as it is now; it may have been deleted since the session opened. */
+  private virtual(): VirtualView | undefined {
+    const name = this.virtualName;
+    if (name === undefined) return undefined;
+    const v = this.core.virtualServer(name);
+    if (!v || (v.tenant !== undefined && v.tenant !== this.identity.tenant)) throw unknownScope(this.scope);
+    return v;
+  }
+
+  /** The server ids a virtual server's references stand for now (a plain name: its default version). */
+  private virtualServerIds(v: VirtualView): Set<string> {
+    const ids = new Set<string>();
+    for (const ref of v.refs()) {
+      const id = this.core.resolveServer(ref);
+      if (id !== undefined) ids.add(id);
+    }
+    return ids;
   }
 
   /** Whether this session hears about `server` (log messages, list changes): never another tenant's. */
   uses(server: string): boolean {
+    if (this.virtualName !== undefined) {
+      const v = this.core.virtualServer(this.virtualName);
+      return v !== undefined && this.virtualServerIds(v).has(server) && this.access.serverVisible(server);
+    }
     return this.isAggregate ? this.access.serverVisible(server) : this.scope === server;
   }
 
   /** Backends this session can see, in config order. */
   private backends(): ServerBackend[] {
+    const v = this.virtual();
+    if (v) {
+      const ids = this.virtualServerIds(v);
+      return this.core.backendList().filter((b) => ids.has(b.name) && this.access.serverVisible(b.name));
+    }
     if (this.isAggregate) return this.core.backendList().filter((b) => this.access.serverVisible(b.name));
     const own = this.core.backend(this.scope);
     // The registry may have removed the server since this session opened.
@@ -239,13 +276,15 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     this.clientCapabilities = (p.capabilities as JsonObject | undefined) ?? {};
     this.clientInfo = (p.clientInfo as JsonObject | undefined) ?? { name: 'unknown', version: '0' };
     if (this.isAggregate) {
+      const v = this.virtual();
       return {
         jsonrpc: '2.0',
         id: req.id,
         result: {
           protocolVersion: this.protocolVersion,
           capabilities: AGGREGATE_CAPABILITIES,
-          serverInfo: this.core.serverInfo,
+          serverInfo: v ? { ...this.core.serverInfo, name: v.name } : this.core.serverInfo,
+          ...(v?.description !== undefined && { instructions: v.description }),
         },
       };
     }
@@ -524,10 +563,25 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         }
       }),
     );
+    const v = this.virtual();
+    if (v) {
+      // A virtual server: only the chosen items, under their aliases (no prefixes, no gateway URIs).
+      if (kind === 'resourceTemplates') {
+        this.templates.clear();
+        for (const [ref, tpls] of v.templates()) {
+          const id = this.core.resolveServer(ref);
+          if (id !== undefined) this.templates.set(id, tpls);
+        }
+      }
+      return v.select(kind, perServer, (ref) => this.core.resolveServer(ref));
+    }
     if (kind === 'tools' || kind === 'prompts') {
       const names = kind === 'tools' ? this.tools : this.prompts;
-      return perServer.flatMap(({ server, items }) =>
-        items.map((it) => ({ ...it, name: names.assign(server, String(it.name)) })),
+      // A family's default version is listed under the plain name; when the default moves, names follow.
+      const prefixes = perServer.map(({ server }) => this.core.prefixOf(server));
+      perServer.forEach(({ server }, i) => names.keepPrefix(server, prefixes[i]!));
+      return perServer.flatMap(({ server, items }, i) =>
+        items.map((it) => ({ ...it, name: names.assign(server, String(it.name), prefixes[i]) })),
       );
     }
     if (kind === 'resourceTemplates') {
@@ -590,19 +644,29 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     kind: 'tools' | 'prompts',
     exposed: string,
   ): Promise<{ server: string; name: string } | undefined> {
+    const v = this.virtual();
+    if (v) {
+      const chosen = v.resolve(kind, exposed);
+      const id = chosen && this.core.resolveServer(chosen.server);
+      return id !== undefined && this.access.serverVisible(id)
+        ? { server: id, name: chosen!.name }
+        : undefined;
+    }
     const names = kind === 'tools' ? this.tools : this.prompts;
     const known = names.resolve(exposed);
     if (known) return known;
-    // Fast path: a plain `{server}__{name}` needs no catalog.
+    // Fast path: a plain `{server}__{name}` needs no catalog. `{family}__{name}` is the default version;
+    // `{id}__{name}` reaches any version, the default too (listed under the family name only).
     const split = splitExposedName(exposed);
+    const id = split && this.core.resolveServer(split.server);
     if (
       split &&
-      this.core.backend(split.server) &&
-      this.access.serverVisible(split.server) &&
+      id !== undefined &&
+      this.access.serverVisible(id) &&
       isClientSafeName(exposed) &&
       exposedName(split.server, split.name) === exposed
     )
-      return split;
+      return { server: id, name: split.name };
     await this.collect(kind);
     return names.resolve(exposed);
   }
@@ -615,6 +679,16 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
 
   private async resolveUri(uri: string): Promise<{ server: string; uri: string } | undefined> {
     if (!this.isAggregate) return { server: this.scope, uri };
+    const v = this.virtual();
+    if (v) {
+      const ref = v.resolveUri(uri);
+      const id = ref === undefined ? undefined : this.core.resolveServer(ref);
+      return id !== undefined &&
+        this.access.serverVisible(id) &&
+        this.access.itemVisible('resources', id, uri)
+        ? { server: id, uri }
+        : undefined;
+    }
     const fromGateway = parseGatewayUri(uri);
     if (fromGateway && this.core.backend(fromGateway.server) && this.access.serverVisible(fromGateway.server))
       return this.access.itemVisible('resources', fromGateway.server, fromGateway.uri)
@@ -639,7 +713,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const target = scoped ? { server: scoped, uri: exposedUri } : await this.resolveUri(exposedUri);
     const params = { ...req.params, uri: target?.uri ?? exposedUri };
     if (!target) {
-      if (req.method !== 'resources/read')
+      if (req.method !== 'resources/read' || this.virtualName !== undefined)
         throw new GatewayError('GW_UNKNOWN_RESOURCE', `Resource not found: ${exposedUri}`, {
           uri: exposedUri,
         });
@@ -920,7 +994,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         return;
       }
       case 'notifications/roots/list_changed':
-        for (const b of this.backends()) {
+        // A virtual server deleted since: no backend to tell.
+        for (const b of this.virtualName === undefined || this.core.virtualServer(this.virtualName)
+          ? this.backends()
+          : []) {
           b.existingClientFor(this)?.notify(n.method);
           if (b.shared) this.core.noteRootsSession(b.name, this);
         }

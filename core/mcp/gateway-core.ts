@@ -59,6 +59,9 @@ import type { ApprovalStore } from '../../shared/ports/approval-store.js';
 import { ToolGovernance } from '../governance/tool-governance.js';
 import { auditEvent, AUDITED_METHODS } from './audit-record.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
+import { familyDefaults, serverId } from '../../shared/mcp/server-versions.js';
+import type { VirtualServerConfig } from '../../shared/config/virtual-schema.js';
+import { unknownScope, VIRTUAL_SCOPE_PREFIX, VirtualView } from './virtual-view.js';
 
 /** Which client capability a server-to-client request needs. */
 const REQUIRED_CAPABILITY: Record<string, string> = {
@@ -138,6 +141,9 @@ export class GatewayCore implements CoreService {
   /** Lifecycle, approval and pinning, classification of tools (docs/governance.md). */
   readonly governance: ToolGovernance;
   private readonly backends = new Map<string, ServerPool>();
+  private readonly virtuals = new Map<string, VirtualView>();
+  /** Family name -> id of the version served under the plain name (server-versions.ts). */
+  private defaults = new Map<string, string>();
   readonly responseCache: ToolResponseCache;
   private readonly ownedBreakerState: BreakerStateStore | undefined;
   private readonly poolDeps: PoolDeps;
@@ -194,7 +200,9 @@ export class GatewayCore implements CoreService {
         this.catalog.declares(client, 'tools') ? this.catalog.list(client, 'tools') : [],
     };
     for (const s of opts.config.servers)
-      if (s.enabled) this.backends.set(s.name, new ServerPool(s, events, poolDeps));
+      if (s.enabled) this.backends.set(serverId(s), new ServerPool(s, events, poolDeps));
+    this.defaults = familyDefaults(this.backendList().map((b) => b.config));
+    for (const v of opts.config.virtualServers ?? []) this.virtuals.set(v.name, new VirtualView(v));
     this.poolDeps = poolDeps;
     const plugins = opts.plugins ?? [];
     this.audit = opts.audit;
@@ -245,6 +253,7 @@ export class GatewayCore implements CoreService {
       this.backends.set(name, backend);
       await backend.start();
     }
+    this.defaults = familyDefaults(this.backendList().map((b) => b.config));
     this.log.info(
       { server: name, action: wanted ? (old ? 'restarted' : 'started') : 'stopped' },
       'registry change applied',
@@ -254,8 +263,46 @@ export class GatewayCore implements CoreService {
 
   hasScope(scope: string, identity?: Principal): boolean {
     if (scope === 'aggregate') return true;
-    if (!this.backends.has(scope)) return false;
-    return identity === undefined || this.access.forPrincipal(identity).serverVisible(scope);
+    if (scope.startsWith(VIRTUAL_SCOPE_PREFIX)) {
+      const v = this.virtuals.get(scope.slice(VIRTUAL_SCOPE_PREFIX.length));
+      return (
+        v !== undefined && (identity === undefined || v.tenant === undefined || v.tenant === identity.tenant)
+      );
+    }
+    const id = this.resolveServer(scope);
+    if (id === undefined) return false;
+    return identity === undefined || this.access.forPrincipal(identity).serverVisible(id);
+  }
+
+  /** A virtual server (/v/{name}/mcp) as routing uses it. */
+  virtualServer(name: string): VirtualView | undefined {
+    return this.virtuals.get(name);
+  }
+
+  /**
+   * Applies a virtual server's change (from the config file or the admin API, on this gateway or
+   * another): its sessions hear list_changed; a deleted one's sessions get GW_UNKNOWN_VIRTUAL_SERVER.
+   */
+  setVirtualServer(name: string, config: VirtualServerConfig | undefined): void {
+    if (config) this.virtuals.set(name, new VirtualView(config));
+    else if (!this.virtuals.delete(name)) return;
+    for (const s of this.sessions) {
+      if (s.scope !== `${VIRTUAL_SCOPE_PREFIX}${name}`) continue;
+      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/prompts/list_changed' });
+      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/resources/list_changed' });
+    }
+  }
+
+  /** The running server a name means: a server id, or a family name (its default version). */
+  resolveServer(name: string): string | undefined {
+    return this.backends.has(name) ? name : this.defaults.get(name);
+  }
+
+  /** The prefix of a server's tools and prompts on /mcp: its family name while it is the default version. */
+  prefixOf(id: string): string {
+    const config = this.backends.get(id)?.config;
+    return config?.version !== undefined && this.defaults.get(config.name) === id ? config.name : id;
   }
 
   backend(name: string): ServerPool | undefined {
@@ -271,9 +318,13 @@ export class GatewayCore implements CoreService {
   }
 
   openSession(o: OpenSessionOptions): CoreSessionHandle {
-    if (!this.hasScope(o.scope, o.identity))
-      throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${o.scope}`, { server: o.scope });
-    const s = new ClientSession(o.id, o.principal, o.scope, o.unrelated, this, o.identity ?? ANONYMOUS);
+    if (!this.hasScope(o.scope, o.identity)) throw unknownScope(o.scope);
+    // /servers/{family}/mcp is pinned, for the session's life, to the version that is the default now.
+    const scope =
+      o.scope === 'aggregate' || o.scope.startsWith(VIRTUAL_SCOPE_PREFIX)
+        ? o.scope
+        : this.resolveServer(o.scope)!;
+    const s = new ClientSession(o.id, o.principal, scope, o.unrelated, this, o.identity ?? ANONYMOUS);
     s.modern = o.modern ?? false;
     this.sessions.add(s);
     if (o.restore) s.restore(o.restore);

@@ -15,6 +15,7 @@ import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { PolicyConfig } from '../../shared/config/security-schema.js';
 import { principalKey, type Principal } from '../../shared/identity/principal.js';
 import { globMatcher, type GlobMatcher } from './glob.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 export type ItemKind = 'tools' | 'prompts' | 'resources';
 
@@ -60,7 +61,7 @@ export class AccessControl {
   generation = 0;
 
   constructor(config: GatewayConfig) {
-    for (const s of config.servers) this.tenants.set(s.name, s.tenant);
+    for (const s of config.servers) this.tenants.set(serverId(s), s.tenant);
     this.global = config.policy && compilePolicy(config.policy);
   }
 

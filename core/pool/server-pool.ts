@@ -50,6 +50,7 @@ import {
   withoutGatewayMeta,
   type ToolResponseCache,
 } from './tool-cache.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 /** What the pools of one core share. */
 export interface PoolDeps {
@@ -189,7 +190,7 @@ export class ServerPool implements ServerBackend {
         ejectMs: config.breaker.resetTimeoutMs,
         activeChecks: config.health.intervalMs > 0,
       });
-      const breaker = new ReplicaBreaker(`${config.name}/${s.id}`, config.breaker, (state, remote) =>
+      const breaker = new ReplicaBreaker(`${serverId(config)}/${s.id}`, config.breaker, (state, remote) =>
         this.breakerChanged(replica, state, remote),
       );
       const replica: Replica = new Replica(s.id, i, s.weight, undefined as never, health, breaker);
@@ -199,7 +200,7 @@ export class ServerPool implements ServerBackend {
   }
 
   get name(): string {
-    return this.config.name;
+    return serverId(this.config);
   }
 
   get shared(): boolean {

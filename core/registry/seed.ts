@@ -9,6 +9,7 @@ import { canonicalJson } from '../../shared/canonical-json.js';
 import type { ServerConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
 import { RegistryConflictError, type RegistryStore } from '../../shared/ports/registry-store.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 export const CONFIG_AUTHOR = 'config';
 
@@ -26,21 +27,21 @@ export async function seedRegistry(
   log?: Logger,
 ): Promise<SeedReport> {
   const report: SeedReport = { created: [], updated: [], deleted: [], kept: [] };
-  const named = new Set(servers.map((s) => s.name));
+  const named = new Set(servers.map(serverId));
   for (const server of servers) {
     try {
       await seedOne(store, server, report);
     } catch (err) {
       // Another gateway seeding at the same moment won: what it wrote is the same file's.
       if (!(err instanceof RegistryConflictError)) throw err;
-      report.kept.push(server.name);
+      report.kept.push(serverId(server));
     }
   }
   for (const entry of await store.list()) {
-    if (named.has(entry.server.name) || entry.updatedBy !== CONFIG_AUTHOR) continue;
+    if (named.has(serverId(entry.server)) || entry.updatedBy !== CONFIG_AUTHOR) continue;
     try {
-      if (await store.delete(entry.server.name, CONFIG_AUTHOR, { expectedVersion: entry.version }))
-        report.deleted.push(entry.server.name);
+      if (await store.delete(serverId(entry.server), CONFIG_AUTHOR, { expectedVersion: entry.version }))
+        report.deleted.push(serverId(entry.server));
     } catch (err) {
       if (!(err instanceof RegistryConflictError)) throw err;
     }
@@ -54,22 +55,22 @@ export async function seedRegistry(
 }
 
 async function seedOne(store: RegistryStore, server: ServerConfig, report: SeedReport): Promise<void> {
-  const current = await store.get(server.name);
+  const current = await store.get(serverId(server));
   if (!current) {
-    const last = (await store.history(server.name)).at(-1);
+    const last = (await store.history(serverId(server))).at(-1);
     if (last && last.changedBy !== CONFIG_AUTHOR) {
-      report.kept.push(server.name); // deleted by an operator: stays deleted
+      report.kept.push(serverId(server)); // deleted by an operator: stays deleted
       return;
     }
     await store.upsert(server, CONFIG_AUTHOR, { expectedVersion: 0 });
-    report.created.push(server.name);
+    report.created.push(serverId(server));
     return;
   }
   if (current.updatedBy !== CONFIG_AUTHOR) {
-    report.kept.push(server.name);
+    report.kept.push(serverId(server));
     return;
   }
   if (canonicalJson(current.server) === canonicalJson(server)) return;
   await store.upsert(server, CONFIG_AUTHOR, { expectedVersion: current.version });
-  report.updated.push(server.name);
+  report.updated.push(serverId(server));
 }

@@ -24,6 +24,7 @@ import { compileTools, type CompiledTool } from './rest-tools.js';
 import { callEndpoint } from './rest-call.js';
 import { TokenExchanger } from './token-exchange.js';
 import { TokenCounter } from './token-budget.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 /** One counter for every REST server of the process: identical answers are counted once. */
 export const resultTokens = new TokenCounter();
@@ -45,7 +46,7 @@ export class RestBackend implements ServerBackend {
     const a = config.auth;
     if (a?.kind === 'token-exchange')
       this.exchanger = new TokenExchanger({
-        server: config.name,
+        server: serverId(config),
         tokenUrl: a.tokenUrl,
         audience: a.audience,
         resource: a.resource,
@@ -57,7 +58,7 @@ export class RestBackend implements ServerBackend {
   }
 
   get name(): string {
-    return this.config.name;
+    return serverId(this.config);
   }
 
   status() {

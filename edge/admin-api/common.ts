@@ -6,6 +6,7 @@ import type { ApiKeyStore } from '../../shared/ports/api-key-store.js';
 import type { RegistryStore } from '../../shared/ports/registry-store.js';
 import type { ReadinessReport } from '../../shared/ports/core-service.js';
 import type { AdminStore } from './store.js';
+import type { VirtualServerStore } from '../../shared/ports/virtual-server-store.js';
 
 export const ADMIN_API_PREFIX = '/admin/api/v1';
 
@@ -27,6 +28,8 @@ export interface AdminApiDeps {
   /** The running gateway: health and capabilities (absent on a node without one). */
   core?: AdminCoreView;
   apiKeys?: ApiKeyStore;
+  /** Virtual servers (/v/{name}/mcp); absent: the routes answer 404. */
+  virtualServers?: VirtualServerStore;
 }
 
 /** What the admin API reads of the running core (cli/admin-api.ts adapts the GatewayCore). */

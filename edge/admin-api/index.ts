@@ -26,12 +26,18 @@ import {
   type AdminPlugin,
 } from './common.js';
 import { serverRoutes } from './servers.js';
+import { virtualServerRoutes } from './virtual-servers.js';
 import { keyRoutes } from './keys.js';
 import { policyRoutes } from './policies.js';
 
 export * from './common.js';
 
-export const ADMIN_PLUGINS: readonly AdminPlugin[] = [serverRoutes, keyRoutes, policyRoutes];
+export const ADMIN_PLUGINS: readonly AdminPlugin[] = [
+  serverRoutes,
+  keyRoutes,
+  policyRoutes,
+  virtualServerRoutes,
+];
 
 export async function registerAdminApi(
   app: FastifyInstance,

@@ -6,6 +6,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { runtimeServerSchema, type ServerConfig } from '../../shared/config/schema.js';
 import { RegistryConflictError, type RegistryEntry } from '../../shared/ports/registry-store.js';
+import { defaultMember, serverId } from '../../shared/mcp/server-versions.js';
 import { callerOf, expectedVersionOf, fail, type AdminCaller, type AdminPlugin, errors } from './common.js';
 
 const nameParam = {
@@ -47,9 +48,12 @@ function redacted(s: ServerConfig): Record<string, unknown> {
 
 export const serverRoutes: AdminPlugin = async (app, deps) => {
   const view = (e: RegistryEntry) => {
-    const st = deps.core?.readiness().servers[e.server.name];
+    const id = serverId(e.server);
+    const st = deps.core?.readiness().servers[id];
     return {
-      name: e.server.name,
+      name: id,
+      family: e.server.name,
+      serverVersion: e.server.version ?? null,
       version: e.version,
       updatedAt: new Date(e.updatedAt).toISOString(),
       updatedBy: e.updatedBy,
@@ -65,7 +69,18 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
   const found = async (req: FastifyRequest, reply: FastifyReply, name: string) => {
     const e = await deps.registry.get(name);
     if (!e || !visible(callerOf(req), e.server)) {
-      fail(reply, 404, `no server "${name}"`, 'name');
+      // A plain name whose server runs in versions: say where they are.
+      const versions = e
+        ? []
+        : (await deps.registry.versions(name)).filter((v) => visible(callerOf(req), v.server));
+      fail(
+        reply,
+        404,
+        versions.length > 0
+          ? `no server "${name}": it runs in versions (${versions.map((v) => serverId(v.server)).join(', ')}); see /servers/${name}/versions`
+          : `no server "${name}"`,
+        'name',
+      );
       return undefined;
     }
     return e;
@@ -96,7 +111,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
       actor: callerOf(req).actor,
       tenant: e.server.tenant ?? null,
       kind: 'server',
-      target: e.server.name,
+      target: serverId(e.server),
       op,
       version: e.version,
     });
@@ -139,7 +154,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
         return reply.code(201).header('etag', `"${e.version}"`).send(view(e));
       } catch (err) {
         if (err instanceof RegistryConflictError)
-          return fail(reply, 409, `server "${server.name}" exists already`, 'name');
+          return fail(reply, 409, `server "${serverId(server)}" exists already`, 'name');
         throw err;
       }
     },
@@ -159,13 +174,21 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
     async (req, reply) => {
       const name = (req.params as { name: string }).name;
       const body = req.body as Record<string, unknown>;
-      if (body.name !== name) return fail(reply, 400, `name must be "${name}" (the URL's)`, 'name');
       const expected = expectedVersionOf(req, body);
       if (expected === null) return fail(reply, 400, 'If-Match must be "<version>"', 'If-Match');
       const current = await found(req, reply, name);
       if (!current) return reply;
       const server = parsed(req, reply, body);
       if (!server) return reply;
+      if (serverId(server) !== name)
+        return fail(
+          reply,
+          400,
+          server.version === undefined && current.server.version === undefined
+            ? `name must be "${name}" (the URL's)`
+            : `name and version must make "${name}" (the URL's): name "${current.server.name}", version "${current.server.version ?? ''}"`,
+          server.name !== current.server.name ? 'name' : 'version',
+        );
       try {
         const e = await deps.registry.upsert(server, callerOf(req).actor, {
           expectedVersion: expected ?? current.version,
@@ -236,6 +259,36 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
     },
   );
 
+  app.get(
+    '/servers/:name/versions',
+    {
+      schema: {
+        summary: 'The versions of a server that run at once, and the one served under the plain name',
+        tags: ['servers'],
+        params: nameParam,
+        response: errors,
+      },
+    },
+    async (req, reply) => {
+      const name = (req.params as { name: string }).name;
+      const caller = callerOf(req);
+      const members = (await deps.registry.versions(name)).filter((e) => visible(caller, e.server));
+      if (members.length === 0) return fail(reply, 404, `no server named "${name}"`, 'name');
+      const chosen = defaultMember(members.map((e) => e.server));
+      const defaultId = chosen && serverId(chosen);
+      return {
+        name,
+        default: defaultId ?? null,
+        versions: members.map((e) => ({
+          ...view(e),
+          default: serverId(e.server) === defaultId,
+          enabled: e.server.enabled,
+          lifecycle: e.server.lifecycle,
+        })),
+      };
+    },
+  );
+
   const capabilitiesOf = async (name: string) => {
     const caps = await deps.core
       ?.capabilities(name)
@@ -256,7 +309,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
     async (req, reply) => {
       const e = await found(req, reply, (req.params as { name: string }).name);
       if (!e) return reply;
-      return { server: e.server.name, ...(await capabilitiesOf(e.server.name)) };
+      return { server: serverId(e.server), ...(await capabilitiesOf(serverId(e.server))) };
     },
   );
 
@@ -273,7 +326,10 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
       const caller = callerOf(req);
       const entries = (await deps.registry.list()).filter((e) => visible(caller, e.server));
       const servers = await Promise.all(
-        entries.map(async (e) => ({ server: e.server.name, ...(await capabilitiesOf(e.server.name)) })),
+        entries.map(async (e) => ({
+          server: serverId(e.server),
+          ...(await capabilitiesOf(serverId(e.server))),
+        })),
       );
       return { servers };
     },
@@ -290,7 +346,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
           properties: {
             after: { type: 'integer', minimum: 0, description: 'Changes after this id (paging).' },
             limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
-            kind: { type: 'string', enum: ['server', 'api-key', 'policy'] },
+            kind: { type: 'string', enum: ['server', 'api-key', 'policy', 'virtual-server'] },
           },
           additionalProperties: false,
         },

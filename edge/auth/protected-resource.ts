@@ -15,11 +15,14 @@ export function publicBase(config: GatewayConfig, req: FastifyRequest): string {
   return `${req.protocol}://${req.headers.host ?? 'localhost'}`;
 }
 
-/** The resource path a request's metadata is published for (`/mcp`, `/servers/x/mcp`, or none). */
+/** The resource path a request's metadata is published for (`/mcp`, `/servers/x/mcp`, `/v/x/mcp`, or none). */
 function resourcePath(url: string): string {
   const path = url.split('?')[0]!;
   const m = /^\/servers\/([^/]+)\/(mcp|sse|message)$/.exec(path);
   if (m) return `/servers/${m[1]}/mcp`;
+  // A virtual server (docs/registry.md) is a resource of its own.
+  const v = /^\/v\/([^/]+)\/mcp$/.exec(path);
+  if (v) return `/v/${v[1]}/mcp`;
   return path === '/mcp' ? '/mcp' : '';
 }
 
@@ -58,7 +61,7 @@ export function registerProtectedResourceMetadata(app: FastifyInstance, config: 
   );
   app.get(`${METADATA_PATH}/*`, async (req, reply) => {
     const suffix = `/${(req.params as { '*': string })['*']}`;
-    if (suffix !== '/mcp' && !/^\/servers\/[^/]+\/mcp$/.test(suffix))
+    if (suffix !== '/mcp' && !/^\/(?:servers|v)\/[^/]+\/mcp$/.test(suffix))
       return reply.code(404).send({ error: 'not_found' });
     return reply.header('cache-control', 'max-age=300').send(document(req, suffix));
   });

@@ -18,6 +18,7 @@ import type { GatewayMetrics } from '../../shared/telemetry/metrics.js';
 import type { Topology } from '../../shared/telemetry/topology.js';
 import { USAGE_DIMENSIONS, type UsageAnalytics, type UsageDimension } from '../../shared/telemetry/usage.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 export interface AdminRoutesOptions {
   config: GatewayConfig;
@@ -128,7 +129,7 @@ export function registerAdminRoutes(app: FastifyInstance, o: AdminRoutesOptions)
 async function liveSnapshot(o: AdminRoutesOptions): Promise<Record<string, unknown>> {
   const usage = o.usage;
   const r = o.readiness();
-  const transports = new Map(o.config.servers.map((s) => [s.name, s.transport]));
+  const transports = new Map(o.config.servers.map((s) => [serverId(s), s.transport]));
   const totals = o.metrics ? await o.metrics.totals() : { quotaRefusals: {}, authFailures: 0 };
   return {
     t: Date.now(),

@@ -31,6 +31,7 @@ import { hostRouter } from './host-routing.js';
 import { endSseStreams, openSseStreams } from './sse.js';
 import { isDraining, type DrainResult } from '../../shared/lifecycle/drain.js';
 import { InflightRequests } from '../../shared/lifecycle/inflight.js';
+import { serverId } from '../../shared/mcp/server-versions.js';
 
 export interface EdgeAppOptions {
   config: GatewayConfig;
@@ -76,10 +77,9 @@ export interface EdgeApp {
 
 export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   const routing = o.config.http.hostRouting
-    ? hostRouter(
-        o.config.http.hostRouting.pattern,
-        o.config.servers.map((s) => s.name),
-      )
+    ? hostRouter(o.config.http.hostRouting.pattern, [
+        ...new Set(o.config.servers.flatMap((s) => [serverId(s), s.name])),
+      ])
     : undefined;
   const app = Fastify({
     logger: false,
@@ -162,10 +162,10 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
       .send(JSON.stringify(toRpcError(null, ge)));
   });
 
-  const mcpPaths = ['/mcp', '/servers/:name/mcp'];
+  const mcpPaths = ['/mcp', '/servers/:name/mcp', '/v/:virtual/mcp'];
   // Every MCP transport, the legacy HTTP+SSE pair (2024-11-05) included, is a DNS-rebinding target; so is
   // the admin API and its dashboard, which answer loopback clients without a token.
-  const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/', '/admin/', '/dashboard'];
+  const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/', '/v/', '/admin/', '/dashboard'];
   app.addHook('onRequest', async (req, reply) => {
     if (!guardedPrefixes.some((p) => req.url.startsWith(p))) return;
     const { allowedHosts, allowedOrigins, cors } = o.config.http;
@@ -204,12 +204,19 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
 
   // A server of another tenant, or one the policy hides, does not exist for this caller: 404.
   const scopeOf = (req: import('fastify').FastifyRequest): string | undefined => {
-    const name = (req.params as { name?: string }).name;
+    const { name, virtual } = req.params as { name?: string; virtual?: string };
+    // A virtual server (docs/registry.md): another tenant's does not exist for this caller either.
+    if (virtual !== undefined)
+      return o.core.hasScope(`v/${virtual}`, requestPrincipal(req.raw)) ? `v/${virtual}` : undefined;
     if (name === undefined) return 'aggregate';
     return o.core.hasScope(name, requestPrincipal(req.raw)) && name !== 'aggregate' ? name : undefined;
   };
   const unknownServer = (reply: import('fastify').FastifyReply, params: unknown) => {
-    const ge = new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${(params as { name?: string }).name}`);
+    const { name, virtual } = params as { name?: string; virtual?: string };
+    const ge =
+      virtual !== undefined
+        ? new GatewayError('GW_UNKNOWN_VIRTUAL_SERVER', `Unknown virtual server: ${virtual}`)
+        : new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${name}`);
     return reply
       .code(404)
       .header('content-type', 'application/json')

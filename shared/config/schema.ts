@@ -6,6 +6,8 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { restServerFields } from './rest-schema.js';
 import { governanceSchema, serverGovernanceFields, toolGovernanceSchema } from './governance-schema.js';
+import { serverId, VERSION_PATTERN } from '../mcp/server-versions.js';
+import { virtualServerRefs, virtualServerSchema } from './virtual-schema.js';
 import {
   authSchema,
   httpSecurityKeys,
@@ -304,6 +306,19 @@ export const poolsSchema = z
 
 const common = {
   name: serverName,
+  version: z
+    .string()
+    .regex(VERSION_PATTERN, 'letters, digits and inner "-", at most 16 characters (e.g. v2, 2024-06)')
+    .optional()
+    .describe(
+      'A version of the server `name` (docs/registry.md): several versions run at once, each as the server `{name}-{version}` (its tools `payments-v2__charge`, `/servers/payments-v2/mcp`); the default version is also served under the plain `name`.',
+    ),
+  defaultVersion: z
+    .boolean()
+    .optional()
+    .describe(
+      'Serve this version under the plain `name`. Unmarked: an unversioned server of that name, else the highest version (`v10` > `v9`).',
+    ),
   identity: z
     .enum(['none', 'headers', 'delegation'])
     .default('none')
@@ -1376,6 +1391,12 @@ export const configSchema = z
     ),
     // Runtime form: every HTTP server gets `url` (its first replica) and `replicas` as {url, weight}.
     servers: z.array(serverSchema.transform(normalizeServer)).default([]).describe('Backend MCP servers.'),
+    virtualServers: z
+      .array(virtualServerSchema)
+      .default([])
+      .describe(
+        'Named endpoints /v/{name}/mcp exposing chosen tools, prompts and resources of several servers, with aliases (docs/registry.md).',
+      ),
   })
   .strict()
   .superRefine((cfg, ctx) => {
@@ -1426,14 +1447,49 @@ export const configSchema = z
     }
     const seen = new Set<string>();
     checkTiers(cfg, ctx);
+    const marked = new Set<string>();
     cfg.servers.forEach((s, i) => {
-      if (seen.has(s.name))
+      const id = serverId(s);
+      if (seen.has(id))
         ctx.addIssue({
           code: 'custom',
           path: ['servers', i, 'name'],
-          message: `duplicate server name "${s.name}"`,
+          message:
+            s.version === undefined
+              ? `duplicate server name "${id}"`
+              : `duplicate server "${id}" (name "${s.name}", version "${s.version}")`,
         });
-      seen.add(s.name);
+      seen.add(id);
+      if (s.defaultVersion !== undefined && s.version === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['servers', i, 'defaultVersion'],
+          message: 'defaultVersion needs a version',
+        });
+      if (s.defaultVersion === true && marked.has(s.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['servers', i, 'defaultVersion'],
+          message: `another version of "${s.name}" is the default already`,
+        });
+      if (s.defaultVersion === true) marked.add(s.name);
+    });
+    const virtualNames = new Set<string>();
+    cfg.virtualServers.forEach((v, i) => {
+      if (virtualNames.has(v.name))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['virtualServers', i, 'name'],
+          message: `duplicate virtual server "${v.name}"`,
+        });
+      virtualNames.add(v.name);
+      for (const ref of virtualServerRefs(v))
+        if (!seen.has(ref.server) && !cfg.servers.some((s) => s.name === ref.server))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['virtualServers', i, ...ref.path],
+            message: `no server "${ref.server}" in servers`,
+          });
     });
     if (cfg.pools.sharedState === 'redis' && !cfg.redis)
       ctx.addIssue({

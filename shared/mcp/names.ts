@@ -40,26 +40,40 @@ export function splitExposedName(exposed: string): { server: string; name: strin
   return { server: exposed.slice(0, i), name: exposed.slice(i + SEPARATOR.length) };
 }
 
-/** Two-way map of exposed names for one kind (tools or prompts) in one aggregate view. */
+/**
+ * Two-way map of exposed names for one kind (tools or prompts) in one aggregate view. The prefix is the
+ * server's id, or its family name while it is the family's default version (server-versions.ts).
+ */
 export class NameMap {
-  private readonly byExposed = new Map<string, { server: string; name: string }>();
+  private readonly byExposed = new Map<string, { server: string; name: string; prefix: string }>();
   private readonly byOriginal = new Map<string, string>();
 
   /** Assigns (or returns) the exposed name of (server, name), stepping around collisions deterministically. */
-  assign(server: string, name: string): string {
+  assign(server: string, name: string, prefix = server): string {
     const key = `${server}\0${name}`;
     const known = this.byOriginal.get(key);
     if (known !== undefined) return known;
     let salt = 0;
-    let exposed = exposedName(server, name);
-    while (this.byExposed.has(exposed)) exposed = exposedName(server, name, ++salt);
-    this.byExposed.set(exposed, { server, name });
+    let exposed = exposedName(prefix, name);
+    while (this.byExposed.has(exposed)) exposed = exposedName(prefix, name, ++salt);
+    this.byExposed.set(exposed, { server, name, prefix });
     this.byOriginal.set(key, exposed);
     return exposed;
   }
 
   resolve(exposed: string): { server: string; name: string } | undefined {
-    return this.byExposed.get(exposed);
+    const v = this.byExposed.get(exposed);
+    return v && { server: v.server, name: v.name };
+  }
+
+  /** Forgets the names of `server` given under another prefix (its family's default version moved). */
+  keepPrefix(server: string, prefix: string): void {
+    for (const [exposed, orig] of this.byExposed) {
+      if (orig.server === server && orig.prefix !== prefix) {
+        this.byExposed.delete(exposed);
+        this.byOriginal.delete(`${orig.server}\0${orig.name}`);
+      }
+    }
   }
 
   clearServer(server: string): void {

@@ -5,6 +5,7 @@
  */
 import type { ServerConfig } from '../config/schema.js';
 
+/** A server as the registry holds it, keyed by its id (server-versions.ts: `serverId`). */
 export interface RegistryEntry {
   server: ServerConfig;
   version: number;
@@ -48,7 +49,10 @@ export class RegistryConflictError extends Error {
 export interface RegistryStore {
   /** Live servers (deleted ones are not listed), by name. */
   list(): Promise<RegistryEntry[]>;
+  /** `name` is a server id: the server's name, or `{name}-{version}` for a versioned one. */
   get(name: string): Promise<RegistryEntry | undefined>;
+  /** The live versions of the family `name` (entries whose server.name is `name`), by id. */
+  versions(name: string): Promise<RegistryEntry[]>;
   /**
    * Creates or updates a server; returns the new entry. Versions of one name only grow, even across a
    * delete and a re-create; concurrent writers each get their own version.

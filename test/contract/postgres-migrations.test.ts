@@ -57,6 +57,8 @@ test('from an empty database every migration applies; the second run applies non
     'schema_migrations',
     'tool_approvals',
     'vault_credentials',
+    'virtual_server_history',
+    'virtual_servers',
   ]);
   const rows = await withClient((c) =>
     c.query(`SELECT version, name FROM ${s}.schema_migrations ORDER BY version`),
@@ -115,7 +117,7 @@ test('the embedded store runs the same migrations, idempotently', async () => {
     const r = await db.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'tenant_a'`,
     );
-    assert.equal(r.rows[0]?.n, 11);
+    assert.equal(r.rows[0]?.n, 13);
   } finally {
     await db.close();
   }

@@ -17,13 +17,20 @@ export interface RegistryFixture {
   peer(): Promise<RegistryStore>;
 }
 
-export function server(name: string, url = `http://127.0.0.1:1/${name}`): ServerConfig {
+export function server(
+  name: string,
+  url = `http://127.0.0.1:1/${name}`,
+  version?: string,
+  more: Record<string, unknown> = {},
+): ServerConfig {
   // Through the schema, as the config file and the admin API do: defaults filled in, runtime form.
   return runtimeServerSchema.parse({
     name,
     transport: 'streamable-http',
     url,
     timeouts: { requestMs: 1000, connectMs: 1000 },
+    ...(version !== undefined && { version }),
+    ...more,
   });
 }
 
@@ -164,6 +171,54 @@ export function registryStoreContract(
       for (const r of results)
         if (r.status === 'rejected') assert.ok(r.reason instanceof RegistryConflictError, String(r.reason));
       assert.equal((await fx.store.history('race')).length, 1);
+    });
+
+    test('versions of one server are entries of their own, keyed {name}-{version}', async () => {
+      await fx.store.upsert(server('pay', undefined, 'v1'), 'alice');
+      await fx.store.upsert(server('pay', undefined, 'v2', { defaultVersion: true }), 'bob');
+      await fx.store.upsert(server('pay-other'), 'carol');
+      const v2 = await fx.store.get('pay-v2');
+      assert.equal(v2?.server.name, 'pay');
+      assert.equal(v2?.server.version, 'v2');
+      assert.equal(v2?.version, 1, 'each version of the server has its own revisions');
+      assert.equal(await fx.store.get('pay'), undefined, 'the plain name is no entry');
+      const family = await fx.store.versions('pay');
+      assert.deepEqual(
+        family.map((e) => [e.server.name, e.server.version]),
+        [
+          ['pay', 'v1'],
+          ['pay', 'v2'],
+        ],
+      );
+      await fx.store.upsert(server('pay', 'http://127.0.0.1:1/v1b', 'v1'), 'alice');
+      assert.equal((await fx.store.get('pay-v1'))?.version, 2);
+      assert.equal((await fx.store.get('pay-v2'))?.version, 1, 'another version is untouched');
+      assert.equal(await fx.store.delete('pay-v1', 'alice'), true);
+      assert.deepEqual(
+        (await fx.store.versions('pay')).map((e) => e.server.version),
+        ['v2'],
+      );
+      assert.deepEqual(await fx.store.versions('nothing'), []);
+    });
+
+    test('concurrent registrations of versions from two gateways: every version once, none lost', async () => {
+      const other = await peer();
+      const labels = Array.from({ length: 12 }, (_, i) => `v${i + 1}`);
+      // Each version registered twice at once (create-only): exactly one of each pair wins.
+      const results = await Promise.allSettled(
+        labels.flatMap((v, i) => [
+          fx.store.upsert(server('multi', undefined, v), `a${i}`, { expectedVersion: 0 }),
+          other.upsert(server('multi', undefined, v), `b${i}`, { expectedVersion: 0 }),
+        ]),
+      );
+      const won = results.filter((r) => r.status === 'fulfilled');
+      assert.equal(won.length, labels.length);
+      for (const r of results)
+        if (r.status === 'rejected') assert.ok(r.reason instanceof RegistryConflictError, String(r.reason));
+      const family = await other.versions('multi');
+      assert.deepEqual(family.map((e) => e.server.version).sort(), [...labels].sort());
+      for (const e of family) assert.equal(e.version, 1);
+      for (const v of labels) assert.equal((await fx.store.history(`multi-${v}`)).length, 1, v);
     });
 
     test("watch: another gateway's change is seen, and its own", async () => {

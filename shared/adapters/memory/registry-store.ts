@@ -7,17 +7,18 @@ import {
   type RegistryVersion,
   type WriteOptions,
 } from '../../ports/registry-store.js';
+import { serverId } from '../../mcp/server-versions.js';
 
 /** In-process RegistryStore for a node that keeps nothing (`store.kind: memory`). */
 export class MemoryRegistryStore implements RegistryStore {
   private readonly entries = new Map<string, RegistryEntry>();
   /** Every version per name; the last one tells whether the server is live or deleted. */
-  private readonly versions = new Map<string, RegistryVersion[]>();
+  private readonly historyOf = new Map<string, RegistryVersion[]>();
   private readonly listeners = new Set<(c: RegistryChange) => void>();
 
   async list(): Promise<RegistryEntry[]> {
     return [...this.entries.values()]
-      .sort((a, b) => (a.server.name < b.server.name ? -1 : 1))
+      .sort((a, b) => (serverId(a.server) < serverId(b.server) ? -1 : 1))
       .map((e) => structuredClone(e));
   }
 
@@ -26,17 +27,21 @@ export class MemoryRegistryStore implements RegistryStore {
     return e ? structuredClone(e) : undefined;
   }
 
+  async versions(name: string): Promise<RegistryEntry[]> {
+    return (await this.list()).filter((e) => e.server.name === name);
+  }
+
   async upsert(server: ServerConfig, by: string, options: WriteOptions = {}): Promise<RegistryEntry> {
-    this.check(server.name, options);
+    this.check(serverId(server), options);
     const entry: RegistryEntry = {
       server: structuredClone(server),
-      version: this.lastVersion(server.name) + 1,
+      version: this.lastVersion(serverId(server)) + 1,
       updatedAt: Date.now(),
       updatedBy: by,
     };
-    this.entries.set(server.name, entry);
+    this.entries.set(serverId(server), entry);
     this.record({
-      name: server.name,
+      name: serverId(server),
       version: entry.version,
       op: 'upsert',
       server: structuredClone(server),
@@ -58,7 +63,7 @@ export class MemoryRegistryStore implements RegistryStore {
   }
 
   async history(name: string): Promise<RegistryVersion[]> {
-    return structuredClone(this.versions.get(name) ?? []);
+    return structuredClone(this.historyOf.get(name) ?? []);
   }
 
   watch(listener: (change: RegistryChange) => void): () => void {
@@ -77,13 +82,13 @@ export class MemoryRegistryStore implements RegistryStore {
   }
 
   private lastVersion(name: string): number {
-    return this.versions.get(name)?.at(-1)?.version ?? 0;
+    return this.historyOf.get(name)?.at(-1)?.version ?? 0;
   }
 
   private record(v: RegistryVersion): void {
-    const list = this.versions.get(v.name) ?? [];
+    const list = this.historyOf.get(v.name) ?? [];
     list.push(v);
-    this.versions.set(v.name, list);
+    this.historyOf.set(v.name, list);
   }
 
   private emit(change: RegistryChange): void {

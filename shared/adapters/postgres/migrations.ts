@@ -163,6 +163,43 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX tool_approvals_tool ON tool_approvals (server, tool, id DESC);`,
   },
+  // 40-49: server versions and virtual servers (docs/registry.md).
+  {
+    version: 40,
+    name: 'server-versions',
+    sql: `
+      -- A row's name is the server's id: its name, or {name}-{version}. The family (the plain name) and
+      -- the version are read from the entry, so that a family's versions are one indexed query.
+      ALTER TABLE registry_servers
+        ADD COLUMN family text GENERATED ALWAYS AS (config->>'name') STORED,
+        ADD COLUMN release text GENERATED ALWAYS AS (config->>'version') STORED,
+        ADD CONSTRAINT registry_servers_id_matches
+          CHECK (deleted OR name = (config->>'name') || COALESCE('-' || (config->>'version'), ''));
+      CREATE INDEX registry_servers_family ON registry_servers (family) WHERE NOT deleted;`,
+  },
+  {
+    version: 41,
+    name: 'virtual-servers',
+    sql: `
+      -- Virtual servers (/v/{name}/mcp), versioned like servers: a delete leaves a tombstone.
+      CREATE TABLE virtual_servers (
+        name text PRIMARY KEY,
+        version bigint NOT NULL CHECK (version > 0),
+        definition jsonb NOT NULL,
+        deleted boolean NOT NULL DEFAULT false,
+        updated_at timestamptz NOT NULL,
+        updated_by text NOT NULL
+      );
+      CREATE TABLE virtual_server_history (
+        name text NOT NULL,
+        version bigint NOT NULL,
+        op text NOT NULL CHECK (op IN ('upsert', 'delete')),
+        definition jsonb,
+        changed_at timestamptz NOT NULL,
+        changed_by text NOT NULL,
+        PRIMARY KEY (name, version)
+      );`,
+  },
 ];
 
 export interface MigrationReport {

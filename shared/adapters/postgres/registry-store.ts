@@ -14,6 +14,7 @@ import {
 } from '../../ports/registry-store.js';
 import { SealedServerFields } from '../../vault/sealed-fields.js';
 import { channelName, type SqlDatabase, type SqlQueryable } from './sql.js';
+import { serverId } from '../../mcp/server-versions.js';
 
 interface ServerRow {
   name: string;
@@ -63,7 +64,7 @@ export class PostgresRegistryStore implements RegistryStore {
       (payload) => store.onNotice(payload),
       () => void store.resync(),
     );
-    for (const e of await store.list()) store.seen.set(e.server.name, e.version);
+    for (const e of await store.list()) store.seen.set(serverId(e.server), e.version);
     return store;
   }
 
@@ -77,6 +78,15 @@ export class PostgresRegistryStore implements RegistryStore {
   async get(name: string): Promise<RegistryEntry | undefined> {
     const e = await getEntry(this.db, name);
     return e && this.opened(e);
+  }
+
+  async versions(name: string): Promise<RegistryEntry[]> {
+    const r = await this.db.query<ServerRow>(
+      `SELECT name, version, config, updated_at, updated_by FROM registry_servers
+       WHERE family = $1 AND NOT deleted ORDER BY name`,
+      [name],
+    );
+    return r.rows.map((row) => this.opened(toEntry(row)));
   }
 
   /**
@@ -118,7 +128,7 @@ export class PostgresRegistryStore implements RegistryStore {
               `UPDATE registry_servers SET version = version + 1, config = $2::jsonb, deleted = false,
                  updated_at = $3, updated_by = $4
                WHERE name = $1 AND NOT deleted AND version = $5 RETURNING version`,
-              [server.name, config, now, by, expectedVersion],
+              [serverId(server), config, now, by, expectedVersion],
             )
           : await tx.query<{ version: number }>(
               `INSERT INTO registry_servers AS s (name, version, config, deleted, updated_at, updated_by)
@@ -127,16 +137,16 @@ export class PostgresRegistryStore implements RegistryStore {
                  deleted = false, updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
                WHERE $5::boolean IS NOT TRUE OR s.deleted
                RETURNING version`,
-              [server.name, config, now, by, expectedVersion === 0],
+              [serverId(server), config, now, by, expectedVersion === 0],
             );
       const version = r.rows[0]?.version;
-      if (version === undefined) throw await conflict(tx, server.name, expectedVersion!);
+      if (version === undefined) throw await conflict(tx, serverId(server), expectedVersion!);
       await tx.query(
         `INSERT INTO registry_history (name, version, op, config, changed_at, changed_by)
          VALUES ($1, $2, 'upsert', $3::jsonb, $4, $5)`,
-        [server.name, version, config, now, by],
+        [serverId(server), version, config, now, by],
       );
-      await notify(tx, this.channel, { type: 'upsert', name: server.name, version });
+      await notify(tx, this.channel, { type: 'upsert', name: serverId(server), version });
       return { server: structuredClone(server), version, updatedAt: now.getTime(), updatedBy: by };
     });
   }
