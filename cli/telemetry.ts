@@ -27,24 +27,33 @@ export async function startTracing(
 ): Promise<TracingHandle | undefined> {
   const t = config.telemetry.tracing;
   if (!t.enabled) return undefined;
-  const [{ OTLPTraceExporter }, { resourceFromAttributes }, base, { NodeTracerProvider }] = await Promise.all(
-    [
-      import('@opentelemetry/exporter-trace-otlp-http'),
+  const [{ OffThreadSpanExporter }, { resourceFromAttributes }, base, { NodeTracerProvider }] =
+    await Promise.all([
+      import('./off-thread-exporter.js'),
       import('@opentelemetry/resources'),
       import('@opentelemetry/sdk-trace-base'),
       import('@opentelemetry/sdk-trace-node'),
-    ],
-  );
+    ]);
   const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } = base;
+  const resource = {
+    'service.name': t.serviceName,
+    'mcpgw.role': config.role,
+    'mcpgw.region': config.region,
+  };
   const spanProcessors: SpanProcessor[] = [...extraProcessors];
+  // The OTLP transform and send run in a worker thread (off-thread-exporter.ts). Every request is
+  // sampled at sampleRatio 1 and makes about eight spans: the queue holds a second of them at a few
+  // thousand requests a second (the default 2048 would drop spans under load), handed over every 200 ms.
   if (t.exporter === 'otlp')
-    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: t.endpoint })));
+    spanProcessors.push(
+      new BatchSpanProcessor(new OffThreadSpanExporter({ url: t.endpoint, resource }, log), {
+        maxQueueSize: 32_768,
+        maxExportBatchSize: 2048,
+        scheduledDelayMillis: 200,
+      }),
+    );
   const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({
-      'service.name': t.serviceName,
-      'mcpgw.role': config.role,
-      'mcpgw.region': config.region,
-    }),
+    resource: resourceFromAttributes(resource),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(t.sampleRatio) }),
     spanProcessors,
   });
