@@ -56,7 +56,7 @@ import { CatalogCache, INVALIDATES } from './catalog.js';
 import { MemoryApprovalStore } from '../../shared/adapters/memory/approval-store.js';
 import type { ApprovalStore } from '../../shared/ports/approval-store.js';
 import { ToolGovernance } from '../governance/tool-governance.js';
-import { auditEvent, AUDITED_METHODS } from './audit-record.js';
+import { auditEvent, AUDITED_METHODS } from '../../shared/audit/audit-event.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
 
 /** Which client capability a server-to-client request needs. */
