@@ -3,7 +3,7 @@
  * sha256(prevHash || canonical JSON of the record), with the record's sequence number inside, so that
  * editing, deleting or appending a record without recomputing everything after it shows.
  */
-import { createHash } from 'node:crypto';
+import crypto, { createHash } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
 import type {
   AuditEvent,
@@ -13,6 +13,10 @@ import type {
   ChainPoint,
   EvidencePackage,
 } from '../ports/audit-sink.js';
+
+/** SHA-256 hex in one call (`crypto.hash`, Node 20.12+; a Hash object on older 20.x). */
+const digest: (algorithm: string, data: string, encoding: 'hex') => string =
+  (crypto as { hash?: typeof digest }).hash ?? ((a, d, e) => createHash(a).update(d).digest(e));
 
 export const GENESIS_HASH = '0'.repeat(64);
 export const HASH_ALGORITHM =
@@ -60,7 +64,8 @@ export function canonicalRecord(r: Hashed): string {
 }
 
 export function recordHash(prevHash: string, r: Hashed): string {
-  return createHash('sha256').update(prevHash).update(canonicalRecord(r)).digest('hex');
+  // One-shot digest: a Hash object per record cost more than the hashing of its few hundred bytes.
+  return digest('sha256', prevHash + canonicalRecord(r), 'hex');
 }
 
 /** SHA-256 of the canonical JSON of a call's arguments; the arguments themselves are never kept. */
@@ -72,7 +77,7 @@ export function argumentsHash(args: unknown): string | null {
   } catch {
     text = String(JSON.stringify(args)); // NaN or Infinity cannot come from JSON; kept for safety
   }
-  return createHash('sha256').update(text).digest('hex');
+  return digest('sha256', text, 'hex');
 }
 
 /** Places events after `head` in the chain: the records to store and the new head. */
