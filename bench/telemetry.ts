@@ -1,15 +1,17 @@
 /**
- * What observability costs in throughput: two gateways on the same fast-http backend, one with tracing
- * (every request sampled, exported over OTLP/HTTP to a sink in this process), metrics and the audit trail
- * (buffered, hash-chained, in the real Postgres under its own schema; MCPGW_BENCH_PG_URL) on, one with all
- * three off, measured in turn (A B A B ...) at each concurrency with
- * the load generator (tools/call echo on /servers/fasthttp/mcp). Reports req/s, p50 and p99 per setting and
- * the ratio on/off. Results go to stdout and to bench/results/telemetry.md and telemetry.json.
+ * What observability costs in throughput: gateways on the same fast-http backend and the same store, one
+ * per setting: `off`, `on` (tracing with every request sampled, exported over OTLP/HTTP to a sink in this
+ * process; metrics; the audit trail, buffered and hash-chained), and optionally `tracing`, `metrics`,
+ * `audit` alone. Measured in turn at each concurrency (the order reversed every other round) with the load
+ * generator (tools/call echo on /servers/fasthttp/mcp). Reports req/s, p50, p99 and CPU per request per
+ * setting, the on/off ratio (of the medians and per round) and the load average. Results go to stdout and
+ * to bench/results/telemetry.md and telemetry.json. MCPGW_BENCH_PROFILE=<dir>: CPU profiles of the gateways.
  *
  *   node dist/bench/telemetry.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 64]
+ *                                [--settings off,on[,tracing,metrics,audit]] [--store postgres|embedded]
  *                                [--out bench/results] [--gateway-main dist/cli/main.js]
  *
- * Exit status: 0 when both settings ran without error; 1 otherwise (what could be measured is still written).
+ * Exit status: 0 when every setting ran without error; 1 otherwise (what could be measured is still written).
  */
 import { createServer } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
