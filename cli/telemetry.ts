@@ -27,13 +27,11 @@ export async function startTracing(
 ): Promise<TracingHandle | undefined> {
   const t = config.telemetry.tracing;
   if (!t.enabled) return undefined;
-  const [{ OffThreadSpanExporter }, { resourceFromAttributes }, base, { NodeTracerProvider }] =
-    await Promise.all([
-      import('./off-thread-exporter.js'),
-      import('@opentelemetry/resources'),
-      import('@opentelemetry/sdk-trace-base'),
-      import('@opentelemetry/sdk-trace-node'),
-    ]);
+  const [{ resourceFromAttributes }, base, { NodeTracerProvider }] = await Promise.all([
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/sdk-trace-node'),
+  ]);
   const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } = base;
   const resource = {
     'service.name': t.serviceName,
@@ -41,17 +39,27 @@ export async function startTracing(
     'mcpgw.region': config.region,
   };
   const spanProcessors: SpanProcessor[] = [...extraProcessors];
-  // The OTLP transform and send run in a worker thread (off-thread-exporter.ts). Every request is
-  // sampled at sampleRatio 1 and makes about eight spans: the queue holds a second of them at a few
-  // thousand requests a second (the default 2048 would drop spans under load), handed over every 200 ms.
-  if (t.exporter === 'otlp')
+  // Every request is sampled at sampleRatio 1 and makes about eight spans: the queue holds a second of
+  // them at a few thousand requests a second (the default 2048 drops spans under load), exported every
+  // 200 ms. `exportThread: worker` does the OTLP transform and send in a worker (off-thread-exporter.ts).
+  if (t.exporter === 'otlp') {
+    const exporter =
+      t.exportThread === 'worker'
+        ? new (await import('./off-thread-exporter.js')).OffThreadSpanExporter(
+            { url: t.endpoint, resource },
+            log,
+          )
+        : new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter({
+            url: t.endpoint,
+          });
     spanProcessors.push(
-      new BatchSpanProcessor(new OffThreadSpanExporter({ url: t.endpoint, resource }, log), {
+      new BatchSpanProcessor(exporter, {
         maxQueueSize: 32_768,
         maxExportBatchSize: 2048,
         scheduledDelayMillis: 200,
       }),
     );
+  }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes(resource),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(t.sampleRatio) }),
