@@ -1,15 +1,17 @@
 /**
- * What observability costs in throughput: two gateways on the same fast-http backend, one with tracing
- * (every request sampled, exported over OTLP/HTTP to a sink in this process), metrics and the audit trail
- * (buffered, hash-chained, in the real Postgres under its own schema; MCPGW_BENCH_PG_URL) on, one with all
- * three off, measured in turn (A B A B ...) at each concurrency with
- * the load generator (tools/call echo on /servers/fasthttp/mcp). Reports req/s, p50 and p99 per setting and
- * the ratio on/off. Results go to stdout and to bench/results/telemetry.md and telemetry.json.
+ * What observability costs in throughput: gateways on the same fast-http backend and the same store, one
+ * per setting: `off`, `on` (tracing with every request sampled, exported over OTLP/HTTP to a sink in this
+ * process; metrics; the audit trail, buffered and hash-chained), and optionally `tracing`, `metrics`,
+ * `audit` alone. Measured in turn at each concurrency (the order reversed every other round) with the load
+ * generator (tools/call echo on /servers/fasthttp/mcp). Reports req/s, p50, p99 and CPU per request per
+ * setting, the on/off ratio (of the medians and per round) and the load average. Results go to stdout and
+ * to bench/results/telemetry.md and telemetry.json. MCPGW_BENCH_PROFILE=<dir>: CPU profiles of the gateways.
  *
  *   node dist/bench/telemetry.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 64]
+ *                                [--settings off,on[,tracing,metrics,audit]] [--store postgres|embedded]
  *                                [--out bench/results] [--gateway-main dist/cli/main.js]
  *
- * Exit status: 0 when both settings ran without error; 1 otherwise (what could be measured is still written).
+ * Exit status: 0 when every setting ran without error; 1 otherwise (what could be measured is still written).
  */
 import { createServer } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,18 +35,24 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     out: { type: 'string', default: join(root, 'bench', 'results') },
     'gateway-main': { type: 'string', default: join(root, 'dist', 'cli', 'main.js') },
+    settings: { type: 'string', default: 'off,on' },
+    store: { type: 'string', default: 'postgres' },
   },
 });
 const durationMs = Number(opt.duration) * 1000;
 const warmupMs = Number(opt.warmup) * 1000;
 const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
+const settings = opt.settings.split(',') as Setting[];
+const auditStore = opt.store;
+if (auditStore !== 'postgres' && auditStore !== 'embedded')
+  throw new Error(`--store must be postgres or embedded, not ${auditStore}`);
 const pgUrl = process.env.MCPGW_BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test';
 const schema = `bench_tel_${process.pid}`;
 const { Pool } = pg;
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
-type Setting = 'on' | 'off';
+type Setting = 'off' | 'on' | 'tracing' | 'metrics' | 'audit';
 interface Run extends LoadResult {
   setting: Setting;
   round: number;
@@ -69,6 +77,15 @@ async function otlpSink(): Promise<{ url: string; bytes: () => number; close: ()
   return { url: `http://127.0.0.1:${port}/v1/traces`, bytes: () => bytes, close: () => server.close() };
 }
 
+/** What a setting turns on. `off` and `on` are the pair the target is about; the others isolate one part. */
+const FEATURES: Record<Setting, { tracing: boolean; metrics: boolean; audit: boolean }> = {
+  off: { tracing: false, metrics: false, audit: false },
+  on: { tracing: true, metrics: true, audit: true },
+  tracing: { tracing: true, metrics: false, audit: false },
+  metrics: { tracing: false, metrics: true, audit: false },
+  audit: { tracing: false, metrics: false, audit: true },
+};
+
 async function startGateway(
   setting: Setting,
   backendUrl: string,
@@ -76,22 +93,25 @@ async function startGateway(
   otlpUrl: string,
 ): Promise<{ child: Child; url: string }> {
   const port = await freePort();
-  const on = setting === 'on';
+  const f = FEATURES[setting]!;
   const file = join(dir, `mcpgw-${setting}.yaml`);
+  // Every setting has the same store (registry, vault) so that only the three features differ: the
+  // real Postgres (a schema per setting) or the embedded PGlite in the gateway's process.
+  const store =
+    auditStore === 'postgres'
+      ? `store: { kind: postgres, url: ${JSON.stringify(pgUrl)}, schema: ${schema}_${setting} }`
+      : 'store: { kind: embedded }';
   writeFileSync(
     file,
     [
       'role: single',
       `listen: { host: 127.0.0.1, port: ${port} }`,
       'log: { level: warn }',
-      // On: the audit trail in the real Postgres (own schema, buffered sink), spans exported over OTLP.
-      on
-        ? `store: { kind: postgres, url: ${JSON.stringify(pgUrl)}, schema: ${schema} }`
-        : 'store: { kind: memory }',
-      `audit: { enabled: ${on}, sink: postgres }`,
+      store,
+      `audit: { enabled: ${f.audit}, sink: postgres }`,
       'telemetry:',
-      `  tracing: { enabled: ${on}, exporter: otlp, endpoint: ${JSON.stringify(otlpUrl)}, sampleRatio: 1 }`,
-      `  metrics: { enabled: ${on} }`,
+      `  tracing: { enabled: ${f.tracing}, exporter: otlp, endpoint: ${JSON.stringify(otlpUrl)}, sampleRatio: 1 }`,
+      `  metrics: { enabled: ${f.metrics} }`,
       'servers:',
       '  - name: fasthttp',
       '    transport: streamable-http',
@@ -99,10 +119,13 @@ async function startGateway(
       '',
     ].join('\n'),
   );
+  // MCPGW_BENCH_PROFILE=<dir>: each gateway writes a CPU profile there when it stops (node --cpu-prof).
+  const prof = process.env.MCPGW_BENCH_PROFILE;
+  const flags = prof ? ['--cpu-prof', `--cpu-prof-dir=${resolve(prof, setting)}`] : [];
   const child = spawnChild(
     `mcpgw-${setting}`,
     node,
-    [resolve(opt['gateway-main']), 'start', '--config', file],
+    [...flags, resolve(opt['gateway-main']), 'start', '--config', file],
     root,
   );
   await waitForHttp(child, `http://127.0.0.1:${port}/readyz`, (s) => s === 200, 30_000);
@@ -110,6 +133,9 @@ async function startGateway(
 }
 
 async function main(): Promise<number> {
+  for (const s of settings)
+    if (!(s in FEATURES)) throw new Error(`unknown setting ${s} (${Object.keys(FEATURES).join(', ')})`);
+  if (!settings.includes('off') || !settings.includes('on')) throw new Error('--settings needs off and on');
   const backendJs = join(here, 'backends', 'fast-http.js');
   if (!existsSync(backendJs)) throw new Error(`${backendJs} is missing: build first (npm run build)`);
   const dir = mkdtempSync(join(os.tmpdir(), 'mcpgw-bench-telemetry-'));
@@ -118,16 +144,17 @@ async function main(): Promise<number> {
     const backend = spawnChild('fast-http', node, [backendJs, '--port', '0']);
     const backendUrl = await waitForListening(backend);
     sink = await otlpSink();
-    const gws = {
-      on: await startGateway('on', backendUrl, dir, sink.url),
-      off: await startGateway('off', backendUrl, dir, sink.url),
-    };
+    const gws = new Map<Setting, { child: Child; url: string }>();
+    for (const s of settings) gws.set(s, await startGateway(s, backendUrl, dir, sink.url));
     const runs: Run[] = [];
     let failed = false;
     for (const concurrency of concurrencies) {
       for (let round = 1; round <= rounds; round++) {
-        for (const setting of ['off', 'on'] as const) {
-          const g = gws[setting];
+        // Every other round in reverse order (A B C, C B A, ...): no setting always runs right after
+        // another one's load, or always first.
+        const order = round % 2 ? settings : [...settings].reverse();
+        for (const setting of order) {
+          const g = gws.get(setting)!;
           let cpu0: number | undefined;
           let cpu: number | undefined;
           const res = await runLoad({
@@ -149,48 +176,87 @@ async function main(): Promise<number> {
             cpuMsPerReq: cpu !== undefined && res.requests > 0 ? cpu / res.requests : undefined,
           });
           log(
-            `  telemetry ${setting.padEnd(3)} c=${concurrency} round ${round}: ${res.rps.toFixed(0)} req/s, ` +
-              `p50 ${res.p50.toFixed(3)} ms, p99 ${res.p99.toFixed(3)} ms${res.errors ? `, ERRORS ${res.errors}` : ''}`,
+            `  telemetry ${setting.padEnd(7)} c=${concurrency} round ${round}: ${res.rps.toFixed(0)} req/s, ` +
+              `p50 ${res.p50.toFixed(3)} ms, p99 ${res.p99.toFixed(3)} ms, ` +
+              `CPU ${cpu !== undefined && res.requests ? (cpu / res.requests).toFixed(3) : 'n/a'} ms/req` +
+              `${res.errors ? `, ERRORS ${res.errors}` : ''}`,
           );
         }
       }
     }
+    const f = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+    const ok = (s: Setting, c: number) =>
+      runs.filter((r) => r.setting === s && r.concurrency === c && r.errors === 0);
+    const m = (s: Setting, c: number, get: (r: Run) => number | undefined) => {
+      const xs = ok(s, c)
+        .map(get)
+        .filter((x): x is number => x !== undefined);
+      return xs.length ? median(xs) : NaN;
+    };
+    /** The median over rounds of a setting's req/s divided by off's in the same round. */
+    const roundRatio = (s: Setting, c: number) => {
+      const xs: number[] = [];
+      for (let round = 1; round <= rounds; round++) {
+        const a = ok(s, c).find((r) => r.round === round);
+        const b = ok('off', c).find((r) => r.round === round);
+        if (a && b) xs.push(a.rps / b.rps);
+      }
+      return xs.length ? median(xs) : NaN;
+    };
     const L = [
-      '# mcpgw benchmark: tracing (OTLP to a local sink) + metrics + audit (Postgres, buffered) on vs off',
+      '# mcpgw benchmark: tracing (OTLP to a local sink) + metrics + audit (buffered) on vs off',
       '',
-      `${new Date().toISOString()} · Node ${process.version} · ${os.cpus().length} CPU(s) · ${rounds} round(s), median · ` +
-        `${opt.warmup} s warm-up + ${opt.duration} s measured · tools/call echo via /servers/fasthttp/mcp`,
+      `${new Date().toISOString()} · Node ${process.version} · ${os.cpus().length} CPU(s) · load average ` +
+        `${os
+          .loadavg()
+          .map((x) => x.toFixed(2))
+          .join(
+            ' ',
+          )} · ${rounds} round(s), median · ${opt.warmup} s warm-up + ${opt.duration} s measured · ` +
+        `tools/call echo via /servers/fasthttp/mcp · store ${auditStore}`,
       '',
-      '| conc | off req/s | on req/s | on/off | off p50 ms | on p50 ms | off p99 ms | on p99 ms | off CPU ms/req | on CPU ms/req |',
-      '|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+      '| conc | off req/s | on req/s | on/off | on/off per round | off p50 ms | on p50 ms | off p99 ms | on p99 ms | off CPU ms/req | on CPU ms/req |',
+      '|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
     ];
     const summary = concurrencies.map((c) => {
-      const pick = (s: Setting) =>
-        runs.filter((r) => r.setting === s && r.concurrency === c && r.errors === 0);
-      const m = (s: Setting, f: (r: Run) => number | undefined) => {
-        const xs = pick(s)
-          .map(f)
-          .filter((x): x is number => x !== undefined);
-        return xs.length ? median(xs) : NaN;
-      };
       const row = {
         concurrency: c,
-        offRps: m('off', (r) => r.rps),
-        onRps: m('on', (r) => r.rps),
-        offP50: m('off', (r) => r.p50),
-        onP50: m('on', (r) => r.p50),
-        offP99: m('off', (r) => r.p99),
-        onP99: m('on', (r) => r.p99),
-        offCpu: m('off', (r) => r.cpuMsPerReq),
-        onCpu: m('on', (r) => r.cpuMsPerReq),
+        offRps: m('off', c, (r) => r.rps),
+        onRps: m('on', c, (r) => r.rps),
+        roundRatio: roundRatio('on', c),
+        offP50: m('off', c, (r) => r.p50),
+        onP50: m('on', c, (r) => r.p50),
+        offP99: m('off', c, (r) => r.p99),
+        onP99: m('on', c, (r) => r.p99),
+        offCpu: m('off', c, (r) => r.cpuMsPerReq),
+        onCpu: m('on', c, (r) => r.cpuMsPerReq),
       };
-      const f = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
       L.push(
-        `| ${c} | ${row.offRps.toFixed(0)} | ${row.onRps.toFixed(0)} | ${(row.onRps / row.offRps).toFixed(3)}× | ` +
+        `| ${c} | ${f(row.offRps, 0)} | ${f(row.onRps, 0)} | ${f(row.onRps / row.offRps)}× | ${f(row.roundRatio)}× | ` +
           `${f(row.offP50)} | ${f(row.onP50)} | ${f(row.offP99)} | ${f(row.onP99)} | ${f(row.offCpu)} | ${f(row.onCpu)} |`,
       );
       return row;
     });
+    const parts = settings.filter((s) => s !== 'off' && s !== 'on');
+    if (parts.length > 0) {
+      L.push(
+        '',
+        'Each part on its own (CPU ms/req added: the setting minus off, medians):',
+        '',
+        '| conc | setting | req/s | /off per round | p50 ms | p99 ms | CPU ms/req | added CPU ms/req |',
+        '|--:|--|--:|--:|--:|--:|--:|--:|',
+      );
+      for (const c of concurrencies)
+        for (const s of settings)
+          L.push(
+            `| ${c} | ${s} | ${f(
+              m(s, c, (r) => r.rps),
+              0,
+            )} | ${s === 'off' ? '' : `${f(roundRatio(s, c))}×`} | ` +
+              `${f(m(s, c, (r) => r.p50))} | ${f(m(s, c, (r) => r.p99))} | ${f(m(s, c, (r) => r.cpuMsPerReq))} | ` +
+              `${s === 'off' ? '' : f(m(s, c, (r) => r.cpuMsPerReq) - m('off', c, (r) => r.cpuMsPerReq))} |`,
+          );
+    }
     const md = `${L.join('\n')}\n`;
     process.stdout.write(`\n${md}`);
     const out = resolve(opt.out);
@@ -201,10 +267,13 @@ async function main(): Promise<number> {
   } finally {
     await stopAll();
     sink?.close();
-    // The audit trail's schema of this run is left to nobody.
-    const pg = new Pool({ connectionString: pgUrl, max: 1 });
-    await pg.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
-    await pg.end();
+    // The audit trail's schemas of this run are left to nobody.
+    if (auditStore === 'postgres') {
+      const pg = new Pool({ connectionString: pgUrl, max: 1 });
+      for (const s of settings)
+        await pg.query(`DROP SCHEMA IF EXISTS ${schema}_${s} CASCADE`).catch(() => {});
+      await pg.end();
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -22,6 +22,8 @@ import type { FederationNode } from '../federation/federation-node.js';
 import { sessionStores, type StartOptions } from './single.js';
 import { metricsOf, startTracing } from './telemetry.js';
 import { apiKeyStoreFor } from './api-keys.js';
+import { openAuditTrail } from './stores.js';
+import { forwardAuditor } from '../edge/forward/forward-audit.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -41,6 +43,8 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   const tracing = await startTracing(config, log, opts.spanProcessors);
   const metrics = metricsOf(config);
   const instance = replicas?.replicaId ?? randomBytes(4).toString('hex');
+  // The calls this edge forwards, audited on this side too (the core records them on its own).
+  const audit = await openAuditTrail(config, { baseDir: opts.baseDir ?? process.cwd(), log });
   let federation: FederationNode | undefined;
   const core = new RemoteCore({
     cores: config.cores.map(coreTarget),
@@ -48,6 +52,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     instance,
     tokens: signer,
     log,
+    ...(audit && { onForwarded: forwardAuditor(audit.audit, config.region) }),
     ...(config.federation && {
       discovery: config.federation.discoverCores,
       placement: placementOf(config, () => federation?.index),
@@ -102,6 +107,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
         await federation?.close();
         await app.close();
         await core.close();
+        await audit?.close();
         signer.close();
         await Promise.all([sessions.close(), events.close(), replicas?.close(), apiKeys?.close()]);
         await tracing?.shutdown();

@@ -61,24 +61,7 @@ export async function openNodeStores(
       ? await PostgresVirtualServerStore.open(db)
       : new MemoryVirtualServerStore();
     await seedVirtualServers(virtualServers, config.virtualServers, opts.log);
-    let auditLog: AuditLog | undefined;
-    let audit: AuditSink | undefined;
-    if (config.audit.enabled) {
-      auditLog = config.audit.sink === 'postgres' && db ? new PostgresAuditLog(db) : new MemoryAuditLog();
-      audit = new BufferedAuditSink(auditLog, {
-        ...config.audit,
-        log: opts.log.child({ component: 'audit' }),
-      });
-    }
-    const retention = config.audit.retentionDays;
-    const prune = () =>
-      void auditLog
-        ?.prune(new Date(Date.now() - retention! * 24 * HOUR))
-        .then((n) => opts.log.info({ pruned: n }, 'audit retention applied'))
-        .catch((err: unknown) => opts.log.warn({ err: (err as Error).message }, 'audit retention failed'));
-    // Every gateway prunes; the chain-head lock makes concurrent prunes of one region take turns.
-    const pruner = retention && auditLog ? setInterval(prune, HOUR).unref() : undefined;
-    if (pruner) prune();
+    const { auditLog, audit, pruner } = auditTrailOf(config, db, opts.log);
     let vault: CredentialVault | undefined;
     let tokens: TokenRefresher | undefined;
     if (db && keyring) {
@@ -110,6 +93,48 @@ export async function openNodeStores(
     await db?.close().catch(() => {});
     throw err;
   }
+}
+
+/** The audit sink on `db` (memory when `audit.sink` is memory or there is no database), with retention. */
+function auditTrailOf(
+  config: GatewayConfig,
+  db: SqlDatabase | undefined,
+  log: Logger,
+): { auditLog: AuditLog | undefined; audit: AuditSink | undefined; pruner: NodeJS.Timeout | undefined } {
+  if (!config.audit.enabled) return { auditLog: undefined, audit: undefined, pruner: undefined };
+  const auditLog = config.audit.sink === 'postgres' && db ? new PostgresAuditLog(db) : new MemoryAuditLog();
+  const audit = new BufferedAuditSink(auditLog, { ...config.audit, log: log.child({ component: 'audit' }) });
+  const retention = config.audit.retentionDays;
+  const prune = () =>
+    void auditLog
+      .prune(new Date(Date.now() - retention! * 24 * HOUR))
+      .then((n) => log.info({ pruned: n }, 'audit retention applied'))
+      .catch((err: unknown) => log.warn({ err: (err as Error).message }, 'audit retention failed'));
+  // Every gateway prunes; the chain-head lock makes concurrent prunes of one region take turns.
+  const pruner = retention ? setInterval(prune, HOUR).unref() : undefined;
+  if (pruner) prune();
+  return { auditLog, audit, pruner };
+}
+
+/**
+ * The audit trail alone, for an edge (which keeps no registry or vault): undefined when `audit.enabled`
+ * is false, so that an edge without it opens no database.
+ */
+export async function openAuditTrail(
+  config: GatewayConfig,
+  opts: { baseDir: string; log: Logger },
+): Promise<{ audit: AuditSink; close(): Promise<void> } | undefined> {
+  if (!config.audit.enabled) return undefined;
+  const db = await openStoreDatabase(config.store, opts);
+  const { audit, pruner } = auditTrailOf(config, db, opts.log);
+  return {
+    audit: audit!,
+    close: async () => {
+      clearInterval(pruner);
+      await audit?.close();
+      await db?.close();
+    },
+  };
 }
 
 /** The servers to start: the registry's, in the config file's order first, then the rest by name. */

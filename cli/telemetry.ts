@@ -27,24 +27,41 @@ export async function startTracing(
 ): Promise<TracingHandle | undefined> {
   const t = config.telemetry.tracing;
   if (!t.enabled) return undefined;
-  const [{ OTLPTraceExporter }, { resourceFromAttributes }, base, { NodeTracerProvider }] = await Promise.all(
-    [
-      import('@opentelemetry/exporter-trace-otlp-http'),
-      import('@opentelemetry/resources'),
-      import('@opentelemetry/sdk-trace-base'),
-      import('@opentelemetry/sdk-trace-node'),
-    ],
-  );
+  const [{ resourceFromAttributes }, base, { NodeTracerProvider }] = await Promise.all([
+    import('@opentelemetry/resources'),
+    import('@opentelemetry/sdk-trace-base'),
+    import('@opentelemetry/sdk-trace-node'),
+  ]);
   const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } = base;
+  const resource = {
+    'service.name': t.serviceName,
+    'mcpgw.role': config.role,
+    'mcpgw.region': config.region,
+  };
   const spanProcessors: SpanProcessor[] = [...extraProcessors];
-  if (t.exporter === 'otlp')
-    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: t.endpoint })));
+  // Every request is sampled at sampleRatio 1 and makes about eight spans: the queue holds a second of
+  // them at a few thousand requests a second (the default 2048 drops spans under load), exported every
+  // 200 ms. `exportThread: worker` does the OTLP transform and send in a worker (off-thread-exporter.ts).
+  if (t.exporter === 'otlp') {
+    const exporter =
+      t.exportThread === 'worker'
+        ? new (await import('./off-thread-exporter.js')).OffThreadSpanExporter(
+            { url: t.endpoint, resource },
+            log,
+          )
+        : new (await import('@opentelemetry/exporter-trace-otlp-http')).OTLPTraceExporter({
+            url: t.endpoint,
+          });
+    spanProcessors.push(
+      new BatchSpanProcessor(exporter, {
+        maxQueueSize: 32_768,
+        maxExportBatchSize: 2048,
+        scheduledDelayMillis: 200,
+      }),
+    );
+  }
   const provider = new NodeTracerProvider({
-    resource: resourceFromAttributes({
-      'service.name': t.serviceName,
-      'mcpgw.role': config.role,
-      'mcpgw.region': config.region,
-    }),
+    resource: resourceFromAttributes(resource),
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(t.sampleRatio) }),
     spanProcessors,
   });

@@ -57,7 +57,7 @@ import { CatalogCache, INVALIDATES } from './catalog.js';
 import { MemoryApprovalStore } from '../../shared/adapters/memory/approval-store.js';
 import type { ApprovalStore } from '../../shared/ports/approval-store.js';
 import { ToolGovernance } from '../governance/tool-governance.js';
-import { auditEvent, AUDITED_METHODS } from './audit-record.js';
+import { auditEvent, AUDITED_METHODS } from '../../shared/audit/audit-event.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
 import { familyDefaults, serverId } from '../../shared/mcp/server-versions.js';
 import type { VirtualServerConfig } from '../../shared/config/virtual-schema.js';

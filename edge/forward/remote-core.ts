@@ -85,6 +85,24 @@ export interface RemoteCoreOptions {
   discovery?: boolean;
   /** Residency and home region of a caller (federation); absent: any region, no home. */
   placement?: (principal: Principal, scope: string) => Placement;
+  /** Told of every session request once it is answered or failed (the edge's audit trail). */
+  onForwarded?: (call: ForwardedCall) => void;
+}
+
+/** A session request as the edge forwarded it: to which core, how it ended, how long it took. */
+export interface ForwardedCall {
+  /** The session id on the wire (the core's records name the same one). */
+  sessionId: string;
+  principal: Principal;
+  scope: string;
+  request: JsonRpcRequest;
+  /** Undefined when cancelled, or when `error` is set. */
+  response: JsonRpcResponse | undefined;
+  /** Why no response came: the core could not be reached, refused the call... */
+  error?: unknown;
+  /** The core that answered; undefined when none did. */
+  core: CoreTarget | undefined;
+  latencyMs: number;
 }
 
 /** Where a caller's session may and should go. */
@@ -164,8 +182,11 @@ export class RemoteCore implements CoreService {
   private readonly staticIds: Set<string>;
   /** The edge itself, for calls that act for no caller (info, the events stream). */
   private readonly self: Principal;
+  /** RemoteCoreOptions.onForwarded, for the sessions. */
+  readonly onForwarded: ((call: ForwardedCall) => void) | undefined;
 
   constructor(private readonly o: RemoteCoreOptions) {
+    this.onForwarded = o.onForwarded;
     if (o.cores.length === 0 && !o.discovery) throw new Error('an edge needs at least one core');
     this.links = o.cores.map((c) => new CoreLink(c, o.log));
     this.staticIds = new Set(o.cores.map((c) => c.id));
@@ -295,7 +316,14 @@ export class RemoteCore implements CoreService {
     path: string,
     body: string | undefined,
     principal: Principal,
-    extra: { method?: 'GET' | 'POST'; signal?: AbortSignal; route?: Route; retrySafe?: boolean } = {},
+    extra: {
+      method?: 'GET' | 'POST';
+      signal?: AbortSignal;
+      route?: Route;
+      retrySafe?: boolean;
+      /** Told which core answered. */
+      served?: (core: CoreTarget) => void;
+    } = {},
   ): Promise<Dispatcher.ResponseData> {
     let lastErr: unknown;
     let retriedToken = false;
@@ -355,6 +383,7 @@ export class RemoteCore implements CoreService {
           continue;
         }
         link.downUntil = 0;
+        extra.served?.(link.target);
         return res;
       }
     }
@@ -546,12 +575,32 @@ class RemoteSession implements CoreSessionHandle {
   private readonly route: Route;
 
   async request(request: JsonRpcRequest, related: MessageSink): Promise<JsonRpcResponse | undefined> {
+    const report = this.remote.onForwarded;
+    if (!report) return this.forward(request, related);
+    const started = performance.now();
+    let core: CoreTarget | undefined;
+    const call = { sessionId: this.id, principal: this.principal, scope: this.scope, request };
+    try {
+      const response = await this.forward(request, related, (t) => (core = t));
+      report({ ...call, response, core, latencyMs: performance.now() - started });
+      return response;
+    } catch (error) {
+      report({ ...call, response: undefined, error, core, latencyMs: performance.now() - started });
+      throw error;
+    }
+  }
+
+  private async forward(
+    request: JsonRpcRequest,
+    related: MessageSink,
+    served?: (core: CoreTarget) => void,
+  ): Promise<JsonRpcResponse | undefined> {
     const res = await this.remote.call(
       this.id,
       `${this.base}request`,
       JSON.stringify({ scope: this.scope, message: request }),
       this.principal,
-      { route: this.route, retrySafe: this.safe(request) },
+      { route: this.route, retrySafe: this.safe(request), ...(served && { served }) },
     );
     if (res.statusCode !== 200) throw await refusalOf(res);
     // The common case: the response alone, in one body of known length.

@@ -517,6 +517,12 @@ const observabilityKeys = {
               'Share of new traces sampled (parent-based: a sampled incoming `traceparent` is always followed).',
             ),
           serviceName: z.string().min(1).default('mcpgw').describe('`service.name` of the spans.'),
+          exportThread: z
+            .enum(['main', 'worker'])
+            .default('main')
+            .describe(
+              '`main`: spans are turned into OTLP and sent on the event loop; `worker`: in a worker thread (less work on the event loop, a little more CPU in all: for hosts with a core to spare).',
+            ),
         })
         .strict()
         .prefault({}),

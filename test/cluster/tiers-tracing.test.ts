@@ -169,7 +169,8 @@ describe(
           mode: 'jwt',
           jwt: { issuer: 'https://issuer.test', audience: 'https://gateway.test/mcp', jwksUrl: jwks.url },
         },
-        telemetry: { tracing: { ...tracing, serviceName: 'mcpgw-edge' } },
+        // The edge exports from a worker thread (exportThread: worker), the core on its event loop: both paths.
+        telemetry: { tracing: { ...tracing, serviceName: 'mcpgw-edge', exportThread: 'worker' } },
       });
       edgeUrl = `http://127.0.0.1:${edgePort}`;
     });

@@ -68,7 +68,11 @@ export class PostgresAuditLog implements AuditLog {
 
   async append(events: readonly AuditEvent[]): Promise<void> {
     const byRegion = new Map<string, AuditEvent[]>();
-    for (const e of events) byRegion.set(e.region, [...(byRegion.get(e.region) ?? []), e]);
+    for (const e of events) {
+      const list = byRegion.get(e.region);
+      if (list) list.push(e);
+      else byRegion.set(e.region, [e]);
+    }
     // Regions in a fixed order: two writers never wait on each other's heads in a cycle.
     for (const region of [...byRegion.keys()].sort())
       await this.db.transaction((tx) => appendRegion(tx, region, byRegion.get(region)!));
@@ -250,7 +254,7 @@ async function insertRecords(tx: SqlQueryable, records: AuditRecord[]): Promise<
     const row = [
       r.region,
       r.seq,
-      new Date(r.at),
+      r.at, // ISO 8601 in UTC: Postgres reads it as is (a Date would go through pg's local-time text)
       r.subject,
       r.tenant,
       r.method,

@@ -1,15 +1,17 @@
 /**
  * What the audit trail records of one call: who, what, where, the decision and the outcome. Built from
- * the request and its answer only; the arguments travel to the sink, which keeps only their hash.
+ * the request and its answer only; the arguments travel to the sink, which keeps only their hash. The
+ * core records every call it runs (core/mcp/gateway-core.ts); an edge records the calls it forwards
+ * (edge/forward/forward-audit.ts).
  */
-import type { JsonObject, JsonRpcRequest, JsonRpcResponse } from '../../shared/mcp/jsonrpc.js';
-import type { AuditEvent, Classification } from '../../shared/ports/audit-sink.js';
+import type { JsonObject, JsonRpcRequest, JsonRpcResponse } from '../mcp/jsonrpc.js';
+import type { AuditEvent, Classification } from '../ports/audit-sink.js';
 
 export const AUDITED_METHODS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
 
 /** Codes by which the gateway refused a call (rather than tried it and failed). */
 const REFUSALS =
-  /^GW_(AUDIT_UNAVAILABLE|SESSION_FORBIDDEN|FORBIDDEN|ACCESS_DENIED|NOT_AUTHORIZED|POLICY|QUOTA|RATE_LIMIT)/;
+  /^GW_(AUDIT_UNAVAILABLE|SESSION_FORBIDDEN|FORBIDDEN|ACCESS_DENIED|NOT_AUTHORIZED|POLICY|QUOTA|RATE_LIMIT|RESIDENCY)/;
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 export function auditEvent(c: {
