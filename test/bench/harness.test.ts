@@ -43,10 +43,10 @@ describe('npm run bench (quick)', () => {
   after(() => rmSync(out, { recursive: true, force: true }));
 
   test(
-    'overhead, tools/list and quota sections write the summary table and PNG charts',
+    'overhead, tools/list, registry and quota sections write the summary table and PNG charts',
     { timeout: 300_000 },
     async () => {
-      const r = await run(['--quick', '--only', 'overhead,toolslist,quota', '--out', out]);
+      const r = await run(['--quick', '--only', 'overhead,toolslist,registry,quota', '--out', out]);
       assert.equal(r.code, 0, `exit ${r.code}\n${r.stderr.slice(-4000)}`);
       const md = readFileSync(join(out, 'results.md'), 'utf8');
       assert.match(md, /^# mcpgw benchmarks$/m);
@@ -63,14 +63,25 @@ describe('npm run bench (quick)', () => {
         /^\| aggregated tools\/list, 10 servers × 5 tools, cached: first page \(50 tools\) \| ≤ 2 ms p50 \| p50 [\d.]+ ms/m,
       );
       assert.match(md, /^\| quota decisions against Redis, .*\| [\d,]+\/s; sequential p50 [\d.]+ ms/m);
+      assert.match(
+        md,
+        /^\| registry change .* hears list_changed \(3 changes\) \| ≤ 100 ms \| p50 [\d.]+ ms, p99 [\d.]+ ms/m,
+      );
       assert.doesNotMatch(md, /Sections that failed/);
       const json = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
         sections: Record<string, { ok: boolean }>;
         charts: string[];
       };
-      assert.deepEqual(Object.keys(json.sections).sort(), ['overhead', 'quota', 'toolslist']);
+      assert.deepEqual(Object.keys(json.sections).sort(), ['overhead', 'quota', 'registry', 'toolslist']);
       for (const [name, s] of Object.entries(json.sections)) assert.equal(s.ok, true, name);
-      for (const chart of ['overhead-p50', 'overhead-throughput', 'mcp-proxy', 'toolslist', 'quota']) {
+      for (const chart of [
+        'overhead-p50',
+        'overhead-throughput',
+        'mcp-proxy',
+        'toolslist',
+        'quota',
+        'federation',
+      ]) {
         assert.ok(json.charts.includes(`charts/${chart}.png`), `${chart} in ${json.charts.join(', ')}`);
         assert.match(md, new RegExp(`!\\[${chart}\\]\\(charts/${chart}\\.png\\)`));
         const { width, height } = pngSize(readFileSync(join(out, 'charts', `${chart}.png`)));
@@ -84,7 +95,7 @@ describe('npm run bench (quick)', () => {
     assert.equal(r.code, 2);
     assert.match(
       r.stderr,
-      /unknown section "nonsense" \(sections: overhead, tiers, federation, toolslist, sessions, quota\)/,
+      /unknown section "nonsense" \(sections: overhead, tiers, federation, toolslist, registry, sessions, quota\)/,
     );
   });
 
