@@ -573,7 +573,7 @@ async function main(): Promise<number> {
 
   const L: string[] = ['# mcpgw benchmarks', '', env, ''];
   L.push(
-    'Reproduce with `npm run bench` (all sections, about 10 minutes on 2 cores) or ' +
+    'Reproduce with `npm run bench` (all sections, about 6-8 minutes on 2 cores) or ' +
       '`npm run bench -- --only tiers,quota`; see docs/performance.md. Every ratio is against a direct ' +
       'connection measured in the same section of the same run.',
   );
