@@ -8,9 +8,10 @@
  * 2. Added latency: decisions one after another; p50 and p99 of each decision's time.
  * The same on the memory store for comparison. Keys go under a fresh prefix and are deleted afterwards.
  *
- *   node dist/bench/quota.js [--duration 3] [--concurrency 64] [--samples 3000] [--redis-url URL]
+ *   node dist/bench/quota.js [--duration 3] [--concurrency 64] [--samples 3000] [--redis-url URL] [--json FILE]
  */
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { QuotaPolicy } from '../edge/quota/policy.js';
@@ -28,6 +29,7 @@ const { values } = parseArgs({
     concurrency: { type: 'string', default: '64' },
     samples: { type: 'string', default: '3000' },
     'redis-url': { type: 'string', default: process.env.MCPGW_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
+    json: { type: 'string' },
   },
 });
 const durationMs = Number(values.duration) * 1000;
@@ -63,7 +65,16 @@ async function oneDecision(guard: QuotaGuard, i: number): Promise<void> {
   if (v.lease) guard.release(v.lease);
 }
 
-async function measure(name: string, store: QuotaStore): Promise<void> {
+interface Measured {
+  perSecond: number;
+  p50: number;
+  p99: number;
+  storeFailures: number;
+}
+const r3 = (x: number) => Math.round(x * 1000) / 1000;
+const results: Record<string, unknown> = { concurrency, durationMs, samples, users: users.length };
+
+async function measure(name: string, store: QuotaStore): Promise<Measured> {
   const guard = new QuotaGuard({ store, log: createLogger('warn'), expectedReplicas: 1 });
   for (let i = 0; i < 500; i++) await oneDecision(guard, i); // warm-up: scripts loaded, JIT
   let done = 0;
@@ -94,6 +105,12 @@ async function measure(name: string, store: QuotaStore): Promise<void> {
       `sequential p50 ${q(0.5).toFixed(3)} ms, p99 ${q(0.99).toFixed(3)} ms; store failures ${s.storeFailures}`,
   );
   await guard.close();
+  return {
+    perSecond: Math.round(perSecond),
+    p50: r3(q(0.5)),
+    p99: r3(q(0.99)),
+    storeFailures: s.storeFailures,
+  };
 }
 
 const redisStore = new RedisQuotaStore(redisUrl, { keyPrefix: prefix, commandTimeoutMs: 1000 });
@@ -123,6 +140,10 @@ console.log(`quota decisions: user + clientApp + global + concurrency lease (rel
     t.push(performance.now() - s0);
   }
   t.sort((a, b) => a - b);
+  results.ping = {
+    perSecond: Math.round(done / ((performance.now() - started) / 1000)),
+    p50: r3(t[Math.floor(t.length / 2)]!),
+  };
   console.log(
     `ping   ${Math.round(done / ((performance.now() - started) / 1000))
       .toString()
@@ -139,7 +160,7 @@ const scriptStats = async () => {
   return m ? { calls: Number(m[1]), usec: Number(m[2]) } : { calls: 0, usec: 0 };
 };
 const before = await scriptStats();
-await measure('redis', redisStore);
+results.redis = await measure('redis', redisStore);
 const afterStats = await scriptStats();
 const perCall = (afterStats.usec - before.usec) / Math.max(1, afterStats.calls - before.calls);
 // Redis's own CPU per script call (INFO commandstats; other clients' scripts count too): the ceiling one
@@ -147,8 +168,9 @@ const perCall = (afterStats.usec - before.usec) / Math.max(1, afterStats.calls -
 console.log(
   `redis  script cost ${perCall.toFixed(1)} us of Redis CPU per decision: ceiling ~${Math.round(1e6 / perCall)} decisions/s per Redis core`,
 );
+results.redisScriptUsPerDecision = Math.round(perCall * 10) / 10;
 await info.quit();
-await measure('memory', new MemoryQuotaStore());
+results.memory = await measure('memory', new MemoryQuotaStore());
 
 const cleanup = new Redis(redisUrl);
 let cursor = '0';
@@ -158,3 +180,4 @@ do {
   if (keys.length > 0) await cleanup.del(...keys);
 } while (cursor !== '0');
 await cleanup.quit();
+if (values.json) writeFileSync(values.json, `${JSON.stringify(results, null, 2)}\n`);

@@ -18,6 +18,7 @@
  *   node dist/bench/sessions.js [--only latency,memory] [--duration 2] [--warmup 0.5] [--rounds 5]
  *                               [--concurrency 1,16] [--sessions 10000] [--open-concurrency 32]
  *                               [--memory-stores memory,redis] [--memory-path servers|aggregate]
+ *                               [--memory-role single|edge]
  *                               [--settle 2] [--gc inspector|none] [--redis-url URL]
  *                               [--protocol-version 2025-11-25]
  *                               [--out bench/results] [--gateway-main dist/cli/main.js]
@@ -25,7 +26,7 @@
  * Exit status: 0 when every selected scenario ran without error; 1 when any failed or was unavailable (e.g.
  * no Redis); the figures that could be measured are still printed and written.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -57,7 +58,8 @@ function usage(msg: string): never {
   process.stderr.write(
     `${msg}\nusage: node dist/bench/sessions.js [--only latency,memory] [--duration S] [--warmup S] ` +
       `[--rounds N] [--concurrency 1,16] [--sessions N] [--open-concurrency N] ` +
-      `[--memory-stores memory,redis] [--memory-path servers|aggregate] [--settle S] [--gc inspector|none] ` +
+      `[--memory-stores memory,redis] [--memory-path servers|aggregate] [--memory-role single|edge] ` +
+      `[--settle S] [--gc inspector|none] ` +
       `[--redis-url URL] ` +
       `[--protocol-version V] [--out DIR] [--gateway-main FILE]\n`,
   );
@@ -75,6 +77,7 @@ const { values: opt } = parseArgs({
     'open-concurrency': { type: 'string', default: '32' },
     'memory-stores': { type: 'string', default: 'memory,redis' },
     'memory-path': { type: 'string', default: 'servers' },
+    'memory-role': { type: 'string', default: 'single' },
     settle: { type: 'string', default: '2' },
     gc: { type: 'string', default: 'inspector' },
     'redis-url': { type: 'string', default: process.env.MCPGW_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
@@ -97,6 +100,8 @@ const openConcurrency = Number(opt['open-concurrency']);
 const settleMs = Number(opt.settle) * 1000;
 const memoryStores = opt['memory-stores'].split(',').map((s) => s.trim()) as Store[];
 const memoryPath = opt['memory-path'];
+/** `edge`: the sessions are opened on a role edge in front of a role core; the edge's memory is read. */
+const memoryRole = opt['memory-role'] as 'single' | 'edge';
 const forceGc = opt.gc === 'inspector';
 if (
   !(durationMs > 0) ||
@@ -108,11 +113,12 @@ if (
   !(settleMs >= 0) ||
   memoryStores.some((s) => !STORES.includes(s)) ||
   (memoryPath !== 'servers' && memoryPath !== 'aggregate') ||
+  (memoryRole !== 'single' && memoryRole !== 'edge') ||
   (opt.gc !== 'inspector' && opt.gc !== 'none')
 ) {
   usage(
     'bad --duration, --warmup, --rounds, --concurrency, --sessions, --open-concurrency, --settle, ' +
-      '--memory-stores, --memory-path or --gc',
+      '--memory-stores, --memory-path, --memory-role or --gc',
   );
 }
 const redisUrl = opt['redis-url'];
@@ -326,6 +332,8 @@ interface Gateway {
   child: Child;
   base: string;
   prefix: string | undefined;
+  /** The core behind an edge (`--memory-role edge`). */
+  core?: Child;
 }
 
 async function startBackend(): Promise<void> {
@@ -336,26 +344,64 @@ async function startBackend(): Promise<void> {
   log(`fast-http backend: ${fastHttpUrl} (pid ${fastHttp.pid})`);
 }
 
-async function startGateway(store: Store, label: string, inspect = false): Promise<Gateway> {
+async function startGateway(
+  store: Store,
+  label: string,
+  inspect = false,
+  role: 'single' | 'edge' = 'single',
+): Promise<Gateway> {
   const main = resolve(opt['gateway-main']);
   if (!existsSync(main)) throw new Error(`${main} does not exist (the gateway is not built)`);
   tmpDir ??= mkdtempSync(join(os.tmpdir(), 'mcpgw-bench-sessions-'));
   const port = await freePort();
+  const servers = [
+    'servers:',
+    '  - name: fasthttp',
+    '    transport: streamable-http',
+    `    url: ${JSON.stringify(fastHttpUrl)}`,
+  ];
+  let core: Child | undefined;
+  let roleLines = ['role: single', ...servers];
+  if (role === 'edge') {
+    // A core with the server behind the edge; the edge signs internal tokens the core trusts.
+    const pair = generateKeyPairSync('ed25519');
+    const priv = join(tmpDir, `${label}-edge.key.pem`);
+    const pub = join(tmpDir, `${label}-edge.pub.pem`);
+    writeFileSync(priv, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(pub, pair.publicKey.export({ type: 'spki', format: 'pem' }));
+    const corePort = await freePort();
+    const coreFile = join(tmpDir, `mcpgw-${label}-core.yaml`);
+    writeFileSync(
+      coreFile,
+      [
+        'role: core',
+        'region: local',
+        `listen: { host: 127.0.0.1, port: ${corePort} }`,
+        'log: { level: warn }',
+        `internal: { id: core-1, trustedKeys: [${JSON.stringify(pub)}] }`,
+        ...servers,
+        '',
+      ].join('\n'),
+    );
+    core = spawnChild(`mcpgw-${label}-core`, node, [main, 'start', '--config', coreFile], root);
+    await waitForHttp(core, `http://127.0.0.1:${corePort}/readyz`, (st) => st === 200, 30_000);
+    roleLines = [
+      'role: edge',
+      `cores: [{ region: local, id: core-1, url: "http://127.0.0.1:${corePort}" }]`,
+      `internal: { signingKey: ${JSON.stringify(priv)} }`,
+    ];
+  }
   const prefix =
     store === 'redis' ? `mcpgw-bench-${process.pid}-${randomBytes(4).toString('hex')}-${label}` : undefined;
   if (prefix) prefixes.push(prefix);
   const config = [
-    'role: single',
+    ...roleLines,
     'region: local',
     `listen: { host: 127.0.0.1, port: ${port} }`,
     'auth: { mode: none }',
     'log: { level: warn }',
     `sessions: { store: ${store} }`,
     ...(prefix ? [`redis: { url: ${JSON.stringify(redisUrl)}, keyPrefix: ${prefix} }`] : []),
-    'servers:',
-    '  - name: fasthttp',
-    '    transport: streamable-http',
-    `    url: ${JSON.stringify(fastHttpUrl)}`,
     '',
   ].join('\n');
   const file = join(tmpDir, `mcpgw-${label}.yaml`);
@@ -371,15 +417,19 @@ async function startGateway(store: Store, label: string, inspect = false): Promi
   } catch (err) {
     const out = child.tail().trim();
     await stopChild(child);
+    if (core) await stopChild(core);
     throw new Error(`${errMsg(err)}${out ? `\n--- mcpgw output ---\n${out}` : ''}`, { cause: err });
   }
-  log(`mcpgw (${label}, ${store} sessions): http://127.0.0.1:${port} (pid ${child.pid}), config ${file}`);
-  return { store, child, base: `http://127.0.0.1:${port}`, prefix };
+  log(
+    `mcpgw ${role} (${label}, ${store} sessions): http://127.0.0.1:${port} (pid ${child.pid}), config ${file}`,
+  );
+  return { store, child, base: `http://127.0.0.1:${port}`, prefix, ...(core && { core }) };
 }
 
 async function stopGateway(gw: Gateway): Promise<void> {
   // Ending thousands of sessions takes a while; whatever is left when the grace runs out is killed.
   await stopChild(gw.child, 5000);
+  if (gw.core) await stopChild(gw.core, 5000);
   if (gw.prefix) {
     try {
       await deleteKeys(gw.prefix);
@@ -699,6 +749,8 @@ async function forEachSession(
 
 interface MemoryResult {
   store: Store;
+  /** The role whose memory was read (an edge has a core behind it). */
+  role: string;
   path: string;
   sessions: number;
   /** RSS right after /readyz, KiB */
@@ -736,6 +788,7 @@ async function memoryScenario(store: Store): Promise<void> {
   const path = mcpPathOf(memoryPath);
   const r: MemoryResult = {
     store,
+    role: memoryRole,
     path,
     sessions: sessionCount,
     coldRssKiB: undefined,
@@ -759,7 +812,7 @@ async function memoryScenario(store: Store): Promise<void> {
   let gw: Gateway | undefined;
   let inspector: Inspector | undefined;
   try {
-    gw = await startGateway(store, `memory-${store}`, forceGc);
+    gw = await startGateway(store, `memory-${store}`, forceGc, memoryRole);
     const pid = gw.child.pid;
     if (forceGc) inspector = await Inspector.attach(gw.child);
     const url = `${gw.base}${path}`;
@@ -919,7 +972,7 @@ function report(sums: LatencySummary[], deltas: LatencyDelta[], startedAt: Date,
   }
   if (parts.has('memory')) {
     L.push('');
-    L.push(`## Memory of idle sessions (${mcpPathOf(memoryPath)})`);
+    L.push(`## Memory of idle sessions (${mcpPathOf(memoryPath)}, role ${memoryRole})`);
     L.push('');
     L.push(
       `A fresh gateway per store. Baseline = gateway RSS after a warm-up (${Math.min(500, sessionCount)} ` +
@@ -1020,6 +1073,7 @@ async function main(): Promise<number> {
           settleMs,
           memoryStores,
           memoryPath: mcpPathOf(memoryPath),
+          memoryRole,
         },
         targets: {
           p50DeltaMs: { limit: TARGET_P50_DELTA_MS, concurrency: TARGET_CONCURRENCY },

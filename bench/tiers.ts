@@ -14,6 +14,7 @@
  * adds only handshakes, which the pool does once per connection).
  *
  *   node dist/bench/tiers.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 1,64] [--out bench/results]
+ *                            [--json FILE]
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -39,6 +40,7 @@ const { values: opt } = parseArgs({
     rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '1,64' },
     out: { type: 'string', default: 'bench/results' },
+    json: { type: 'string' },
   },
 });
 const durationMs = Number(opt.duration) * 1000;
@@ -199,6 +201,34 @@ async function run(): Promise<number> {
     process.stdout.write(text);
     mkdirSync(opt.out, { recursive: true });
     writeFileSync(join(opt.out, 'tiers-latest.md'), text);
+    if (opt.json) {
+      const r3 = (x: number) => Math.round(x * 1000) / 1000;
+      const summary = concurrencies.flatMap((c) =>
+        [...urls.keys()].map((target) => ({
+          target,
+          concurrency: c,
+          p50: r3(m(target, c, 'p50')),
+          p99: r3(m(target, c, 'p99')),
+          rps: Math.round(m(target, c, 'rps')),
+        })),
+      );
+      const ratios = concurrencies.map((c) => ({
+        concurrency: c,
+        bareHopP50AddedMs: r3(m('bare-hop', c, 'p50') - m('direct', c, 'p50')),
+        singleP50AddedMs: r3(m('core', c, 'p50') - m('direct', c, 'p50')),
+        tiersP50AddedMs: r3(m('tiers', c, 'p50') - m('direct', c, 'p50')),
+        edgeHopP50Ms: r3(m('tiers', c, 'p50') - m('core', c, 'p50')),
+        singleOverDirectRps: r3(m('core', c, 'rps') / m('direct', c, 'rps')),
+        tiersOverDirectRps: r3(m('tiers', c, 'rps') / m('direct', c, 'rps')),
+        tiersOverSingleRps: r3(m('tiers', c, 'rps') / m('core', c, 'rps')),
+      }));
+      const errors = results.reduce((a, x) => a + x.errors, 0);
+      const params = { durationMs, warmupMs, rounds, concurrencies };
+      writeFileSync(
+        opt.json,
+        `${JSON.stringify({ parameters: params, summary, ratios, errors }, null, 2)}\n`,
+      );
+    }
     return results.some((x) => x.errors > 0) ? 1 : 0;
   } finally {
     await stopAll();
