@@ -82,7 +82,26 @@ export interface RemoteCoreOptions {
   discovery?: boolean;
   /** Residency and home region of a caller (federation); absent: any region, no home. */
   placement?: (principal: Principal, scope: string) => Placement;
+  /**
+   * DR pairs, active -> passive region (`federation.drPartners`): a session whose first region has a
+   * partner goes to that region's cores, then to the partner's (asked to stand in, `x-mcpgw-dr-for`),
+   * never to a third region.
+   */
+  drPartners?: Readonly<Record<string, string>>;
+  /**
+   * How long a call every core refused with GW_DR_FENCED (nothing ran) is tried again: a DR lease
+   * changing hands (takeover, failback). Default 0: not retried.
+   */
+  drWaitMs?: number;
 }
+
+/** A core to try, and the region it is asked to stand in for (DR), if any. */
+interface Choice {
+  link: CoreLink;
+  drFor?: string;
+}
+
+const DR_RETRY_MS = 100;
 
 /** Where a caller's session may and should go. */
 export interface Placement {
@@ -293,56 +312,70 @@ export class RemoteCore implements CoreService {
   ): Promise<Dispatcher.ResponseData> {
     let lastErr: unknown;
     let retriedToken = false;
-    next: for (const link of this.order(wireId, extra.route)) {
-      for (;;) {
-        let res: Dispatcher.ResponseData;
-        try {
-          res = await link.pool.request({
-            path,
-            method: extra.method ?? 'POST',
-            headers: await this.headers(link, principal, body !== undefined),
-            body,
-            headersTimeout: 0,
-            bodyTimeout: 0,
-            ...(extra.signal && { signal: extra.signal }),
-          });
-        } catch (err) {
-          lastErr = err;
-          const code = (err as { code?: string }).code ?? '';
-          if (!CONNECT_ERRORS.has(code)) {
-            if (!LOST_ERRORS.has(code)) throw unavailable(link, err);
-            link.downUntil = Date.now() + DOWN_FOR_MS;
-            if (!extra.retrySafe)
-              throw new GatewayError(
-                'GW_CORE_UNAVAILABLE',
-                `The core ${link.target.id} was lost during a call that is not idempotent; it may or may not have run, so it is not repeated elsewhere`,
-                undefined,
-                { cause: err },
+    // A DR lease changing hands: every core may refuse (nothing ran) for a moment; tried again a while.
+    const fencedUntil = Date.now() + (this.o.drWaitMs ?? 0);
+    let fenced: GatewayError | undefined;
+    for (;;) {
+      fenced = undefined;
+      next: for (const { link, drFor } of this.order(wireId, extra.route)) {
+        for (;;) {
+          let res: Dispatcher.ResponseData;
+          try {
+            res = await link.pool.request({
+              path,
+              method: extra.method ?? 'POST',
+              headers: await this.headers(link, principal, body !== undefined, drFor),
+              body,
+              headersTimeout: 0,
+              bodyTimeout: 0,
+              ...(extra.signal && { signal: extra.signal }),
+            });
+          } catch (err) {
+            lastErr = err;
+            const code = (err as { code?: string }).code ?? '';
+            if (!CONNECT_ERRORS.has(code)) {
+              if (!LOST_ERRORS.has(code)) throw unavailable(link, err);
+              link.downUntil = Date.now() + DOWN_FOR_MS;
+              if (!extra.retrySafe)
+                throw new GatewayError(
+                  'GW_CORE_UNAVAILABLE',
+                  `The core ${link.target.id} was lost during a call that is not idempotent; it may or may not have run, so it is not repeated elsewhere`,
+                  undefined,
+                  { cause: err },
+                );
+              this.o.log.warn(
+                { core: link.target.id, err: (err as Error).message },
+                'core lost mid-call; repeating the idempotent call on the next core',
               );
+              continue next;
+            }
+            link.downUntil = Date.now() + DOWN_FOR_MS;
             this.o.log.warn(
               { core: link.target.id, err: (err as Error).message },
-              'core lost mid-call; repeating the idempotent call on the next core',
+              'core unreachable; trying the next',
             );
+            break;
+          }
+          if (res.statusCode === 401 && !retriedToken && this.o.tokens) {
+            // A key rotated under a cached token: a fresh one, signed with the current key, once.
+            retriedToken = true;
+            await res.body.dump();
+            this.o.tokens.forget();
+            continue;
+          }
+          link.downUntil = 0;
+          if (res.statusCode === 503 && res.headers['x-mcpgw-refused'] === 'dr-fenced') {
+            fenced = await refusalOf(res);
+            lastErr = fenced;
             continue next;
           }
-          link.downUntil = Date.now() + DOWN_FOR_MS;
-          this.o.log.warn(
-            { core: link.target.id, err: (err as Error).message },
-            'core unreachable; trying the next',
-          );
-          break;
+          return res;
         }
-        if (res.statusCode === 401 && !retriedToken && this.o.tokens) {
-          // A key rotated under a cached token: a fresh one, signed with the current key, once.
-          retriedToken = true;
-          await res.body.dump();
-          this.o.tokens.forget();
-          continue;
-        }
-        link.downUntil = 0;
-        return res;
       }
+      if (!fenced || Date.now() >= fencedUntil || this.closed) break;
+      await new Promise((r) => setTimeout(r, DR_RETRY_MS));
     }
+    if (fenced) throw fenced;
     throw unavailable(undefined, lastErr);
   }
 
@@ -350,9 +383,11 @@ export class RemoteCore implements CoreService {
     link: CoreLink,
     principal: Principal,
     json: boolean,
+    drFor?: string,
   ): Promise<Record<string, string>> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
+    if (drFor) h['x-mcpgw-dr-for'] = drFor;
     // The forward stage's span is the parent of the core's spans (W3C trace context across the hop), and
     // the request's trace id also travels signed in the token.
     const trace = activeTraceHeaders();
@@ -372,26 +407,27 @@ export class RemoteCore implements CoreService {
    * when a session's scope is given, else this region's cores (every core when it has none); within a
    * region by rendezvous hash of the session id; up first.
    */
-  private order(wireId: string | undefined, route?: Route): CoreLink[] {
-    const c = route ? this.placed(route) : this.candidates();
+  private order(wireId: string | undefined, route?: Route): Choice[] {
+    const c: Choice[] = route ? this.placed(route) : this.candidates().map((link) => ({ link }));
     const tier = new Map<string, number>();
-    for (const l of c) if (!tier.has(l.target.region)) tier.set(l.target.region, tier.size);
+    for (const { link: l } of c) if (!tier.has(l.target.region)) tier.set(l.target.region, tier.size);
     const ranked =
       wireId === undefined
         ? c
         : [...c].sort(
-            (a, b) =>
+            ({ link: a }, { link: b }) =>
               tier.get(a.target.region)! - tier.get(b.target.region)! || score(wireId, b) - score(wireId, a),
           );
-    return [...ranked.filter((l) => l.up), ...ranked.filter((l) => !l.up)];
+    return [...ranked.filter((x) => x.link.up), ...ranked.filter((x) => !x.link.up)];
   }
 
   /**
    * Cores for a session of `scope` acting for `principal`: only regions its placement allows (never
    * another, on any path: direct, cross-region or failover); the home region first unless policy lets
    * this region serve; then this region; then the others (cross-region, and DR when a region is down).
+   * With a DR pair for the first region: its cores, then its partner's, nothing else.
    */
-  private placed(route: Route): CoreLink[] {
+  private placed(route: Route): Choice[] {
     const serving = this.links.filter(
       (l) => route.scope === 'aggregate' || l.info === undefined || l.info.servers.includes(route.scope),
     );
@@ -420,7 +456,16 @@ export class RemoteCore implements CoreService {
     const own = this.o.region;
     const first = p.home && !(p.nearerAllowed && ok.some((l) => l.target.region === own)) ? p.home : own;
     const rank = (l: CoreLink) => (l.target.region === first ? 0 : l.target.region === own ? 1 : 2);
-    return [...ok].sort((a, b) => rank(a) - rank(b));
+    const ranked = [...ok].sort((a, b) => rank(a) - rank(b));
+    const primary = ranked[0]?.target.region;
+    const partner = primary === undefined ? undefined : this.o.drPartners?.[primary];
+    if (!partner) return ranked.map((link) => ({ link }));
+    // Active-passive: the partner runs the primary's sessions only under its DR lease (it refuses
+    // otherwise); a third region would run them under none.
+    return [
+      ...ranked.filter((l) => l.target.region === primary).map((link) => ({ link })),
+      ...ranked.filter((l) => l.target.region === partner).map((link) => ({ link, drFor: primary! })),
+    ];
   }
 
   private candidates(): CoreLink[] {
