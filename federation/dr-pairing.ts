@@ -109,8 +109,12 @@ export class DrPairing {
   /** This region stands in for `region` now: it holds `lease.dr-<region>`, renewed within the ttl. */
   servesFor(region: string): boolean {
     const w = this.wards.get(region);
-    if (!w) return false;
-    return w.lease.held || this.fresh(this.own.get(leaseKey(drLeaseName(region))));
+    // Seen back (failback under way): refused at once, whoever holds the lease until it is released.
+    if (!w?.active) return false;
+    if (w.lease.held) return true;
+    // A peer of this region holds it; an entry naming this gateway is its own, judged by `held` above.
+    const v = this.own.get(leaseKey(drLeaseName(region)));
+    return v?.holder !== this.o.gatewayId && this.fresh(v);
   }
 
   /** The partner standing in for this region now (its lease seen renewed within the ttl), if any. */

@@ -103,6 +103,8 @@ interface Choice {
 
 const DR_RETRY_MS = 100;
 
+type CallExtra = { method?: 'GET' | 'POST'; signal?: AbortSignal; route?: Route; retrySafe?: boolean };
+
 /** Where a caller's session may and should go. */
 export interface Placement {
   /** Regions the caller's data may go to (tenant config, token claim, the server's residency). */
@@ -308,72 +310,86 @@ export class RemoteCore implements CoreService {
     path: string,
     body: string | undefined,
     principal: Principal,
-    extra: { method?: 'GET' | 'POST'; signal?: AbortSignal; route?: Route; retrySafe?: boolean } = {},
+    extra: CallExtra = {},
   ): Promise<Dispatcher.ResponseData> {
-    let lastErr: unknown;
-    let retriedToken = false;
     // A DR lease changing hands: every core may refuse (nothing ran) for a moment; tried again a while.
     const fencedUntil = Date.now() + (this.o.drWaitMs ?? 0);
-    let fenced: GatewayError | undefined;
     for (;;) {
-      fenced = undefined;
-      next: for (const { link, drFor } of this.order(wireId, extra.route)) {
-        for (;;) {
-          let res: Dispatcher.ResponseData;
-          try {
-            res = await link.pool.request({
-              path,
-              method: extra.method ?? 'POST',
-              headers: await this.headers(link, principal, body !== undefined, drFor),
-              body,
-              headersTimeout: 0,
-              bodyTimeout: 0,
-              ...(extra.signal && { signal: extra.signal }),
-            });
-          } catch (err) {
-            lastErr = err;
-            const code = (err as { code?: string }).code ?? '';
-            if (!CONNECT_ERRORS.has(code)) {
-              if (!LOST_ERRORS.has(code)) throw unavailable(link, err);
-              link.downUntil = Date.now() + DOWN_FOR_MS;
-              if (!extra.retrySafe)
-                throw new GatewayError(
-                  'GW_CORE_UNAVAILABLE',
-                  `The core ${link.target.id} was lost during a call that is not idempotent; it may or may not have run, so it is not repeated elsewhere`,
-                  undefined,
-                  { cause: err },
-                );
-              this.o.log.warn(
-                { core: link.target.id, err: (err as Error).message },
-                'core lost mid-call; repeating the idempotent call on the next core',
-              );
-              continue next;
-            }
+      try {
+        return await this.callOnce(wireId, path, body, principal, extra);
+      } catch (err) {
+        const fenced = err instanceof GatewayError && err.code === 'GW_DR_FENCED';
+        if (!fenced || Date.now() >= fencedUntil || this.closed) throw err;
+      }
+      await new Promise((r) => setTimeout(r, DR_RETRY_MS));
+    }
+  }
+
+  /** One pass over the cores, best first; GW_DR_FENCED when the last core reached refused as fenced. */
+  private async callOnce(
+    wireId: string | undefined,
+    path: string,
+    body: string | undefined,
+    principal: Principal,
+    extra: CallExtra,
+  ): Promise<Dispatcher.ResponseData> {
+    let fenced: GatewayError | undefined;
+    let lastErr: unknown;
+    let retriedToken = false;
+    next: for (const { link, drFor } of this.order(wireId, extra.route)) {
+      for (;;) {
+        let res: Dispatcher.ResponseData;
+        try {
+          res = await link.pool.request({
+            path,
+            method: extra.method ?? 'POST',
+            headers: await this.headers(link, principal, body !== undefined, drFor),
+            body,
+            headersTimeout: 0,
+            bodyTimeout: 0,
+            ...(extra.signal && { signal: extra.signal }),
+          });
+        } catch (err) {
+          lastErr = err;
+          const code = (err as { code?: string }).code ?? '';
+          if (!CONNECT_ERRORS.has(code)) {
+            if (!LOST_ERRORS.has(code)) throw unavailable(link, err);
             link.downUntil = Date.now() + DOWN_FOR_MS;
+            if (!extra.retrySafe)
+              throw new GatewayError(
+                'GW_CORE_UNAVAILABLE',
+                `The core ${link.target.id} was lost during a call that is not idempotent; it may or may not have run, so it is not repeated elsewhere`,
+                undefined,
+                { cause: err },
+              );
             this.o.log.warn(
               { core: link.target.id, err: (err as Error).message },
-              'core unreachable; trying the next',
+              'core lost mid-call; repeating the idempotent call on the next core',
             );
-            break;
-          }
-          if (res.statusCode === 401 && !retriedToken && this.o.tokens) {
-            // A key rotated under a cached token: a fresh one, signed with the current key, once.
-            retriedToken = true;
-            await res.body.dump();
-            this.o.tokens.forget();
-            continue;
-          }
-          link.downUntil = 0;
-          if (res.statusCode === 503 && res.headers['x-mcpgw-refused'] === 'dr-fenced') {
-            fenced = await refusalOf(res);
-            lastErr = fenced;
             continue next;
           }
-          return res;
+          link.downUntil = Date.now() + DOWN_FOR_MS;
+          this.o.log.warn(
+            { core: link.target.id, err: (err as Error).message },
+            'core unreachable; trying the next',
+          );
+          break;
         }
+        if (res.statusCode === 401 && !retriedToken && this.o.tokens) {
+          // A key rotated under a cached token: a fresh one, signed with the current key, once.
+          retriedToken = true;
+          await res.body.dump();
+          this.o.tokens.forget();
+          continue;
+        }
+        link.downUntil = 0;
+        if (res.statusCode === 503 && res.headers['x-mcpgw-refused'] === 'dr-fenced') {
+          // Nothing ran: the other region may hold the lease.
+          fenced = await refusalOf(res);
+          continue next;
+        }
+        return res;
       }
-      if (!fenced || Date.now() >= fencedUntil || this.closed) break;
-      await new Promise((r) => setTimeout(r, DR_RETRY_MS));
     }
     if (fenced) throw fenced;
     throw unavailable(undefined, lastErr);

@@ -171,8 +171,9 @@ describe('federation DR pairing: takeover under a fenced lease, failback', { tim
       federation: federation('a', 'edge-a'),
     });
     edgeA = await spawnNode(file, port);
-    // The edge knows both cores once it reaches a server only b serves.
-    await eventually(() => client('maps'));
+    // The edge knows both cores once it reaches a server only b serves (a 2.9 mirror on a loaded
+    // machine can take long to deliver b's first heartbeat).
+    await eventually(() => client('maps'), 45_000);
   });
 
   after(async () => {
@@ -234,7 +235,10 @@ describe('federation DR pairing: takeover under a fenced lease, failback', { tim
     const mark = coreB.out.mark();
     killedAt = Date.now();
     coreA.child.kill('SIGKILL');
-    const takeover = await coreB.out.waitFor(/DR takeover/, mark, 10_000);
+    const takeover = await coreB.out.waitFor(/DR takeover/, mark, 10_000).catch((err: unknown) => {
+      const fed = coreB.out.lines().filter((l) => /federation/.test(l));
+      throw new Error(`${String(err)}\ncore b's federation log:\n${fed.join('\n')}`);
+    });
     await new Promise((r) => setTimeout(r, 1_000));
     stop = true;
     await Promise.all(loops);
