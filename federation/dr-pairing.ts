@@ -56,6 +56,7 @@ export class DrPairing {
   private readonly now: () => number;
   private readonly stops: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
+  private readTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: DrPairingOptions) {
     this.now = o.now ?? Date.now;
@@ -79,19 +80,41 @@ export class DrPairing {
           active: false,
           seenCore: false,
         });
-    if (this.wards.size > 0)
+    const reads: Array<() => Promise<void>> = [];
+    if (this.wards.size > 0) {
       this.stops.push(await bucket.watch('lease.dr-', (key, e) => this.track(this.own, key, e)));
+      reads.push(async () => {
+        for (const e of await bucket.entries('lease.dr-')) this.track(this.own, e.key, e);
+      });
+    }
     if (this.partner) {
       const key = leaseKey(drLeaseName(this.o.region));
       const partnerView = new Map<string, LeaseView>();
       const mirror: KvReader = await this.o.bus.mirror(registryBucket(this.partner), this.partner);
-      this.stops.push(
-        await mirror.watch(key, (k, e) => {
-          this.track(partnerView, k, e);
-          this.partnerView = partnerView.get(k);
-        }),
-      );
+      const seen = (k: string, e: KvEntry | undefined) => {
+        this.track(partnerView, k, e);
+        this.partnerView = partnerView.get(k);
+      };
+      this.stops.push(await mirror.watch(key, seen));
+      reads.push(async () => {
+        const e = await mirror.get(key);
+        if (e) seen(key, e);
+      });
     }
+    // Fresh reads besides the watches: a watch on a mirror that is rebuilt goes quiet, and a missed
+    // renewal must not make a lease look free (nor a missed one look held: freshness needs movement).
+    let reading = false;
+    this.readTimer = setInterval(
+      () => {
+        if (reading || !this.o.bus.connected) return;
+        reading = true;
+        void Promise.all(reads.map((r) => r()))
+          .catch((err: unknown) => this.o.log.debug({ err }, 'federation: DR lease read failed'))
+          .finally(() => (reading = false));
+      },
+      Math.max(50, Math.floor(this.o.ttlMs / 4)),
+    );
+    this.readTimer.unref();
     if (this.wards.size === 0) return;
     this.stops.push(this.o.index.onChange((e) => e.type !== 'server' && this.check()));
     this.timer = setInterval(() => this.check(), Math.max(20, Math.floor(this.o.ttlMs / 10)));
@@ -102,6 +125,7 @@ export class DrPairing {
   /** Stops contending; held leases are released (fenced writes). */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.readTimer);
     for (const s of this.stops.splice(0)) s();
     await Promise.all([...this.wards.values()].map((w) => w.lease.stop()));
   }
@@ -165,7 +189,8 @@ export class DrPairing {
       this.o.log.warn({ key, reason: err.message }, 'federation: DR lease entry unreadable');
     }
     const old = into.get(key);
-    if (old && old.revision >= e.revision) return;
+    // Any other revision is a write (a mirror's revisions are its own sequence, restarted on a rebuild).
+    if (old && old.revision === e.revision) return;
     into.set(key, { holder, revision: e.revision, seenAt: this.now() });
   }
 
