@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { InProcessBus } from '../../shared/adapters/memory/federation-bus.js';
+import { ConfigError, validateConfig } from '../../shared/config/load.js';
 import { GatewayError } from '../../shared/errors.js';
 import { server, startTestGateway, type TestGateway } from '../helpers/federation.js';
 
@@ -76,4 +77,24 @@ test('a region that never had a live core is not taken over while the index stil
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(b.node.index.regionStatus('a').state, 'unknown');
   assert.equal(b.node.dr!.servesFor('a'), false);
+});
+
+test('config: drPartners naming an unknown region or a region itself is refused, with the path', () => {
+  const doc = (drPartners: Record<string, string>) => ({
+    region: 'a',
+    federation: { regions: ['a', 'b'], drPartners },
+  });
+  assert.deepEqual(validateConfig(doc({ a: 'b', b: 'a' }), 't.yaml').federation?.drPartners, {
+    a: 'b',
+    b: 'a',
+  });
+  assert.throws(
+    () => validateConfig(doc({ a: 'a' }), 't.yaml'),
+    (e: unknown) =>
+      e instanceof ConfigError && /federation\.drPartners\.a.*its own DR partner/s.test(e.message),
+  );
+  assert.throws(
+    () => validateConfig(doc({ a: 'c' }), 't.yaml'),
+    (e: unknown) => e instanceof ConfigError && /"c" is not in federation\.regions/.test(e.message),
+  );
 });
