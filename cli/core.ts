@@ -19,6 +19,7 @@ import { InternalApi } from '../core/internal/internal-api.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { listenUrl, type RunningTier } from './listen.js';
 import { startFederation } from './federation.js';
+import type { FederationNode } from '../federation/federation-node.js';
 import { loadPlugins, observer, quotasOf, type StartOptions } from './single.js';
 import { coreOps } from './core-ops.js';
 import { openNodeStores } from './stores.js';
@@ -50,6 +51,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   if (!verifier)
     log.warn({}, 'TEST MODE: this core accepts requests without an internal token (loopback only)');
   const identity = new BackendIdentity(config, coreId, log);
+  // Set once the federation starts (after listening); read by the DR gate on every request.
+  const fed: { node?: FederationNode | undefined } = {};
 
   // Observability as in the single role: the core is where a request's outcome is known.
   const tracing = await startTracing(config, log, opts.spanProcessors);
@@ -86,6 +89,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     maxBodyBytes: config.http.maxBodyBytes + 64 * 1024,
     idleTimeoutMs: config.sessions.idleTimeoutMs,
     sharedSessions: config.sessions.store === 'redis',
+    // DR pairing: the federation (started once listening) fences what this core may run.
+    drGate: (scope, drFor) => fed.node?.dr?.gate(scope, drFor),
     log,
   });
   const ops = await coreOps({
@@ -125,6 +130,7 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     await core.close();
     throw new Error(`federation: ${(err as Error).message}`, { cause: err });
   });
+  fed.node = federation;
   log.info(
     { url, role: 'core', coreId, region: config.region, servers: config.servers.map(serverId) },
     'mcpgw listening',

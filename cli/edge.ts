@@ -56,6 +56,9 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     ...(config.federation && {
       discovery: config.federation.discoverCores,
       placement: placementOf(config, () => federation?.index),
+      drPartners: config.federation.drPartners,
+      // A DR lease changes hands about downAfterMs after the last heartbeat: calls wait that out.
+      drWaitMs: 3 * config.federation.downAfterMs,
     }),
   });
   let stopDiscovery: (() => void) | undefined;

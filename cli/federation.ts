@@ -54,6 +54,7 @@ export async function startFederation(
       heartbeatMs: f.heartbeatMs,
       downAfterMs: f.downAfterMs,
       antiEntropyMs: f.antiEntropyMs,
+      drPartners: f.drPartners,
       log,
     });
     log.info({ region, gatewayId, bus: f.bus }, 'federation started');

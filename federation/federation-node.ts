@@ -6,6 +6,7 @@
 import type { Logger } from '../shared/log.js';
 import type { FederationBus } from '../shared/ports/federation-bus.js';
 import { CapabilityIndex } from './capability-index.js';
+import { DrPairing } from './dr-pairing.js';
 import { RegionLease } from './region-lease.js';
 import { RegistryPublisher, type RegistrySource } from './registry-publisher.js';
 import { registryBucket } from './subjects.js';
@@ -23,6 +24,8 @@ export interface FederationNodeOptions {
   antiEntropyMs: number;
   role?: 'single' | 'edge' | 'core';
   audience?: string;
+  /** DR pairing, active -> passive region (`federation.drPartners`); used by cores only. */
+  drPartners?: Readonly<Record<string, string>>;
   log: Logger;
   now?: () => number;
 }
@@ -31,6 +34,8 @@ export interface FederationNode {
   readonly index: CapabilityIndex;
   readonly publisher: RegistryPublisher;
   readonly lease: RegionLease;
+  /** Present on a core of a federation with DR pairs. */
+  readonly dr?: DrPairing;
   close(): Promise<void>;
 }
 
@@ -54,13 +59,31 @@ export async function startFederationNode(o: FederationNodeOptions): Promise<Fed
     if (e.type === 'region')
       log.info({ peer: e.region, up: e.up }, `federation: region ${e.region} ${e.up ? 'up' : 'down'}`);
   });
+  // Only cores are reached by edges for a region: they alone stand in for one and are fenced.
+  const pairs = o.drPartners ?? {};
+  const dr =
+    o.role === 'core' && Object.keys(pairs).length > 0
+      ? new DrPairing({
+          bus: o.bus,
+          index,
+          region: o.region,
+          gatewayId: o.gatewayId,
+          partners: pairs,
+          ttlMs: o.downAfterMs,
+          log,
+          ...(o.now && { now: o.now }),
+        })
+      : undefined;
+  await dr?.start();
   let closed: Promise<void> | undefined;
   return {
     index,
     publisher,
     lease,
+    ...(dr && { dr }),
     close: () =>
       (closed ??= (async () => {
+        await dr?.stop();
         index.stop();
         await lease.stop();
         await publisher.stop();

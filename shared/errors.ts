@@ -318,6 +318,11 @@ export const ERRORS = {
     rpc: RpcCode.InvalidRequest,
     message: "Data residency: no region allowed for the caller's tenant serves this",
   },
+  GW_DR_FENCED: {
+    http: 503,
+    rpc: RpcCode.InternalError,
+    message: 'This core does not hold the DR lease for the region; the call was not run',
+  },
   // Backend pools (issue 6): see docs/pools.md.
   GW_BACKEND_OUTCOME_UNKNOWN: {
     http: 200,

@@ -69,6 +69,11 @@ export interface InternalApiOptions {
   idleTimeoutMs: number;
   /** Sessions live in a store other cores share: at shutdown they are let go of, not ended. */
   sharedSessions: boolean;
+  /**
+   * DR pairing (federation/dr-pairing.ts): throws GW_DR_FENCED when this core may not run a request of
+   * `scope` now; `drFor` is the region the edge asks it to stand in for (header `x-mcpgw-dr-for`).
+   */
+  drGate?: (scope: string, drFor: string | undefined) => void;
   log: Logger;
 }
 
@@ -267,6 +272,9 @@ export class InternalApi {
     const msg = body.message;
     if (classify(msg) !== 'request') throw new GatewayError('GW_INVALID_REQUEST');
     const request = msg as JsonRpcRequest;
+    // Before the session is touched: a fenced core runs nothing of it (the edge tries the other region).
+    const drFor = res.req.headers['x-mcpgw-dr-for'];
+    this.o.drGate?.(scopeOf(body), typeof drFor === 'string' ? drFor : undefined);
     const s = await this.sessionFor(id, scopeOf(body), caller, request.method === 'initialize');
     this.o.identity?.bind(id, caller.principal);
     s.inflight++;
@@ -490,6 +498,8 @@ function fail(res: ServerResponse, err: unknown, status?: number): void {
   if (res.headersSent) return void res.destroy();
   const ge = err instanceof GatewayError ? err : new GatewayError('GW_INTERNAL');
   const headers: Record<string, string> = { 'content-type': 'application/json' };
+  // Said in a header too, so that the edge moves on without reading the body.
+  if (ge.code === 'GW_DR_FENCED') headers['x-mcpgw-refused'] = 'dr-fenced';
   if (ge.httpStatus === 401) headers['www-authenticate'] = 'Bearer realm="mcpgw-core"';
   const text = JSON.stringify(toRpcError(null, ge));
   res.writeHead(status ?? ge.httpStatus, headers).end(text);

@@ -85,6 +85,17 @@ export interface RemoteCoreOptions {
   discovery?: boolean;
   /** Residency and home region of a caller (federation); absent: any region, no home. */
   placement?: (principal: Principal, scope: string) => Placement;
+  /**
+   * DR pairs, active -> passive region (`federation.drPartners`): a session whose first region has a
+   * partner goes to that region's cores, then to the partner's (asked to stand in, `x-mcpgw-dr-for`),
+   * never to a third region.
+   */
+  drPartners?: Readonly<Record<string, string>>;
+  /**
+   * How long a call every core refused with GW_DR_FENCED (nothing ran) is tried again: a DR lease
+   * changing hands (takeover, failback). Default 0: not retried.
+   */
+  drWaitMs?: number;
   /** Told of every session request once it is answered or failed (the edge's audit trail). */
   onForwarded?: (call: ForwardedCall) => void;
 }
@@ -103,6 +114,23 @@ export interface ForwardedCall {
   /** The core that answered; undefined when none did. */
   core: CoreTarget | undefined;
   latencyMs: number;
+}
+
+/** A core to try, and the region it is asked to stand in for (DR), if any. */
+interface Choice {
+  link: CoreLink;
+  drFor?: string;
+}
+
+const DR_RETRY_MS = 100;
+
+interface CallExtra {
+  method?: 'GET' | 'POST';
+  signal?: AbortSignal;
+  route?: Route;
+  retrySafe?: boolean;
+  /** Told which core answered. */
+  served?: (core: CoreTarget) => void;
 }
 
 /** Where a caller's session may and should go. */
@@ -316,25 +344,40 @@ export class RemoteCore implements CoreService {
     path: string,
     body: string | undefined,
     principal: Principal,
-    extra: {
-      method?: 'GET' | 'POST';
-      signal?: AbortSignal;
-      route?: Route;
-      retrySafe?: boolean;
-      /** Told which core answered. */
-      served?: (core: CoreTarget) => void;
-    } = {},
+    extra: CallExtra = {},
   ): Promise<Dispatcher.ResponseData> {
+    // A DR lease changing hands: every core may refuse (nothing ran) for a moment; tried again a while.
+    const fencedUntil = Date.now() + (this.o.drWaitMs ?? 0);
+    for (;;) {
+      try {
+        return await this.callOnce(wireId, path, body, principal, extra);
+      } catch (err) {
+        const fenced = err instanceof GatewayError && err.code === 'GW_DR_FENCED';
+        if (!fenced || Date.now() >= fencedUntil || this.closed) throw err;
+      }
+      await new Promise((r) => setTimeout(r, DR_RETRY_MS));
+    }
+  }
+
+  /** One pass over the cores, best first; GW_DR_FENCED when the last core reached refused as fenced. */
+  private async callOnce(
+    wireId: string | undefined,
+    path: string,
+    body: string | undefined,
+    principal: Principal,
+    extra: CallExtra,
+  ): Promise<Dispatcher.ResponseData> {
+    let fenced: GatewayError | undefined;
     let lastErr: unknown;
     let retriedToken = false;
-    next: for (const link of this.order(wireId, extra.route)) {
+    next: for (const { link, drFor } of this.order(wireId, extra.route)) {
       for (;;) {
         let res: Dispatcher.ResponseData;
         try {
           res = await link.pool.request({
             path,
             method: extra.method ?? 'POST',
-            headers: await this.headers(link, principal, body !== undefined),
+            headers: await this.headers(link, principal, body !== undefined, drFor),
             body,
             headersTimeout: 0,
             bodyTimeout: 0,
@@ -383,10 +426,16 @@ export class RemoteCore implements CoreService {
           continue;
         }
         link.downUntil = 0;
+        if (res.statusCode === 503 && res.headers['x-mcpgw-refused'] === 'dr-fenced') {
+          // Nothing ran: the other region may hold the lease.
+          fenced = await refusalOf(res);
+          continue next;
+        }
         extra.served?.(link.target);
         return res;
       }
     }
+    if (fenced) throw fenced;
     throw unavailable(undefined, lastErr);
   }
 
@@ -394,9 +443,11 @@ export class RemoteCore implements CoreService {
     link: CoreLink,
     principal: Principal,
     json: boolean,
+    drFor?: string,
   ): Promise<Record<string, string>> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
+    if (drFor) h['x-mcpgw-dr-for'] = drFor;
     // The forward stage's span is the parent of the core's spans (W3C trace context across the hop), and
     // the request's trace id also travels signed in the token.
     const trace = activeTraceHeaders();
@@ -416,21 +467,21 @@ export class RemoteCore implements CoreService {
    * when a session's scope is given, else this region's cores (every core when it has none); within a
    * region by rendezvous hash of the session id; up first.
    */
-  private order(wireId: string | undefined, route?: Route): CoreLink[] {
-    const c = route ? this.placed(route) : this.candidates();
+  private order(wireId: string | undefined, route?: Route): Choice[] {
+    const c: Choice[] = route ? this.placed(route) : this.candidates().map((link) => ({ link }));
     const tier = new Map<string, number>();
-    for (const l of c) if (!tier.has(l.target.region)) tier.set(l.target.region, tier.size);
+    for (const { link: l } of c) if (!tier.has(l.target.region)) tier.set(l.target.region, tier.size);
     const ranked =
       wireId === undefined
         ? c
         : [...c].sort(
-            (a, b) =>
+            ({ link: a }, { link: b }) =>
               tier.get(a.target.region)! - tier.get(b.target.region)! || score(wireId, b) - score(wireId, a),
           );
     return [
-      ...ranked.filter((l) => l.up && !l.draining),
-      ...ranked.filter((l) => l.up && l.draining),
-      ...ranked.filter((l) => !l.up),
+      ...ranked.filter((x) => x.link.up && !x.link.draining),
+      ...ranked.filter((x) => x.link.up && x.link.draining),
+      ...ranked.filter((x) => !x.link.up),
     ];
   }
 
@@ -438,8 +489,9 @@ export class RemoteCore implements CoreService {
    * Cores for a session of `scope` acting for `principal`: only regions its placement allows (never
    * another, on any path: direct, cross-region or failover); the home region first unless policy lets
    * this region serve; then this region; then the others (cross-region, and DR when a region is down).
+   * With a DR pair for the first region: its cores, then its partner's, nothing else.
    */
-  private placed(route: Route): CoreLink[] {
+  private placed(route: Route): Choice[] {
     const serving = this.links.filter(
       (l) => route.scope === 'aggregate' || l.info === undefined || l.info.servers.includes(route.scope),
     );
@@ -468,7 +520,16 @@ export class RemoteCore implements CoreService {
     const own = this.o.region;
     const first = p.home && !(p.nearerAllowed && ok.some((l) => l.target.region === own)) ? p.home : own;
     const rank = (l: CoreLink) => (l.target.region === first ? 0 : l.target.region === own ? 1 : 2);
-    return [...ok].sort((a, b) => rank(a) - rank(b));
+    const ranked = [...ok].sort((a, b) => rank(a) - rank(b));
+    const primary = ranked[0]?.target.region;
+    const partner = primary === undefined ? undefined : this.o.drPartners?.[primary];
+    if (!partner) return ranked.map((link) => ({ link }));
+    // Active-passive: the partner runs the primary's sessions only under its DR lease (it refuses
+    // otherwise); a third region would run them under none.
+    return [
+      ...ranked.filter((l) => l.target.region === primary).map((link) => ({ link })),
+      ...ranked.filter((l) => l.target.region === partner).map((link) => ({ link, drFor: primary! })),
+    ];
   }
 
   private candidates(): CoreLink[] {

@@ -1387,6 +1387,12 @@ export const configSchema = z
           .describe(
             'Data residency and home region per tenant (`Principal.allowedRegions` would narrow it further; no authenticator sets it yet).',
           ),
+        drPartners: z
+          .record(regionId, regionId)
+          .default({})
+          .describe(
+            "DR pairing, active -> passive: `{ a: b }` has region b serve region a's servers (where b has them and residency allows) while a has no live core, under a lease fenced by KV revision; a's sessions never go to a third region.",
+          ),
       })
       .strict()
       .optional()
@@ -1450,6 +1456,22 @@ export const configSchema = z
           path: ['federation', 'downAfterMs'],
           message: 'downAfterMs must be longer than heartbeatMs (a few heartbeats)',
         });
+      const known = new Set([...f.regions, f.region ?? cfg.region]);
+      for (const [active, passive] of Object.entries(f.drPartners)) {
+        if (active === passive)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['federation', 'drPartners', active],
+            message: `region "${active}" cannot be its own DR partner`,
+          });
+        for (const r of [active, passive])
+          if (f.regions.length > 0 && !known.has(r))
+            ctx.addIssue({
+              code: 'custom',
+              path: ['federation', 'drPartners', active],
+              message: `region "${r}" is not in federation.regions (${[...known].join(', ')})`,
+            });
+      }
     }
     const seen = new Set<string>();
     checkTiers(cfg, ctx);

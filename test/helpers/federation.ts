@@ -27,6 +27,8 @@ export async function startTestGateway(o: {
   heartbeatMs?: number;
   downAfterMs?: number;
   antiEntropyMs?: number;
+  role?: 'single' | 'edge' | 'core';
+  drPartners?: Record<string, string>;
 }): Promise<TestGateway> {
   const gw: { servers: LocalServer[] } = { servers: o.servers ?? [] };
   const node = await startFederationNode({
@@ -39,6 +41,8 @@ export async function startTestGateway(o: {
     heartbeatMs: o.heartbeatMs ?? 100,
     downAfterMs: o.downAfterMs ?? 600,
     antiEntropyMs: o.antiEntropyMs ?? 30_000,
+    ...(o.role && { role: o.role }),
+    ...(o.drPartners && { drPartners: o.drPartners }),
     log: silent,
   });
   return Object.assign(gw, { id: o.id, region: o.region, node });
