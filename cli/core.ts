@@ -23,7 +23,7 @@ import type { FederationNode } from '../federation/federation-node.js';
 import { loadPlugins, observer, quotasOf, type StartOptions } from './single.js';
 import { coreOps } from './core-ops.js';
 import { openNodeStores } from './stores.js';
-import { metricsOf, startTracing } from './telemetry.js';
+import { exportStateMetrics, metricsOf, startTracing } from './telemetry.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
 import { serverId } from '../shared/mcp/server-versions.js';
 
@@ -73,6 +73,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     stages: quotas?.stages,
     ...(identity.active && { backendIdentity: (server, id) => identity.headersFor(server, id) }),
   });
+  // Quota refusals, queue depth and cache lookups, read from their owners' counters at each scrape.
+  exportStateMetrics(metrics, { ...(quotas && { quotas }), cache: core.responseCache });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
 

@@ -75,21 +75,20 @@ export async function startFederation(
 
 /**
  * `mcpgw_region_up` and `mcpgw_federation_lag_seconds` (the age of the newest heartbeat heard from each
- * region; this region's own included), refreshed every second from the capability index.
+ * region; this region's own included), read from the capability index at every scrape.
  */
 function federationMetrics(node: FederationNode, metrics: GatewayMetrics): () => void {
-  const update = () => {
+  let stopped = false;
+  metrics.onScrape(() => {
+    if (stopped) return;
     const now = Date.now();
     for (const r of node.index.regions()) {
-      metrics.regionUp.set({ region: r.region }, r.state === 'up' ? 1 : 0);
+      metrics.setRegionUp(r.region, r.state === 'up');
       if (r.lastHeartbeatAt !== undefined)
-        metrics.federationLag.set({ region: r.region }, Math.max(0, now - r.lastHeartbeatAt) / 1000);
+        metrics.setFederationLag(r.region, Math.max(0, now - r.lastHeartbeatAt) / 1000);
     }
-  };
-  update();
-  const timer = setInterval(update, 1_000);
-  timer.unref();
-  return () => clearInterval(timer);
+  });
+  return () => (stopped = true);
 }
 
 /** Host name and port: unique per process on a host, stable across restarts of the same deployment. */

@@ -39,7 +39,7 @@ import { MemoryQuotaStore } from '../shared/adapters/memory/quota-store.js';
 import { RedisQuotaStore } from '../shared/adapters/redis/quota-store.js';
 import type { Principal } from '../shared/identity/principal.js';
 import type { FastifyRequest } from 'fastify';
-import { metricsOf, startTracing } from './telemetry.js';
+import { exportStateMetrics, metricsOf, startTracing } from './telemetry.js';
 import type { Server as TlsServer } from 'node:tls';
 import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
@@ -154,6 +154,8 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     ...(stores.vault && stores.tokens && { credentials: { vault: stores.vault, tokens: stores.tokens } }),
     approvals: stores.db ? new PostgresApprovalStore(stores.db) : undefined,
   });
+  // Quota refusals, queue depth and cache lookups, read from their owners' counters at each scrape.
+  exportStateMetrics(metrics, { ...(quotas && { quotas }), cache: core.responseCache });
   // Registry changes (from an operator, or another gateway sharing the store) apply without a restart,
   // one at a time per server, in the order they were announced.
   const applying = new Map<string, Promise<void>>();

@@ -98,3 +98,41 @@ export function metricsOf(config: GatewayConfig): GatewayMetrics | undefined {
       })
     : undefined;
 }
+
+/** What `exportStateMetrics` reads at every scrape (the owners keep plain counters). */
+export interface StateSources {
+  quotas?: {
+    stats(): { refused: Record<string, number>; backends: Record<string, { waiting: number }> };
+  };
+  cache?: { counters: { hits: number; misses: number; staleServed: number } };
+}
+
+/**
+ * `mcpgw_quota_refusals_total` (by dimension), `mcpgw_queue_depth` (per server) and
+ * `mcpgw_cache_requests_total` (hit, miss, stale) from the quota guard's and the response cache's own
+ * counters, read at scrape time: nothing is added to the request path.
+ */
+export function exportStateMetrics(metrics: GatewayMetrics | undefined, s: StateSources): void {
+  if (!metrics) return;
+  const seen = new Map<string, number>();
+  /** Counters only grow: the difference since the last scrape is added. */
+  const grow = (key: string, now: number, inc: (by: number) => void) => {
+    const by = now - (seen.get(key) ?? 0);
+    if (by > 0) inc(by);
+    seen.set(key, now);
+  };
+  metrics.onScrape(() => {
+    if (s.quotas) {
+      const st = s.quotas.stats();
+      for (const [dimension, n] of Object.entries(st.refused))
+        grow(`q\0${dimension}`, n, (by) => metrics.quotaRefusals.inc({ dimension }, by));
+      for (const [server, b] of Object.entries(st.backends)) metrics.setQueueDepth(server, b.waiting);
+    }
+    if (s.cache) {
+      const c = s.cache.counters;
+      grow('c\0hit', c.hits, (by) => metrics.cacheRequests.inc({ result: 'hit' }, by));
+      grow('c\0miss', c.misses, (by) => metrics.cacheRequests.inc({ result: 'miss' }, by));
+      grow('c\0stale', c.staleServed, (by) => metrics.cacheRequests.inc({ result: 'stale' }, by));
+    }
+  });
+}

@@ -33,7 +33,9 @@ export function generateApiKey(pepper: string): { key: string; id: string; hash:
   return { key: `${PREFIX}${id}_${secret}`, id, hash: hashApiKeySecret(pepper, id, secret) };
 }
 
-export type ApiKeyCheck = { ok: true; principal: Principal } | { ok: false; reason: string };
+/** `unverifiable`: the key could not be checked (key store unavailable), which says nothing of it. */
+export type ApiKeyCheck =
+  { ok: true; principal: Principal } | { ok: false; reason: string; unverifiable?: boolean };
 
 export class ApiKeyAuthenticator {
   private readonly declared: ReadonlyMap<string, ApiKeyRecord>;
@@ -56,7 +58,11 @@ export class ApiKeyAuthenticator {
       record = this.declared.get(parsed.id) ?? (await this.store.get(parsed.id));
     } catch {
       // Refused, never let through: a key that cannot be checked is not a valid key right now.
-      return { ok: false, reason: 'the API key could not be checked (key store unavailable)' };
+      return {
+        ok: false,
+        reason: 'the API key could not be checked (key store unavailable)',
+        unverifiable: true,
+      };
     }
     // The same work whether or not the id exists, so that timing does not tell which ids exist.
     const expected = Buffer.from(record?.hash ?? 'hmac-sha256:' + 'A'.repeat(43));

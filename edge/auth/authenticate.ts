@@ -21,6 +21,11 @@ export type AuthOutcome =
       /** The RFC 6750 error code for WWW-Authenticate (absent when no credential was sent). */
       error?: 'invalid_request' | 'invalid_token' | 'insufficient_scope';
       description: string;
+      /**
+       * The credential could not be checked (key store or signing keys unreachable): refused, but not
+       * held against its source (an outage must not block every caller behind one address).
+       */
+      unverifiable?: boolean;
     };
 
 type Method = Exclude<AuthMethod, 'none' | 'internal'>;
@@ -87,13 +92,13 @@ export class Authenticator {
       case 'jwt': {
         if (bearer === undefined || (this.keys && looksLikeApiKey(bearer))) return undefined;
         const r = await this.jwt!.verify(bearer);
-        return r.ok ? r : invalid('invalid_token', r.reason);
+        return r.ok ? r : invalid('invalid_token', r.reason, r.unverifiable);
       }
       case 'api-key': {
         const key = xKey ?? (bearer !== undefined && looksLikeApiKey(bearer) ? bearer : undefined);
         if (key === undefined) return undefined;
         const r = await this.keys!.verify(key);
-        return r.ok ? r : invalid('invalid_token', r.reason);
+        return r.ok ? r : invalid('invalid_token', r.reason, r.unverifiable);
       }
       case 'mtls': {
         const peer = peerCertificateOf(req.socket);
@@ -116,6 +121,10 @@ export class Authenticator {
   }
 }
 
-function invalid(error: 'invalid_request' | 'invalid_token', description: string): AuthOutcome {
-  return { ok: false, code: 'GW_INVALID_TOKEN', error, description };
+function invalid(
+  error: 'invalid_request' | 'invalid_token',
+  description: string,
+  unverifiable?: boolean,
+): AuthOutcome {
+  return { ok: false, code: 'GW_INVALID_TOKEN', error, description, ...(unverifiable && { unverifiable }) };
 }

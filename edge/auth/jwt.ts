@@ -10,7 +10,9 @@ import type { Principal } from '../../shared/identity/principal.js';
 
 type JwtConfig = NonNullable<GatewayConfig['auth']['jwt']>;
 
-export type JwtCheck = { ok: true; principal: Principal } | { ok: false; reason: string };
+/** `unverifiable`: the token could not be checked (signing keys unreachable), which says nothing of it. */
+export type JwtCheck =
+  { ok: true; principal: Principal } | { ok: false; reason: string; unverifiable?: boolean };
 
 export class JwtAuthenticator {
   private readonly jwks: ReturnType<typeof createRemoteJWKSet>;
@@ -45,7 +47,13 @@ export class JwtAuthenticator {
         currentDate: new Date(this.now()),
       }));
     } catch (err) {
-      return { ok: false, reason: reasonOf(err) };
+      return {
+        ok: false,
+        reason: reasonOf(err),
+        ...((err instanceof errors.JWKSTimeout || !(err instanceof errors.JOSEError)) && {
+          unverifiable: true,
+        }),
+      };
     }
     const principal = this.principalOf(payload);
     if (!principal) return { ok: false, reason: `the token has no "${this.c.claims.subject}" claim` };

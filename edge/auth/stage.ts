@@ -49,7 +49,8 @@ export function registerAuthentication(
     }
     // Only a credential that was presented and is wrong counts: a client without one is on its way to
     // the authorization server (RFC 9728), not guessing.
-    if (outcome.code === 'GW_INVALID_TOKEN') o.sources?.recordAuthFailure(ip);
+    // One that could not be checked at all (a store or IdP outage) is not the caller's failure.
+    if (outcome.code === 'GW_INVALID_TOKEN' && !outcome.unverifiable) o.sources?.recordAuthFailure(ip);
     o.log.debug({ url: req.url.split('?')[0], code: outcome.code, reason: outcome.description }, 'refused');
     const err = new GatewayError(
       outcome.code,

@@ -379,6 +379,7 @@ export class GatewayMetrics {
 
   /** Current totals the dashboard shows (sums over labels). */
   async totals(): Promise<{ quotaRefusals: Record<string, number>; authFailures: number }> {
+    for (const h of this.scrapeHooks) h();
     const q = await this.quotaRefusals.get();
     const quotaRefusals: Record<string, number> = {};
     for (const v of q.values) quotaRefusals[String(v.labels.dimension)] = v.value;
