@@ -349,10 +349,10 @@ export function configBaseDir(file: string): string {
 /** Quotas on their store: this process's memory, or the shared Redis (waited for briefly at start). */
 export async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quotas> {
   const q = config.quotas;
-  if (q.store === 'memory' || !config.redis)
+  if (q.store === 'memory' || (!config.redis && !q.redisCluster))
     return createQuotas({ config: q, store: new MemoryQuotaStore(), log });
-  const store = new RedisQuotaStore(config.redis.url, {
-    keyPrefix: config.redis.keyPrefix,
+  const store = new RedisQuotaStore(q.redisCluster ?? config.redis!.url, {
+    keyPrefix: config.redis?.keyPrefix ?? 'mcpgw',
     commandTimeoutMs: q.redisTimeoutMs,
   });
   if (!(await store.ready()))

@@ -827,7 +827,14 @@ const quotasSchema = z
       .enum(['memory', 'redis'])
       .default('memory')
       .describe(
-        'Where counters live: `memory` (this process) or `redis` (exact across replicas; needs redis.url).',
+        'Where counters live: `memory` (this process) or `redis` (exact across replicas; needs redis.url or quotas.redisCluster).',
+      ),
+    redisCluster: z
+      .array(z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'))
+      .min(1)
+      .optional()
+      .describe(
+        'Seed nodes of a Redis Cluster for the quota counters (used instead of redis.url by quotas only; the client discovers the other nodes). Keys are grouped by hash slot, one script per slot (docs/quotas.md).',
       ),
     redisTimeoutMs: z
       .number()
@@ -1363,11 +1370,11 @@ export const configSchema = z
         path: ['sessions', 'store'],
         message: 'sessions.store "redis" needs redis.url',
       });
-    if (cfg.quotas.enabled && cfg.quotas.store === 'redis' && !cfg.redis)
+    if (cfg.quotas.enabled && cfg.quotas.store === 'redis' && !cfg.redis && !cfg.quotas.redisCluster)
       ctx.addIssue({
         code: 'custom',
         path: ['quotas', 'store'],
-        message: 'quotas.store "redis" needs redis.url',
+        message: 'quotas.store "redis" needs redis.url or quotas.redisCluster',
       });
     if (cfg.store.kind === 'postgres' && !cfg.store.url)
       ctx.addIssue({
