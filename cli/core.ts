@@ -67,6 +67,7 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     audit: stores.audit,
     observe: observer(log, metrics, usage),
     stages: quotas?.stages,
+    replicaQuota: quotas?.replicaQuota,
     ...(identity.active && { backendIdentity: (server, id) => identity.headersFor(server, id) }),
   });
   const started = core.start();

@@ -146,6 +146,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     observe,
     pools,
     stages: quotas?.stages,
+    replicaQuota: quotas?.replicaQuota,
     ...(stores.vault && stores.tokens && { credentials: { vault: stores.vault, tokens: stores.tokens } }),
     approvals: stores.db ? new PostgresApprovalStore(stores.db) : undefined,
   });

@@ -97,6 +97,8 @@ export interface GatewayCoreOptions {
   pools?: { breakerState?: BreakerStateStore; sharedCache?: ResponseCache };
   /** Stages run before the plugins (quota, admission), in this order. */
   stages?: Stage[];
+  /** The per-replica `server` budget the pools ask before each attempt (quotas; absent: none). */
+  replicaQuota?: PoolDeps['replicaQuota'];
   /** The credential vault and its refresher, for `http` (REST) servers' `auth`. */
   credentials?: BackendCredentials;
   /** Where approved tool definitions are kept (docs/governance.md); absent: in process memory. */
@@ -189,6 +191,7 @@ export class GatewayCore implements CoreService {
       instanceId: `${this.replicaId}-${randomBytes(4).toString('hex')}`,
       listTools: async (client: BackendClient) =>
         this.catalog.declares(client, 'tools') ? this.catalog.list(client, 'tools') : [],
+      ...(opts.replicaQuota && { replicaQuota: opts.replicaQuota }),
     };
     for (const s of opts.config.servers)
       if (s.enabled) this.backends.set(s.name, new ServerPool(s, events, poolDeps));

@@ -60,6 +60,12 @@ export interface PoolDeps {
   instanceId: string;
   /** The tools a backend client lists (the core's catalog cache), for their annotations. */
   listTools(client: BackendClient): Promise<JsonObject[]>;
+  /**
+   * The per-replica budget (quotas' `server` limit): asked before each attempt on a replica; undefined
+   * admits (and counts) it, an error says the replica's budget is spent. The pool then tries another
+   * replica, and answers with the error only when none can serve. Absent: no per-replica budget.
+   */
+  replicaQuota?(server: string, replica: string): Promise<GatewayError | undefined>;
   random?: () => number;
 }
 
@@ -169,6 +175,8 @@ export class ServerPool implements ServerBackend {
     outcomeUnknown: 0,
     staleServed: 0,
     fastFails: 0,
+    /** Attempts sent elsewhere (or refused) because a replica's `server` budget was spent. */
+    quotaReroutes: 0,
   };
 
   constructor(
@@ -380,6 +388,8 @@ export class ServerPool implements ServerBackend {
     const tried = new Set<Replica>();
     let attempts = 0;
     let last: JsonRpcResponse | undefined;
+    /** Replicas whose budget was spent: answered only when no other replica could serve. */
+    let spent: GatewayError | undefined;
     for (;;) {
       const now = Date.now();
       if (deadline - now < MIN_ATTEMPT_MS) {
@@ -388,6 +398,7 @@ export class ServerPool implements ServerBackend {
       }
       const r = this.choose(call.owner, tried, true);
       if (!r) {
+        if (!last && spent) last = toRpcError(0, spent);
         if (!last) {
           this.counters.fastFails++;
           last = toRpcError(0, this.noReplica());
@@ -395,6 +406,14 @@ export class ServerPool implements ServerBackend {
         break;
       }
       tried.add(r);
+      const refusal = await this.deps.replicaQuota?.(this.name, r.id);
+      if (refusal) {
+        // This replica's budget is spent: another one may serve (a session moves as for a failure).
+        this.counters.quotaReroutes++;
+        const wait = (e: GatewayError) => Number(e.detail?.retryAfterMs ?? Infinity);
+        if (!spent || wait(refusal) < wait(spent)) spent = refusal;
+        continue;
+      }
       let client: BackendClient;
       r.inflight++;
       try {
