@@ -61,11 +61,17 @@ export interface PoolDeps {
   /** The tools a backend client lists (the core's catalog cache), for their annotations. */
   listTools(client: BackendClient): Promise<JsonObject[]>;
   /**
-   * The per-replica budget (quotas' `server` limit): asked before each attempt on a replica; undefined
-   * admits (and counts) it, an error says the replica's budget is spent. The pool then tries another
-   * replica, and answers with the error only when none can serve. Absent: no per-replica budget.
+   * The quota budgets of an attempt (quotas' per-replica `server` limit, and the caller's per-tool limit
+   * while `tool` is given): asked before each attempt on a replica, all or nothing; undefined admits (and
+   * counts) it. A refusal with `reroute` (the replica's budget is spent) sends the pool to another
+   * replica, and is answered only when none can serve; any other refusal is answered at once. Absent: no
+   * quotas.
    */
-  replicaQuota?(server: string, replica: string): Promise<GatewayError | undefined>;
+  replicaQuota?(
+    server: string,
+    replica: string,
+    ask: { principal: string; tool?: string },
+  ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   random?: () => number;
 }
 
@@ -390,6 +396,8 @@ export class ServerPool implements ServerBackend {
     let last: JsonRpcResponse | undefined;
     /** Replicas whose budget was spent: answered only when no other replica could serve. */
     let spent: GatewayError | undefined;
+    /** The caller's per-tool budget is charged once per call, with its first admitted attempt. */
+    let toolCharged = tool === undefined;
     for (;;) {
       const now = Date.now();
       if (deadline - now < MIN_ATTEMPT_MS) {
@@ -406,13 +414,23 @@ export class ServerPool implements ServerBackend {
         break;
       }
       tried.add(r);
-      const refusal = await this.deps.replicaQuota?.(this.name, r.id);
-      if (refusal) {
-        // This replica's budget is spent: another one may serve (a session moves as for a failure).
-        this.counters.quotaReroutes++;
-        const wait = (e: GatewayError) => Number(e.detail?.retryAfterMs ?? Infinity);
-        if (!spent || wait(refusal) < wait(spent)) spent = refusal;
-        continue;
+      if (this.deps.replicaQuota) {
+        const refusal = await this.deps.replicaQuota(this.name, r.id, {
+          principal: call.owner.principal,
+          ...(!toolCharged && { tool }),
+        });
+        if (refusal && !refusal.reroute) {
+          if (!this.shared) this.unassign(call.owner, r);
+          return toRpcError(0, refusal.error);
+        }
+        if (refusal) {
+          // This replica's budget is spent: another one may serve (a session moves as for a failure).
+          this.counters.quotaReroutes++;
+          const wait = (e: GatewayError) => Number(e.detail?.retryAfterMs ?? Infinity);
+          if (!spent || wait(refusal.error) < wait(spent)) spent = refusal.error;
+          continue;
+        }
+        toolCharged = true;
       }
       let client: BackendClient;
       r.inflight++;
