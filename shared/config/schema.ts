@@ -862,9 +862,11 @@ const quotasSchema = z
     tool: dimension('per user and tool', 100, 60_000)
       .prefault({})
       .describe('Per user and tool: tools/call to one tool by one user.'),
-    server: dimension('per backend server, all users', 5000, 60_000)
+    server: dimension('per replica of a backend server, all users', 5000, 60_000)
       .prefault({})
-      .describe('Per backend server, all users together: every request routed to it.'),
+      .describe(
+        'Per replica of a backend server, all users together: every request sent to it. A spent replica hands the call to another replica; GW_QUOTA_SERVER only when none can serve.',
+      ),
     global: dimension('the whole gateway', 100_000, 60_000)
       .prefault({})
       .describe('Everything the gateway admits; refusals are 503 for everyone.'),
