@@ -71,6 +71,7 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     audit: stores.audit,
     observe: observer(log, metrics, usage),
     stages: quotas?.stages,
+    replicaQuota: quotas?.replicaQuota,
     ...(identity.active && { backendIdentity: (server, id) => identity.headersFor(server, id) }),
   });
   // Quota refusals, queue depth and cache lookups, read from their owners' counters at each scrape.

@@ -151,6 +151,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     observe,
     pools,
     stages: quotas?.stages,
+    replicaQuota: quotas?.replicaQuota,
     ...(stores.vault && stores.tokens && { credentials: { vault: stores.vault, tokens: stores.tokens } }),
     approvals: stores.db ? new PostgresApprovalStore(stores.db) : undefined,
   });
@@ -394,10 +395,10 @@ export function configBaseDir(file: string): string {
 /** Quotas on their store: this process's memory, or the shared Redis (waited for briefly at start). */
 export async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quotas> {
   const q = config.quotas;
-  if (q.store === 'memory' || !config.redis)
+  if (q.store === 'memory' || (!config.redis && !q.redisCluster))
     return createQuotas({ config: q, store: new MemoryQuotaStore(), log });
-  const store = new RedisQuotaStore(config.redis.url, {
-    keyPrefix: config.redis.keyPrefix,
+  const store = new RedisQuotaStore(q.redisCluster ?? config.redis!.url, {
+    keyPrefix: config.redis?.keyPrefix ?? 'mcpgw',
     commandTimeoutMs: q.redisTimeoutMs,
   });
   if (!(await store.ready()))

@@ -99,8 +99,10 @@ export interface GatewayCoreOptions {
    * response cache (Redis in a cluster). Absent: in-process only.
    */
   pools?: { breakerState?: BreakerStateStore; sharedCache?: ResponseCache };
-  /** Stages run before the plugins (quota, admission), in this order. */
+  /** Stages run before the plugins (admission), in this order. */
   stages?: Stage[];
+  /** The per-replica `server` budget the pools ask before each attempt (quotas; absent: none). */
+  replicaQuota?: PoolDeps['replicaQuota'];
   /** The credential vault and its refresher, for `http` (REST) servers' `auth`. */
   credentials?: BackendCredentials;
   /** Where approved tool definitions are kept (docs/governance.md); absent: in process memory. */
@@ -198,6 +200,7 @@ export class GatewayCore implements CoreService {
       instanceId: `${this.replicaId}-${randomBytes(4).toString('hex')}`,
       listTools: async (client: BackendClient) =>
         this.catalog.declares(client, 'tools') ? this.catalog.list(client, 'tools') : [],
+      ...(opts.replicaQuota && { replicaQuota: opts.replicaQuota }),
     };
     for (const s of opts.config.servers)
       if (s.enabled) this.backends.set(serverId(s), new ServerPool(s, events, poolDeps));
@@ -210,8 +213,9 @@ export class GatewayCore implements CoreService {
     this.hasPlugins = plugins.length > 0 || stages.length > 0;
     // The core's request pipeline, top to bottom:
     this.pipeline = compose([
-      // quota, admission (when configured): the cheapest refusals first, before any plugin or backend
-      // work; they need the request's target, so they run once it is parsed (see docs/quotas.md).
+      // admission (when configured): the backend queue, before any plugin or backend work; it needs the
+      // request's target, so it runs once it is parsed. The per-tool and per-replica quotas are decided
+      // by the pool before each attempt, once it knows the replica (see docs/quotas.md).
       ...stages,
       // plugins: pre-hooks and request interceptors see the request before routing; response
       // interceptors and post-hooks see the answer, errors included (error handlers may recover).

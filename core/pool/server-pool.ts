@@ -61,6 +61,18 @@ export interface PoolDeps {
   instanceId: string;
   /** The tools a backend client lists (the core's catalog cache), for their annotations. */
   listTools(client: BackendClient): Promise<JsonObject[]>;
+  /**
+   * The quota budgets of an attempt (quotas' per-replica `server` limit, and the caller's per-tool limit
+   * while `tool` is given): asked before each attempt on a replica, all or nothing; undefined admits (and
+   * counts) it. A refusal with `reroute` (the replica's budget is spent) sends the pool to another
+   * replica, and is answered only when none can serve; any other refusal is answered at once. Absent: no
+   * quotas.
+   */
+  replicaQuota?(
+    server: string,
+    replica: string,
+    ask: { principal: string; tool?: string },
+  ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   random?: () => number;
 }
 
@@ -170,6 +182,8 @@ export class ServerPool implements ServerBackend {
     outcomeUnknown: 0,
     staleServed: 0,
     fastFails: 0,
+    /** Attempts sent elsewhere (or refused) because a replica's `server` budget was spent. */
+    quotaReroutes: 0,
   };
 
   constructor(
@@ -381,6 +395,10 @@ export class ServerPool implements ServerBackend {
     const tried = new Set<Replica>();
     let attempts = 0;
     let last: JsonRpcResponse | undefined;
+    /** Replicas whose budget was spent: answered only when no other replica could serve. */
+    let spent: GatewayError | undefined;
+    /** The caller's per-tool budget is charged once per call, with its first admitted attempt. */
+    let toolCharged = tool === undefined;
     for (;;) {
       const now = Date.now();
       if (deadline - now < MIN_ATTEMPT_MS) {
@@ -389,6 +407,7 @@ export class ServerPool implements ServerBackend {
       }
       const r = this.choose(call.owner, tried, true);
       if (!r) {
+        if (!last && spent) last = toRpcError(0, spent);
         if (!last) {
           this.counters.fastFails++;
           last = toRpcError(0, this.noReplica());
@@ -396,6 +415,24 @@ export class ServerPool implements ServerBackend {
         break;
       }
       tried.add(r);
+      if (this.deps.replicaQuota) {
+        const refusal = await this.deps.replicaQuota(this.name, r.id, {
+          principal: call.owner.principal,
+          ...(!toolCharged && { tool }),
+        });
+        if (refusal && !refusal.reroute) {
+          if (!this.shared) this.unassign(call.owner, r);
+          return toRpcError(0, refusal.error);
+        }
+        if (refusal) {
+          // This replica's budget is spent: another one may serve (a session moves as for a failure).
+          this.counters.quotaReroutes++;
+          const wait = (e: GatewayError) => Number(e.detail?.retryAfterMs ?? Infinity);
+          if (!spent || wait(refusal.error) < wait(spent)) spent = refusal.error;
+          continue;
+        }
+        toolCharged = true;
+      }
       let client: BackendClient;
       r.inflight++;
       try {

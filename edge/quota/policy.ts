@@ -82,19 +82,30 @@ export class QuotaPolicy {
     };
   }
 
-  /** Dimensions known once the request names its target: the server and, for tools/call, the tool. */
+  /**
+   * Dimensions known once the request names its target: for tools/call, the user's per-tool counter.
+   * (The `server` limit is per replica, checked by the pool once it picks one: `replicaDimensions`.)
+   */
   targetDimensions(p: Principal, server: string, tool?: string): QuotaDimension[] {
     const c = this.config;
     const s = c.servers[server];
     const out: QuotaDimension[] = [];
-    const srv = s?.server ?? c.server;
-    if (srv) out.push(this.dim('server', `server:${server}`, `s:${server}`, srv));
     if (tool !== undefined) {
       const lim = s?.tools[tool] ?? s?.tool ?? c.tenants[p.tenant]?.tool ?? c.tool;
       if (lim)
         out.push(this.dim('tool', `tool:${p.tenant}:${p.subject}:${server}/${tool}`, this.userSlot(p), lim));
     }
     return out;
+  }
+
+  /**
+   * The `server` limit of one replica of a server (all users together): the pool asks before it sends an
+   * attempt there, and tries another replica when this one is spent. Its own slot per replica.
+   */
+  replicaDimensions(server: string, replica: string): QuotaDimension[] {
+    const srv = this.config.servers[server]?.server ?? this.config.server;
+    if (!srv) return [];
+    return [this.dim('server', `server:${server}:${replica}`, `s:${server}:${replica}`, srv)];
   }
 
   private dim(name: DimensionName, key: string, slot: string, l: Limit): QuotaDimension {

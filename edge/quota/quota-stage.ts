@@ -1,20 +1,14 @@
 /**
- * The pipeline's `quota` and `admission` stages. They run once the request is parsed and its target is
- * known (the HTTP layer checked the caller's own dimensions before the body was read):
- * - quota: the target server's and the user's per-tool counters, one store decision; a refusal is a
- *   JSON-RPC error (GW_QUOTA_TOOL / GW_QUOTA_SERVER) whose data names the dimension, limit, window and
- *   retryAfterMs.
- * - admission: a slot of the target server's fair queue (priority class, then users in turn), held until
- *   the answer is known; GW_QUEUE_TIMEOUT / GW_QUEUE_FULL when none comes.
- * Neither cares which tier it runs in: both read only the pipeline context and their dependencies.
+ * The pipeline's `admission` stage: once the request is parsed and names its target server, a slot of
+ * that server's fair queue (priority class, then users in turn), held until the answer is known;
+ * GW_QUEUE_TIMEOUT / GW_QUEUE_FULL when none comes. The caller's own dimensions were checked at the HTTP
+ * layer before the body was read; the per-tool and per-replica `server` limits are decided by the pool
+ * before each attempt (one store decision), since only it knows which replica the call goes to.
+ * It does not care which tier it runs in: it reads only the pipeline context and its dependencies.
  */
 import type { Principal } from '../../shared/identity/principal.js';
 import type { PipelineContext, RequestTarget, Stage } from '../../shared/pipeline/pipeline.js';
-import { inStage, STAGE } from '../../shared/telemetry/tracing.js';
-import { refusalError } from './answers.js';
 import { FairQueue, type FairQueueOptions } from './fair-queue.js';
-import type { QuotaPolicy } from './policy.js';
-import type { QuotaGuard } from './quota-guard.js';
 
 const TARGET = 'mcpgw.quota.target';
 
@@ -23,40 +17,6 @@ async function targetOf(ctx: PipelineContext): Promise<RequestTarget | undefined
   const t = await ctx.target?.();
   ctx.state.set(TARGET, t);
   return t;
-}
-
-export function quotaStage(o: {
-  guard: QuotaGuard;
-  policy: QuotaPolicy;
-  callerOf: (principalKey: string) => Principal;
-}): Stage {
-  return {
-    name: 'quota',
-    async run(ctx, next) {
-      const target = await targetOf(ctx);
-      if (target) {
-        const dims = o.policy.targetDimensions(o.callerOf(ctx.session.principal), target.server, target.tool);
-        if (dims.length > 0)
-          await inStage(
-            STAGE.quota,
-            async () => {
-              const v = await o.guard.decide(dims);
-              if (!v.allowed)
-                throw refusalError(v, {
-                  server: target.server,
-                  ...(target.tool ? { tool: target.tool } : {}),
-                }).error;
-            },
-            () => ({
-              'mcpgw.server': target.server,
-              ...(target.tool !== undefined && { 'mcp.tool.name': target.tool }),
-              'mcpgw.quota.dimensions': dims.length,
-            }),
-          );
-      }
-      return next();
-    },
-  };
 }
 
 export interface PriorityClass {

@@ -7,17 +7,30 @@ import type { QuotasConfig } from '../../shared/config/schema.js';
 import type { Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import type { Stage } from '../../shared/pipeline/pipeline.js';
+import type { GatewayError } from '../../shared/errors.js';
 import type { QuotaStore } from '../../shared/ports/quota-store.js';
+import { inStage, STAGE } from '../../shared/telemetry/tracing.js';
+import { refusalError } from './answers.js';
 import { installHttpAdmission } from './http-admission.js';
 import { QuotaPolicy } from './policy.js';
 import { QuotaGuard, type QuotaStats } from './quota-guard.js';
-import { admissionStage, BackendQueues, quotaStage } from './quota-stage.js';
+import { admissionStage, BackendQueues } from './quota-stage.js';
 import { RecentCallers } from './recent-callers.js';
 
 export interface Quotas {
-  /** The pipeline stages, in order: quota, then admission. */
+  /** The pipeline stage: admission (the per-tool and per-replica limits are the pool's, `replicaQuota`). */
   readonly stages: Stage[];
   installHttp(app: FastifyInstance, callerOf: (req: FastifyRequest) => Principal): void;
+  /**
+   * For the pool, before each attempt: the replica's `server` limit and (when `tool` is given) the
+   * caller's per-tool limit, one store decision. Undefined admits; a refusal by the replica's limit
+   * says `reroute` (another replica may serve), a per-tool refusal does not.
+   */
+  replicaQuota(
+    server: string,
+    replica: string,
+    ask: { principal: string; tool?: string },
+  ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   stats(): QuotaStats & { backends: Record<string, { inFlight: number; waiting: number }> };
   close(): Promise<void>;
 }
@@ -30,7 +43,7 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
   const callerOf = (key: string) => callers.get(key);
   const queues = new BackendQueues(o.config.admission.backend);
   return {
-    stages: [quotaStage({ guard, policy, callerOf }), admissionStage({ queues, callerOf })],
+    stages: [admissionStage({ queues, callerOf })],
     installHttp: (app, callerOfRequest) =>
       installHttpAdmission(app, {
         guard,
@@ -41,6 +54,28 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
         concurrency: o.config.concurrency,
         log,
       }),
+    replicaQuota: async (server, replica, ask) => {
+      const dims = [
+        ...policy.replicaDimensions(server, replica),
+        ...(ask.tool !== undefined ? policy.targetDimensions(callerOf(ask.principal), server, ask.tool) : []),
+      ];
+      if (dims.length === 0) return undefined;
+      const v = await inStage(
+        STAGE.quota,
+        () => guard.decide(dims),
+        () => ({
+          'mcpgw.server': server,
+          ...(ask.tool !== undefined && { 'mcp.tool.name': ask.tool }),
+          'mcpgw.quota.dimensions': dims.length,
+        }),
+      );
+      if (v.allowed) return undefined;
+      const reroute = v.refusal.kind === 'rate' && v.refusal.report.dimension.name === 'server';
+      return {
+        error: refusalError(v, { server, ...(reroute ? { replica } : { tool: ask.tool }) }).error,
+        reroute,
+      };
+    },
     stats: () => ({ ...structuredClone(guard.stats), backends: queues.stats }),
     close: () => guard.close(),
   };

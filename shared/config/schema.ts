@@ -848,7 +848,14 @@ const quotasSchema = z
       .enum(['memory', 'redis'])
       .default('memory')
       .describe(
-        'Where counters live: `memory` (this process) or `redis` (exact across replicas; needs redis.url).',
+        'Where counters live: `memory` (this process) or `redis` (exact across replicas; needs redis.url or quotas.redisCluster).',
+      ),
+    redisCluster: z
+      .array(z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'))
+      .min(1)
+      .optional()
+      .describe(
+        'Seed nodes of a Redis Cluster for the quota counters (used instead of redis.url by quotas only; the client discovers the other nodes). Keys are grouped by hash slot, one script per slot (docs/quotas.md).',
       ),
     redisTimeoutMs: z
       .number()
@@ -876,9 +883,11 @@ const quotasSchema = z
     tool: dimension('per user and tool', 100, 60_000)
       .prefault({})
       .describe('Per user and tool: tools/call to one tool by one user.'),
-    server: dimension('per backend server, all users', 5000, 60_000)
+    server: dimension('per replica of a backend server, all users', 5000, 60_000)
       .prefault({})
-      .describe('Per backend server, all users together: every request routed to it.'),
+      .describe(
+        'Per replica of a backend server, all users together: every request sent to it. A spent replica hands the call to another replica; GW_QUOTA_SERVER only when none can serve.',
+      ),
     global: dimension('the whole gateway', 100_000, 60_000)
       .prefault({})
       .describe('Everything the gateway admits; refusals are 503 for everyone.'),
@@ -1418,11 +1427,11 @@ export const configSchema = z
         path: ['sessions', 'store'],
         message: 'sessions.store "redis" needs redis.url',
       });
-    if (cfg.quotas.enabled && cfg.quotas.store === 'redis' && !cfg.redis)
+    if (cfg.quotas.enabled && cfg.quotas.store === 'redis' && !cfg.redis && !cfg.quotas.redisCluster)
       ctx.addIssue({
         code: 'custom',
         path: ['quotas', 'store'],
-        message: 'quotas.store "redis" needs redis.url',
+        message: 'quotas.store "redis" needs redis.url or quotas.redisCluster',
       });
     if (cfg.store.kind === 'postgres' && !cfg.store.url)
       ctx.addIssue({

@@ -253,6 +253,56 @@ describe('quotas on one gateway', { timeout: 120_000 }, () => {
     await light.close();
   });
 
+  test('priority classes: a contended queue serves the higher class first (by role, then by tenant)', async () => {
+    const gw = await gateway({
+      user: false,
+      tool: false,
+      concurrency: { perUser: false },
+      admission: {
+        backend: {
+          maxConcurrent: 1,
+          maxQueue: 100,
+          queueTimeoutMs: 30_000,
+          priorities: [
+            { name: 'gold', roles: ['admin'] },
+            { name: 'silver', tenants: ['acme'] },
+          ],
+        },
+      },
+    });
+    const url = `${gw.url}/mcp`;
+    const [blocker, low1, low2, silver, gold] = await Promise.all([
+      clientAs(url, 'blocker'),
+      clientAs(url, 'low1'),
+      clientAs(url, 'low2'),
+      clientAs(url, 'carol;acme'),
+      clientAs(url, 'dana;default;admin'),
+    ]);
+    const waiting = () => gw.quotas!.stats().backends.counting?.waiting ?? 0;
+    const until = async (what: () => boolean | Promise<boolean>) => {
+      const deadline = Date.now() + 10_000;
+      while (!(await what())) {
+        assert.ok(Date.now() < deadline, 'timed out waiting for the queue');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const order: string[] = [];
+    const call = (c: typeof blocker, name: string, ms: number) =>
+      c.callTool({ name: 'counting__slow', arguments: { ms } }).then(() => order.push(name));
+    // The one slot is taken; the default class queues first, the higher classes after it.
+    const running = call(blocker, 'blocker', 300);
+    await until(async () => (await backendStats(backend.base)).inFlight === 1);
+    const queued = [call(low1, 'low1', 20), call(low2, 'low2', 20)];
+    await until(() => waiting() === 2);
+    queued.push(call(silver, 'silver', 20));
+    await until(() => waiting() === 3);
+    queued.push(call(gold, 'gold', 20));
+    await until(() => waiting() === 4);
+    await Promise.all([running, ...queued]);
+    assert.deepEqual(order, ['blocker', 'gold', 'silver', 'low1', 'low2']);
+    await Promise.all([blocker, low1, low2, silver, gold].map((c) => c.close()));
+  });
+
   test('connections per source address: 429 beyond the limit, before the request is read', async () => {
     const gw = await gateway({ admission: { connectionsPerIp: 2 } });
     const { port } = new URL(gw.url);

@@ -31,10 +31,9 @@ test('enabled with nothing else: the reference architecture defaults', () => {
     'clientApp:10000/3600000',
     'global:100000/60000',
   ]);
-  assert.deepEqual(summary(p.targetDimensions(who('ann'), 'github', 'create_issue')), [
-    'server:5000/60000',
-    'tool:100/60000',
-  ]);
+  assert.deepEqual(summary(p.targetDimensions(who('ann'), 'github', 'create_issue')), ['tool:100/60000']);
+  // The server limit is per replica, asked by the pool for the replica it picked.
+  assert.deepEqual(summary(p.replicaDimensions('github', 'http://10.0.0.1/mcp')), ['server:5000/60000']);
   assert.equal(p.concurrency(who('ann'))?.limit, 20);
   // No client app known: no client-app dimension.
   assert.deepEqual(summary(p.callerDimensions(who('ann'))), ['user:1000/3600000', 'global:100000/60000']);
@@ -62,15 +61,17 @@ test('tenant, server and tool overrides; dimensions switched off', () => {
   assert.deepEqual(summary(p.callerDimensions(who('bo', 'other'))), ['user:1000/3600000']);
   assert.equal(p.concurrency(who('bo', 'acme'))?.limit, 3);
   const t = p.targetDimensions(who('bo'), 'github', 'create_issue');
-  assert.deepEqual(summary(t), ['server:10/1000', 'tool:2/1000']);
-  assert.equal(t[1]!.rate.burst, 1);
-  assert.deepEqual(summary(p.targetDimensions(who('bo'), 'github', 'list_issues')), [
-    'server:10/1000',
-    'tool:7/1000',
-  ]);
-  // The user's keys share the user's slot; the server's counter has its own.
-  assert.equal(t[1]!.rate.slot, p.userSlot(who('bo')));
-  assert.notEqual(t[0]!.rate.slot, t[1]!.rate.slot);
+  assert.deepEqual(summary(t), ['tool:2/1000']);
+  assert.equal(t[0]!.rate.burst, 1);
+  assert.deepEqual(summary(p.targetDimensions(who('bo'), 'github', 'list_issues')), ['tool:7/1000']);
+  const [a, b] = [p.replicaDimensions('github', 'r1'), p.replicaDimensions('github', 'r2')];
+  assert.deepEqual(summary(a), ['server:10/1000']);
+  assert.deepEqual(summary(p.replicaDimensions('other', 'r1')), ['server:5000/60000']);
+  // The user's keys share the user's slot; each replica's counter has its own key and slot.
+  assert.equal(t[0]!.rate.slot, p.userSlot(who('bo')));
+  assert.notEqual(a[0]!.rate.key, b[0]!.rate.key);
+  assert.notEqual(a[0]!.rate.slot, b[0]!.rate.slot);
+  assert.notEqual(a[0]!.rate.slot, t[0]!.rate.slot);
 });
 
 test('store failure: closed refuses, open skips, local counts the divided limit', async () => {

@@ -1,28 +1,41 @@
 /**
- * QuotaStore on Redis: one Lua script decides a request for all of its dimensions (GCRA counters and
- * concurrency leases), all or nothing, in one round trip, on Redis's own clock (TIME), so that replicas
- * with skewed clocks still agree.
+ * QuotaStore on Redis: Lua scripts decide a request for all of its dimensions (GCRA counters and
+ * concurrency leases), all or nothing, on Redis's own clock (TIME), so that replicas with skewed clocks
+ * still agree.
  *
  * Keys: `<prefix>:{q:<slot>}:<key>`. The caller chooses the slot per dimension; the user-scoped dimensions
- * (the user's rate, the user's concurrency, the user's per-tool rate) share the user's slot. On a single
- * Redis (or Sentinel) every key of a request goes in the one script call. Redis Cluster is refused for
- * now: the app, tenant, server and global counters live in other slots, and one script may only touch one
- * slot (see docs/quotas.md, "Redis Cluster").
+ * (the user's rate, the user's concurrency, the user's per-tool rate) share the user's slot.
+ * - A single Redis (or Sentinel): every key of a request goes in one script call (one round trip, atomic).
+ * - Redis Cluster: one script may only touch one slot, so the keys are grouped by slot and each group is
+ *   decided by its own script, all sent at once (one round trip of latency, one call per slot). When every
+ *   group admits, that is the decision. When one refuses, the groups that admitted are refunded (counters
+ *   given back, leases removed) before the refusal is returned: a refusal by one dimension consumes none of
+ *   the others. See docs/quotas.md, "Redis Cluster", for what that design gives up.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type {
+  ConcurrencyDimension,
   ConcurrencyOutcome,
   LeaseRef,
   QuotaDecision,
   QuotaRequest,
   QuotaStore,
+  RateDimension,
   RateOutcome,
 } from '../../ports/quota-store.js';
-import { encodeKeyPart, keyPrefixOf, LuaScript, RedisConnection, type RedisTarget } from './connection.js';
+import {
+  encodeKeyPart,
+  keyPrefixOf,
+  LuaScript,
+  RedisConnection,
+  type RedisClient,
+  type RedisTarget,
+} from './connection.js';
 
 // KEYS: rate keys, then concurrency keys. ARGV: nRates, then limit, windowMs, burst, cost per rate, then
 // limit, leaseId, leaseMs per concurrency key. Returns {allowed, per rate: ok, remaining, retryMs, resetMs,
-// per lease: ok, inUse}. Times are float ms kept at full precision (numbers go to Redis as %.17g) so that
+// per lease: ok, inUse, then (admitted only) per rate the counter's state before the charge as a string}: a
+// refund on Cluster needs it (Lua numbers would reach the client truncated to integers). Times are float ms kept at full precision (numbers go to Redis as %.17g) so that
 // long runs do not drift. Cost kept low (Redis CPU per call, INFO commandstats): one MGET for every rate
 // counter, one SET PX per counter charged; leases counted with ZCOUNT over the live scores (no purge on the
 // hot path: a set without live leases is dropped before the new one goes in, RENEW purges the others), and
@@ -36,6 +49,7 @@ local out = {1}
 local n = 1
 local ok = true
 local tats = {}
+local before = {}
 local cur = {}
 if nr > 0 then cur = redis.call('MGET', unpack(KEYS, 1, nr)) end
 for i = 1, nr do
@@ -47,6 +61,7 @@ for i = 1, nr do
   if tat < now then tat = now end
   local newtat = tat + cost * interval
   tats[i] = newtat
+  before[i] = tat
   if newtat - now <= capacity then
     out[n + 1] = 1
     out[n + 2] = math.floor((capacity - (newtat - now)) / interval + 1e-9)
@@ -94,7 +109,33 @@ for j = 1, nc do
   out[n + 2] = held[j] + 1
   n = n + 2
 end
+for i = 1, nr do out[n + i] = string.format('%.17g', before[i]) end
 return out
+`);
+
+// Cluster only: gives back what CONSUME charged in one slot group when another group refused the request.
+// KEYS: rate keys, then concurrency keys. ARGV: nRates, then per rate the counter's state before the charge
+// and the amount charged (cost * interval), then a leaseId per concurrency key.
+// A counter is refunded exactly when nothing touched it since the charge (it still holds before + amount),
+// or while it is still busy with units charged before this one (now < before): then no later request can
+// have found it idle and restarted it from "now" (GCRA's clamp), so taking the amount off gives back this
+// request's unit and no other. Otherwise (the counter was idle when charged and others charged it since)
+// the unit stays: stricter by one unit until it drains (one emission interval), never looser.
+const REFUND = new LuaScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local nr = tonumber(ARGV[1])
+for i = 1, nr do
+  local before = tonumber(ARGV[i * 2])
+  local amount = tonumber(ARGV[i * 2 + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]))
+  if tat and (tat == before + amount or now < before) then
+    local back = tat - amount
+    if back <= now then redis.call('DEL', KEYS[i]) else redis.call('SET', KEYS[i], back, 'PX', math.ceil(back - now)) end
+  end
+end
+for j = nr + 1, #KEYS do redis.call('ZREM', KEYS[j], ARGV[nr * 2 + 1 + j - nr]) end
+return 1
 `);
 
 // KEYS: concurrency keys; ARGV: leaseId, leaseMs per key. Extends only leases still held (expired ones are
@@ -117,38 +158,76 @@ export interface RedisQuotaStoreOptions {
   keyPrefix?: string;
   /**
    * How long one decision may wait for Redis before it counts as a failure (the caller then falls back).
-   * Only applies to a store that builds its own client from a URL. Default 100 ms.
+   * Only applies to a store that builds its own client from URLs. Default 100 ms.
    */
   commandTimeoutMs?: number;
 }
 
+/** One slot's share of a request on Cluster: its keys in one script call, and where its answers go. */
+interface SlotGroup {
+  rates: { d: RateDimension; at: number }[];
+  leases: { d: ConcurrencyDimension; at: number }[];
+}
+
+type Reply = (number | string)[];
+
 export class RedisQuotaStore implements QuotaStore {
   private readonly conn: RedisConnection;
   private readonly prefix: string;
-  /** A client built here from a URL (with quota-specific options) is quit on close. */
+  /** Keys of different slots go to different script calls (see the module header). */
+  private readonly cluster: boolean;
+  /** A client built here from URLs (with quota-specific options) is quit on close. */
   private ownsClient = false;
   private readonly pending = new Set<Promise<void>>();
 
-  constructor(target: RedisTarget, options: RedisQuotaStoreOptions = {}) {
+  /**
+   * @param target a client (standalone, Sentinel or Cluster) the caller owns; a `redis://` URL; or the
+   *   seed nodes of a Redis Cluster as an array of `redis://` URLs (the client finds the other nodes).
+   */
+  constructor(target: RedisTarget | readonly string[], options: RedisQuotaStoreOptions = {}) {
     this.prefix = keyPrefixOf(options);
-    if (typeof target !== 'string') {
-      if (!(target instanceof Redis))
-        throw new RangeError('RedisQuotaStore does not support Redis Cluster yet (see docs/quotas.md)');
-      this.conn = new RedisConnection(target);
+    if (typeof target !== 'string' && !Array.isArray(target)) {
+      this.conn = new RedisConnection(target as RedisClient);
+      this.cluster = target instanceof Cluster;
       return;
     }
     // A quota decision must never wait on a Redis that is down: fail at once (no offline queue) and
     // after commandTimeoutMs on one that hangs, so that the fallback answers instead.
     const own: RedisOptions = {
-      enableOfflineQueue: false,
-      // Decisions of concurrent requests issued in one tick share one write (fewer syscalls under load).
-      enableAutoPipelining: true,
       maxRetriesPerRequest: 0,
       commandTimeout: options.commandTimeoutMs ?? 100,
       connectTimeout: 2000,
       retryStrategy: (times) => Math.min(times * 100, 1000),
     };
-    this.conn = new RedisConnection(new Redis(target, own));
+    let client: RedisClient;
+    if (Array.isArray(target)) {
+      if (target.length === 0) throw new RangeError('a Redis Cluster needs at least one seed node URL');
+      const nodes = target.map((u: string) => {
+        const url = new URL(u);
+        if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+          throw new RangeError(`not a redis:// or rediss:// URL: ${u}`);
+        return { host: url.hostname, port: Number(url.port || 6379) };
+      });
+      const first = new URL(target[0]!);
+      const clusterOptions: ClusterOptions = {
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        clusterRetryStrategy: (times) => Math.min(times * 100, 1000),
+        redisOptions: {
+          ...own,
+          ...(first.username && { username: decodeURIComponent(first.username) }),
+          ...(first.password && { password: decodeURIComponent(first.password) }),
+          ...(first.protocol === 'rediss:' && { tls: {} }),
+        },
+      };
+      client = new Cluster(nodes, clusterOptions);
+      this.cluster = true;
+    } else {
+      // Decisions of concurrent requests issued in one tick share one write (fewer syscalls under load).
+      client = new Redis(target, { ...own, enableOfflineQueue: false, enableAutoPipelining: true });
+      this.cluster = false;
+    }
+    this.conn = new RedisConnection(client);
     this.conn.client.on('error', () => {});
     this.ownsClient = true;
   }
@@ -179,29 +258,97 @@ export class RedisQuotaStore implements QuotaStore {
 
   async consume(request: QuotaRequest): Promise<QuotaDecision> {
     const conc = request.concurrency ?? [];
-    const keys = [
-      ...request.rates.map((d) => this.keyOf(d.slot, `r:${d.key}`)),
-      ...conc.map((d) => this.keyOf(d.slot, `c:${d.key}`)),
-    ];
-    const args: (string | number)[] = [request.rates.length];
-    for (const d of request.rates) args.push(d.limit, d.windowMs, d.burst, d.cost ?? 1);
-    for (const d of conc) args.push(d.limit, d.leaseId, d.leaseMs);
-    const out = (await CONSUME.run(this.conn.client, keys, args)) as number[];
-    const rates: RateOutcome[] = request.rates.map((_d, i) => {
-      const a = 1 + i * 4;
-      return {
-        allowed: out[a] === 1,
-        remaining: out[a + 1]!,
-        retryAfterMs: out[a + 2]!,
-        resetMs: out[a + 3]!,
+    if (!this.cluster) {
+      const whole: SlotGroup = {
+        rates: request.rates.map((d, at) => ({ d, at })),
+        leases: conc.map((d, at) => ({ d, at })),
       };
+      const out = await this.consumeGroup(whole);
+      return { allowed: out[0] === 1, ...this.outcomes(request, [[whole, out]]) };
+    }
+    const groups = new Map<string, SlotGroup>();
+    const groupOf = (slot: string) => {
+      let g = groups.get(slot);
+      if (!g) groups.set(slot, (g = { rates: [], leases: [] }));
+      return g;
+    };
+    request.rates.forEach((d, at) => groupOf(d.slot).rates.push({ d, at }));
+    conc.forEach((d, at) => groupOf(d.slot).leases.push({ d, at }));
+    const list = [...groups.values()];
+    // Every slot at once: the latency of one round trip, whatever the number of slots.
+    const settled = await Promise.allSettled(list.map((g) => this.consumeGroup(g)));
+    const admitted = list.flatMap((g, i) => {
+      const s = settled[i]!;
+      return s.status === 'fulfilled' && s.value[0] === 1 ? [[g, s.value] as const] : [];
     });
-    const base = 1 + request.rates.length * 4;
-    const concurrency: ConcurrencyOutcome[] = conc.map((_d, j) => ({
-      allowed: out[base + j * 2] === 1,
-      inUse: out[base + j * 2 + 1]!,
-    }));
-    return { allowed: out[0] === 1, rates, concurrency };
+    const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (admitted.length === list.length) return { allowed: true, ...this.outcomes(request, admitted) };
+    // Refused somewhere (or a slot failed): give back what the others charged, then answer.
+    await Promise.all(admitted.map(([g, out]) => this.refund(g, out))).catch((err: unknown) => {
+      // A refund that fails leaves units charged and leases held until they expire: stricter, not looser.
+      if (!failure) throw err;
+    });
+    if (failure) throw failure.reason;
+    const answered = list.map((g, i) => [g, (settled[i] as PromiseFulfilledResult<Reply>).value] as const);
+    return { allowed: false, ...this.outcomes(request, answered, true) };
+  }
+
+  /** One script call for the keys of one group (on a single Redis: the whole request). */
+  private async consumeGroup(g: SlotGroup): Promise<Reply> {
+    const keys = [
+      ...g.rates.map(({ d }) => this.keyOf(d.slot, `r:${d.key}`)),
+      ...g.leases.map(({ d }) => this.keyOf(d.slot, `c:${d.key}`)),
+    ];
+    const args: (string | number)[] = [g.rates.length];
+    for (const { d } of g.rates) args.push(d.limit, d.windowMs, d.burst, d.cost ?? 1);
+    for (const { d } of g.leases) args.push(d.limit, d.leaseId, d.leaseMs);
+    return (await CONSUME.run(this.conn.client, keys, args)) as Reply;
+  }
+
+  /** Gives back what CONSUME charged and leased for group `g` (whose reply was `out`). */
+  private async refund(g: SlotGroup, out: Reply): Promise<void> {
+    const keys = [
+      ...g.rates.map(({ d }) => this.keyOf(d.slot, `r:${d.key}`)),
+      ...g.leases.map(({ d }) => this.keyOf(d.slot, `c:${d.key}`)),
+    ];
+    const tail = 1 + g.rates.length * 4 + g.leases.length * 2;
+    const args: (string | number)[] = [g.rates.length];
+    g.rates.forEach(({ d }, i) =>
+      args.push(String(out[tail + i]), String((d.windowMs / d.limit) * (d.cost ?? 1))),
+    );
+    for (const { d } of g.leases) args.push(d.leaseId);
+    await REFUND.run(this.conn.client, keys, args);
+  }
+
+  /**
+   * The per-dimension outcomes, in request order, from each group's reply. A lease of a group that
+   * admitted a request refused elsewhere was given back: it reports the count before it.
+   */
+  private outcomes(
+    request: QuotaRequest,
+    replies: readonly (readonly [SlotGroup, Reply])[],
+    refunded = false,
+  ): Pick<QuotaDecision, 'rates' | 'concurrency'> {
+    const rates: RateOutcome[] = new Array<RateOutcome>(request.rates.length);
+    const concurrency: ConcurrencyOutcome[] = new Array<ConcurrencyOutcome>(request.concurrency?.length ?? 0);
+    for (const [g, out] of replies) {
+      g.rates.forEach(({ at }, i) => {
+        const a = 1 + i * 4;
+        rates[at] = {
+          allowed: out[a] === 1,
+          remaining: out[a + 1] as number,
+          retryAfterMs: out[a + 2] as number,
+          resetMs: out[a + 3] as number,
+        };
+      });
+      const base = 1 + g.rates.length * 4;
+      g.leases.forEach(({ at }, j) => {
+        const ok = out[base + j * 2] === 1;
+        const inUse = out[base + j * 2 + 1] as number;
+        concurrency[at] = { allowed: ok, inUse: ok && refunded ? inUse - 1 : inUse };
+      });
+    }
+    return { rates, concurrency };
   }
 
   async release(leases: readonly LeaseRef[]): Promise<void> {
