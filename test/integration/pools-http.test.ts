@@ -261,6 +261,14 @@ describe('the response cache', { timeout: 90_000 }, () => {
     assert.equal(stale.result.structuredContent.n, first.result.structuredContent.n);
     const cache = (await readyz(gw)).pools.cache;
     assert.ok(cache.hits >= 2 && cache.misses >= 2 && cache.staleServed >= 1, JSON.stringify(cache));
+    // The same counts in /metrics.
+    const body = (await gw.metrics!.render()).body;
+    const count = (result: string) =>
+      Number(new RegExp(`^mcpgw_cache_requests_total\\{result="${result}"\\} (\\d+)$`, 'm').exec(body)?.[1]);
+    assert.deepEqual(
+      { hit: count('hit'), miss: count('miss'), stale: count('stale') },
+      { hit: cache.hits, miss: cache.misses, stale: cache.staleServed },
+    );
     const uncached = await s.call('svc__read', { never: 'seen' });
     assert.ok(uncached.error, 'nothing cached for these arguments: the failure shows');
   });

@@ -129,6 +129,9 @@ describe('quotas on one gateway', { timeout: 120_000 }, () => {
     const frank = await clientAs(`${gw.url}/mcp`, 'frank');
     await frank.callTool({ name: 'counting__echo', arguments: { text: 'f' } });
     await Promise.all([erin.close(), frank.close()]);
+    // Both refusals are in /metrics, by dimension.
+    const body = (await gw.metrics!.render()).body;
+    assert.match(body, /^mcpgw_quota_refusals_total\{dimension="tool"\} 2$/m);
 
     const gw2 = await gateway({ server: { limit: 3, windowMs: 60_000 }, tool: false });
     const scoped = await clientAs(`${gw2.url}/servers/counting/mcp`, 'gina');
