@@ -79,6 +79,10 @@ export class JwtAuthenticator {
         stringList(claim(p, claims.scopes) ?? (claims.scopes === 'scope' ? p.scp : undefined)),
       ),
       ...(typeof client === 'string' ? { clientApp: client } : {}),
+      // Data residency from the token: present (even empty: nowhere) narrows the tenant's regions.
+      ...(claim(p, claims.regions) !== undefined && {
+        allowedRegions: Object.freeze(stringList(claim(p, claims.regions))),
+      }),
       authMethod: 'jwt',
     };
     return Object.freeze(principal);

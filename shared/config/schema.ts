@@ -1394,7 +1394,7 @@ export const configSchema = z
           )
           .default({})
           .describe(
-            'Data residency and home region per tenant (`Principal.allowedRegions` would narrow it further; no authenticator sets it yet).',
+            'Data residency and home region per tenant (the `regions` claim of a JWT, `auth.jwt.claims.regions`, narrows it further).',
           ),
         drPartners: z
           .record(regionId, regionId)

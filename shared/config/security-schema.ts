@@ -39,6 +39,12 @@ const claims = z
       .string()
       .default('scope')
       .describe('Claim holding the scopes: a space-separated string (`scope`) or an array (`scp`).'),
+    regions: z
+      .string()
+      .default('regions')
+      .describe(
+        "Claim holding the regions the caller's data may go to (an array or a space-separated string): narrows the tenant's `federation.tenants` allowed regions; absent: no narrowing.",
+      ),
     client: z
       .string()
       .default('azp')

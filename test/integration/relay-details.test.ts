@@ -365,7 +365,9 @@ describe('a stdio server that exits at once', { timeout: 30_000 }, () => {
       assert.ok(gaps[i]! >= expected[i]! - 5, `gap ${i} is at least the backoff delay: ${msg}`);
       assert.ok(gaps[i]! < expected[i]! + 500, `gap ${i} is not much more than the backoff delay: ${msg}`);
     }
-    for (let i = 0; i < 3; i++) assert.ok(gaps[i + 1]! > gaps[i]!, `the delay grows: ${msg}`);
+    // Each gap is the delay plus a process start and exit (hundreds of ms on a loaded machine), so
+    // neighbours may be out of order; the delays far apart show the doubling.
+    assert.ok(gaps[3]! > gaps[0]!, `the delay grows: ${msg}`);
     assert.ok(gaps[3]! - gaps[1]! >= 400, `the delay doubles (800 - 200 = 600 more): ${msg}`);
     assert.ok(gaps[4]! < 1500, `the delay stops at maxDelayMs (1000), not 1600: ${msg}`);
   });
