@@ -14,6 +14,7 @@ import { policySchema, type PolicyConfig } from '../shared/config/security-schem
 import type { GatewayCore } from '../core/mcp/gateway-core.js';
 import type { ListKind } from '../core/mcp/catalog.js';
 import type { AdminCoreView } from '../edge/admin-api/common.js';
+import { GLOBAL_SCOPE } from '../edge/admin-api/policies.js';
 import type { RegistryStore } from '../shared/ports/registry-store.js';
 import {
   MemoryAdminStore,
@@ -109,9 +110,6 @@ export function adminCoreView(core: GatewayCore): AdminCoreView {
     },
   };
 }
-
-/** Scope `*` of the stored policies: the gateway's; any other scope is a tenant's. */
-const GLOBAL_SCOPE = '*';
 
 /**
  * Puts the stored policies in force in `core` now and after every change (the admin API's writes wait

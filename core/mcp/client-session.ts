@@ -119,6 +119,9 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     readonly identity: Principal = ANONYMOUS,
   ) {
     this.view = core.access.forPrincipal(identity);
+    this.virtualName = scope.startsWith(VIRTUAL_SCOPE_PREFIX)
+      ? scope.slice(VIRTUAL_SCOPE_PREFIX.length)
+      : undefined;
   }
 
   private view: CallerAccess;
@@ -136,11 +139,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   }
 
   /** The name of the virtual server this session is on (scope `v/{name}`). */
-  private get virtualName(): string | undefined {
-    return this.scope.startsWith(VIRTUAL_SCOPE_PREFIX)
-      ? this.scope.slice(VIRTUAL_SCOPE_PREFIX.length)
-      : undefined;
-  }
+  private readonly virtualName: string | undefined;
 
   /** The session's virtual server as it is now; it may have been deleted since the session opened. */
   private virtual(): VirtualView | undefined {

@@ -290,12 +290,8 @@ export class GatewayCore implements CoreService {
   setVirtualServer(name: string, config: VirtualServerConfig | undefined): void {
     if (config) this.virtuals.set(name, new VirtualView(config));
     else if (!this.virtuals.delete(name)) return;
-    for (const s of this.sessions) {
-      if (s.scope !== `${VIRTUAL_SCOPE_PREFIX}${name}`) continue;
-      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
-      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/prompts/list_changed' });
-      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/resources/list_changed' });
-    }
+    for (const s of this.sessions)
+      if (s.scope === `${VIRTUAL_SCOPE_PREFIX}${name}`) listsChanged(s, ALL_LISTS);
   }
 
   /** The running server a name means: a server id, or a family name (its default version). */
@@ -792,30 +788,22 @@ export class GatewayCore implements CoreService {
     return [...this.sessions].filter((s) => s.uses(server));
   }
 
-  /** Tells every session that sees `server` that its tools changed (an approval, a lifecycle change). */
   /**
    * Puts stored policies in force (the admin API's): the next request of every session is decided by
    * them, and every session is told that its lists may have changed.
    */
   applyPolicies(global: PolicyConfig | undefined, tenants: ReadonlyMap<string, PolicyConfig>): void {
     this.access.setPolicies(global, tenants);
-    for (const s of this.sessions)
-      for (const kind of s.isAggregate ? ['tools', 'prompts', 'resources'] : ['tools'])
-        s.sendUnrelated({ jsonrpc: '2.0', method: `notifications/${kind}/list_changed` });
+    for (const s of this.sessions) listsChanged(s, s.isAggregate ? ALL_LISTS : ['tools']);
   }
 
+  /** Tells every session that sees `server` that its tools changed (an approval, a lifecycle change). */
   announceToolsChanged(server: string): void {
-    for (const s of this.sessions)
-      if (s.uses(server)) s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+    for (const s of this.sessions) if (s.uses(server)) listsChanged(s, ['tools']);
   }
 
   private onAvailabilityChanged(server: string): void {
-    for (const s of this.sessions) {
-      if (!s.isAggregate) continue;
-      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
-      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/prompts/list_changed' });
-      s.sendUnrelated({ jsonrpc: '2.0', method: 'notifications/resources/list_changed' });
-    }
+    for (const s of this.sessions) if (s.isAggregate) listsChanged(s, ALL_LISTS);
     // Re-apply per-client state to a shared backend that just (re)started.
     const backend = this.backends.get(server);
     const modern = this.modernOf(backend);
@@ -834,4 +822,11 @@ export class GatewayCore implements CoreService {
 export function tenantOf(principal: string): string {
   const i = principal.indexOf(':');
   return i > 0 ? principal.slice(0, i) : 'default';
+}
+
+const ALL_LISTS = ['tools', 'prompts', 'resources'] as const;
+
+/** `notifications/<kind>/list_changed` to session `s`, for each kind. */
+function listsChanged(s: ClientSession, kinds: readonly ('tools' | 'prompts' | 'resources')[]): void {
+  for (const kind of kinds) s.sendUnrelated({ jsonrpc: '2.0', method: `notifications/${kind}/list_changed` });
 }

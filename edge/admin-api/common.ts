@@ -48,6 +48,13 @@ declare module 'fastify' {
 }
 
 /** The admin caller of a request inside the admin API (set by its auth hook). */
+/** The `{name}` path parameter of a server or virtual server: a server name as the config allows it. */
+export const nameParam = {
+  type: 'object',
+  properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' } },
+  required: ['name'],
+} as const;
+
 export function callerOf(req: FastifyRequest): AdminCaller {
   return req.adminCaller!;
 }

@@ -7,13 +7,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { runtimeServerSchema, type ServerConfig } from '../../shared/config/schema.js';
 import { RegistryConflictError, type RegistryEntry } from '../../shared/ports/registry-store.js';
 import { defaultMember, serverId } from '../../shared/mcp/server-versions.js';
-import { callerOf, expectedVersionOf, fail, type AdminCaller, type AdminPlugin, errors } from './common.js';
-
-const nameParam = {
-  type: 'object',
-  properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' } },
-  required: ['name'],
-} as const;
+import {
+  callerOf,
+  expectedVersionOf,
+  fail,
+  nameParam,
+  type AdminCaller,
+  type AdminPlugin,
+  errors,
+} from './common.js';
 
 const serverBody = {
   type: 'object',
@@ -31,8 +33,11 @@ const serverBody = {
   additionalProperties: true,
 } as const;
 
-/** What a caller may see of a server: every server for `admin`, its tenant's for `tenant-admin`. */
-export function visible(caller: AdminCaller, server: ServerConfig): boolean {
+/**
+ * What a caller may see of a server (or of anything else with a tenant): everything for `admin`, its
+ * tenant's for `tenant-admin`.
+ */
+export function visible(caller: AdminCaller, server: { tenant?: string | undefined }): boolean {
   return caller.tenant === undefined || server.tenant === caller.tenant;
 }
 

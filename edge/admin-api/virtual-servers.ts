@@ -9,14 +9,8 @@ import {
   VirtualServerConflictError,
   type VirtualServerEntry,
 } from '../../shared/ports/virtual-server-store.js';
-import { callerOf, expectedVersionOf, fail, errors, type AdminPlugin } from './common.js';
+import { callerOf, expectedVersionOf, fail, errors, nameParam, type AdminPlugin } from './common.js';
 import { visible } from './servers.js';
-
-const nameParam = {
-  type: 'object',
-  properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$' } },
-  required: ['name'],
-} as const;
 
 const body = {
   type: 'object',
@@ -37,10 +31,7 @@ export const virtualServerRoutes: AdminPlugin = async (app, deps) => {
     endpoint: `/v/${e.virtualServer.name}/mcp`,
     virtualServer: e.virtualServer,
   });
-  const mine = (req: FastifyRequest, e: VirtualServerEntry) => {
-    const t = callerOf(req).tenant;
-    return t === undefined || e.virtualServer.tenant === t;
-  };
+  const mine = (req: FastifyRequest, e: VirtualServerEntry) => visible(callerOf(req), e.virtualServer);
 
   const found = async (req: FastifyRequest, reply: FastifyReply, name: string) => {
     const e = await deps.virtualServers?.get(name);
@@ -68,9 +59,19 @@ export const virtualServerRoutes: AdminPlugin = async (app, deps) => {
       fail(reply, 400, `${i.path.join('.') || 'body'}: ${i.message}`, i.path.join('.') || 'body');
       return undefined;
     }
-    for (const ref of virtualServerRefs(r.data)) {
-      const entries = [await deps.registry.get(ref.server), ...(await deps.registry.versions(ref.server))];
-      if (!entries.some((e) => e && visible(caller, e.server))) {
+    // One lookup per server named (a reference per chosen item would repeat them), in parallel.
+    const refs = virtualServerRefs(r.data);
+    const names = [...new Set(refs.map((ref) => ref.server))];
+    const known = new Map(
+      await Promise.all(
+        names.map(async (n): Promise<[string, boolean]> => {
+          const [entry, versions] = await Promise.all([deps.registry.get(n), deps.registry.versions(n)]);
+          return [n, [entry, ...versions].some((e) => e && visible(caller, e.server))];
+        }),
+      ),
+    );
+    for (const ref of refs) {
+      if (!known.get(ref.server)) {
         const field = ref.path.join('.');
         fail(reply, 400, `${field}: no server "${ref.server}" (a server id or name)`, field);
         return undefined;

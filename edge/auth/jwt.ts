@@ -71,6 +71,7 @@ export class JwtAuthenticator {
     if (typeof subject !== 'string' || subject === '') return undefined;
     const tenant = claim(p, claims.tenant);
     const client = claim(p, claims.client) ?? p.client_id;
+    const regions = claim(p, claims.regions);
     const principal: Principal = {
       subject,
       tenant: typeof tenant === 'string' && tenant !== '' ? tenant : this.c.defaultTenant,
@@ -80,9 +81,7 @@ export class JwtAuthenticator {
       ),
       ...(typeof client === 'string' ? { clientApp: client } : {}),
       // Data residency from the token: present (even empty: nowhere) narrows the tenant's regions.
-      ...(claim(p, claims.regions) !== undefined && {
-        allowedRegions: Object.freeze(stringList(claim(p, claims.regions))),
-      }),
+      ...(regions !== undefined && { allowedRegions: Object.freeze(stringList(regions)) }),
       authMethod: 'jwt',
     };
     return Object.freeze(principal);

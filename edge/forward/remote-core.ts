@@ -474,10 +474,14 @@ export class RemoteCore implements CoreService {
     const ranked =
       wireId === undefined
         ? c
-        : [...c].sort(
-            ({ link: a }, { link: b }) =>
-              tier.get(a.target.region)! - tier.get(b.target.region)! || score(wireId, b) - score(wireId, a),
-          );
+        : (() => {
+            // One hash per core, not one per comparison.
+            const sc = new Map(c.map(({ link }) => [link, score(wireId, link)]));
+            return [...c].sort(
+              ({ link: a }, { link: b }) =>
+                tier.get(a.target.region)! - tier.get(b.target.region)! || sc.get(b)! - sc.get(a)!,
+            );
+          })();
     return [
       ...ranked.filter((x) => x.link.up && !x.link.draining),
       ...ranked.filter((x) => x.link.up && x.link.draining),

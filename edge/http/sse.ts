@@ -6,35 +6,27 @@ export function sseEvent(data: unknown, id?: string): string {
   return `${id === undefined ? '' : `id: ${id}\n`}event: message\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
-let open = 0;
-
-/** SSE responses open to clients in this process (the `mcpgw_sse_streams` gauge). */
-export function openSseStreams(): number {
-  return open;
-}
-
-interface OpenStream {
-  /** A stream with no end of its own (GET stream, legacy SSE, listen), not a request's answer. */
-  longLived: boolean;
+export interface OpenSseOptions {
+  /**
+   * No end of its own (GET stream, legacy SSE, listen), not a request's answer: not a request in
+   * flight, ended (with a retry hint) when the node drains.
+   */
+  longLived?: boolean;
   /** Ends the stream the way its protocol ends it (default: the response ends). */
   finish?: () => void;
 }
 
-const streams = new Map<ServerResponse, OpenStream>();
+/** Every SSE response open in this process. */
+const streams = new Map<ServerResponse, OpenSseOptions>();
 
-export interface OpenSseOptions {
-  /** No end of its own: not a request in flight, ended (with a retry hint) when the node drains. */
-  longLived?: boolean;
-  finish?: () => void;
+/** SSE responses open to clients in this process (the `mcpgw_sse_streams` gauge). */
+export function openSseStreams(): number {
+  return streams.size;
 }
 
 export function openSse(res: ServerResponse, headers: Record<string, string>, o: OpenSseOptions = {}): void {
-  open++;
-  streams.set(res, { longLived: o.longLived ?? false, ...(o.finish && { finish: o.finish }) });
-  res.once('close', () => {
-    open--;
-    streams.delete(res);
-  });
+  streams.set(res, o);
+  res.once('close', () => streams.delete(res));
   // A drain waits for requests in flight; a stream that never ends by itself is none.
   if (o.longLived) notInflight(res);
   res.writeHead(200, {

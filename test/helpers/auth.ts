@@ -8,6 +8,8 @@ import { exportJWK, generateKeyPair, SignJWT, type JWK, type CryptoKey } from 'j
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ROOT } from './net.js';
+import { generateApiKey } from '../../edge/auth/api-key.js';
+import type { ApiKeyStore } from '../../shared/ports/api-key-store.js';
 
 export const SECURE = `${ROOT}dist/test/fixtures/secure-server.js`;
 
@@ -83,3 +85,25 @@ export async function connectWith(url: string, headers: Record<string, string>):
 }
 
 export const b64url = (s: string | Buffer) => Buffer.from(s).toString('base64url');
+
+/** A fresh API key with these grants, put in `keys` (a key store the gateway under test reads). */
+export async function putApiKey(
+  keys: ApiKeyStore,
+  pepper: string,
+  owner: string,
+  roles: string[],
+  tenant = 'default',
+): Promise<string> {
+  const g = generateApiKey(pepper);
+  await keys.put({
+    id: g.id,
+    hash: g.hash,
+    owner,
+    tenant,
+    roles,
+    scopes: [],
+    createdAt: Date.now(),
+    revoked: false,
+  });
+  return g.key;
+}

@@ -13,6 +13,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { readBody } from './round-robin-proxy.js';
 
 export interface Forwarded {
   upstream: number;
@@ -161,13 +162,4 @@ export async function startReadyBalancer(upstreams: string[], probeMs = 100): Pr
         server.close(() => r());
       }),
   };
-}
-
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }

@@ -70,7 +70,8 @@ export async function startRoundRobinProxy(upstreams: string[]): Promise<RoundRo
   };
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+/** A request's whole body. */
+export function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));

@@ -5,6 +5,7 @@
  * the field), unknown objects (404), stale versions (409), concurrent writers (no lost update), the
  * change log, API keys, policies, tenant admins confined to their tenant, and the OpenAPI document.
  */
+import { putApiKey } from '../helpers/auth.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,6 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import { startSingleNode, type RunningNode } from '../../cli/single.js';
-import { generateApiKey } from '../../edge/auth/api-key.js';
 import { MemoryApiKeyStore } from '../../shared/adapters/memory/api-key-store.js';
 import { migrate } from '../../shared/adapters/postgres/migrations.js';
 import { PgDatabase } from '../../shared/adapters/postgres/pg-database.js';
@@ -62,20 +62,8 @@ describe('the admin API on Postgres', () => {
   const keys = new MemoryApiKeyStore();
   let node: RunningNode;
   let base: string;
-  const key = async (owner: string, roles: string[], tenant = 'default') => {
-    const g = generateApiKey(PEPPER);
-    await keys.put({
-      id: g.id,
-      hash: g.hash,
-      owner,
-      tenant,
-      roles,
-      scopes: [],
-      createdAt: Date.now(),
-      revoked: false,
-    });
-    return g.key;
-  };
+  const key = (owner: string, roles: string[], tenant = 'default') =>
+    putApiKey(keys, PEPPER, owner, roles, tenant);
   let admin: string;
   let user: string;
   let adminA: string;

@@ -7,13 +7,13 @@
  * the watched file changes). Also: a server registered through the API with a tenant is hidden from
  * other tenants at once.
  */
+import { putApiKey } from '../helpers/auth.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startSingleNode, type RunningNode } from '../../cli/single.js';
-import { generateApiKey } from '../../edge/auth/api-key.js';
 import { MemoryApiKeyStore } from '../../shared/adapters/memory/api-key-store.js';
 import { loadConfigFile, validateConfig } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
@@ -36,19 +36,8 @@ function scripted(name: string, tools: string[], tenant?: string) {
   };
 }
 
-async function keyFor(keys: MemoryApiKeyStore, owner: string, roles: string[], tenant: string) {
-  const g = generateApiKey(PEPPER);
-  await keys.put({
-    id: g.id,
-    hash: g.hash,
-    owner,
-    tenant,
-    roles,
-    scopes: [],
-    createdAt: Date.now(),
-    revoked: false,
-  });
-  return g.key;
+function keyFor(keys: MemoryApiKeyStore, owner: string, roles: string[], tenant: string) {
+  return putApiKey(keys, PEPPER, owner, roles, tenant);
 }
 
 function nodeConfig(extra: Record<string, unknown>) {

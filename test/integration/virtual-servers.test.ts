@@ -5,10 +5,10 @@
  * name follows its default version); policy and tenancy still decide per caller; an unknown virtual
  * server is a 404 that says so; the admin API creates, replaces (If-Match) and deletes them live.
  */
+import { putApiKey } from '../helpers/auth.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startSingleNode, type RunningNode } from '../../cli/single.js';
-import { generateApiKey } from '../../edge/auth/api-key.js';
 import { MemoryApiKeyStore } from '../../shared/adapters/memory/api-key-store.js';
 import { validateConfig } from '../../shared/config/load.js';
 import { createLogger } from '../../shared/log.js';
@@ -53,20 +53,8 @@ describe('virtual servers on Postgres, through SDK clients over HTTP', () => {
   const keys = new MemoryApiKeyStore();
   let node: RunningNode;
   let base: string;
-  const key = async (owner: string, roles: string[], tenant = 'default') => {
-    const g = generateApiKey(PEPPER);
-    await keys.put({
-      id: g.id,
-      hash: g.hash,
-      owner,
-      tenant,
-      roles,
-      scopes: [],
-      createdAt: Date.now(),
-      revoked: false,
-    });
-    return g.key;
-  };
+  const key = (owner: string, roles: string[], tenant = 'default') =>
+    putApiKey(keys, PEPPER, owner, roles, tenant);
   let admin: string;
   let alice: string;
   let acme: string;

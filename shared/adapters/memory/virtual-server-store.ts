@@ -74,7 +74,9 @@ export class MemoryVirtualServerStore implements VirtualServerStore {
   }
 
   private record(v: VirtualServerVersion): void {
-    this.past.set(v.name, [...(this.past.get(v.name) ?? []), v]);
+    const versions = this.past.get(v.name);
+    if (versions) versions.push(v);
+    else this.past.set(v.name, [v]);
     for (const l of this.listeners) l(v.name);
   }
 }

@@ -293,12 +293,17 @@ export class RedisQuotaStore implements QuotaStore {
     return { allowed: false, ...this.outcomes(request, answered, true) };
   }
 
-  /** One script call for the keys of one group (on a single Redis: the whole request). */
-  private async consumeGroup(g: SlotGroup): Promise<Reply> {
-    const keys = [
+  /** The group's counter keys, then its lease keys: the KEYS of both CONSUME and REFUND. */
+  private keysOf(g: SlotGroup): string[] {
+    return [
       ...g.rates.map(({ d }) => this.keyOf(d.slot, `r:${d.key}`)),
       ...g.leases.map(({ d }) => this.keyOf(d.slot, `c:${d.key}`)),
     ];
+  }
+
+  /** One script call for the keys of one group (on a single Redis: the whole request). */
+  private async consumeGroup(g: SlotGroup): Promise<Reply> {
+    const keys = this.keysOf(g);
     const args: (string | number)[] = [g.rates.length];
     for (const { d } of g.rates) args.push(d.limit, d.windowMs, d.burst, d.cost ?? 1);
     for (const { d } of g.leases) args.push(d.limit, d.leaseId, d.leaseMs);
@@ -307,10 +312,7 @@ export class RedisQuotaStore implements QuotaStore {
 
   /** Gives back what CONSUME charged and leased for group `g` (whose reply was `out`). */
   private async refund(g: SlotGroup, out: Reply): Promise<void> {
-    const keys = [
-      ...g.rates.map(({ d }) => this.keyOf(d.slot, `r:${d.key}`)),
-      ...g.leases.map(({ d }) => this.keyOf(d.slot, `c:${d.key}`)),
-    ];
+    const keys = this.keysOf(g);
     const tail = 1 + g.rates.length * 4 + g.leases.length * 2;
     const args: (string | number)[] = [g.rates.length];
     g.rates.forEach(({ d }, i) =>
