@@ -3,6 +3,7 @@
  * embedded stores (no external service needed). Tests build nodes with the same function.
  */
 import type { DrainResult } from '../shared/lifecycle/drain.js';
+import type { VirtualServerStore } from '../shared/ports/virtual-server-store.js';
 import { adminCoreView, adminStoreOf, enforceStoredPolicies, watchConfigFile } from './admin-api.js';
 import { registerAdminApi } from '../edge/admin-api/index.js';
 import { governanceRoutes } from '../core/admin/governance-routes.js';
@@ -223,7 +224,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       config,
       log,
       registry: stores.registry,
-      virtualServers: stores.virtualServers,
+      virtualServers: appliedOnWrite(stores.virtualServers, applyVirtual),
       store: adminStore,
       core: adminCoreView(core),
       apiKeys,
@@ -404,4 +405,31 @@ export async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quot
   if (!(await store.ready()))
     log.warn({}, 'quota store (Redis) not reachable at start: each dimension follows its onStoreFailure');
   return createQuotas({ config: q, store, log });
+}
+
+/**
+ * The virtual-server store as the admin API writes it: a write is answered once this node applied it,
+ * so the writer's next request sees the change (other gateways follow the store's notice).
+ */
+function appliedOnWrite(
+  store: VirtualServerStore,
+  apply: (name: string) => Promise<void>,
+): VirtualServerStore {
+  return {
+    list: () => store.list(),
+    get: (name) => store.get(name),
+    history: (name) => store.history(name),
+    watch: (listener) => store.watch(listener),
+    close: () => store.close(),
+    put: async (v, by, expected) => {
+      const e = await store.put(v, by, expected);
+      await apply(v.name);
+      return e;
+    },
+    delete: async (name, by, expected) => {
+      const deleted = await store.delete(name, by, expected);
+      if (deleted) await apply(name);
+      return deleted;
+    },
+  };
 }

@@ -288,8 +288,12 @@ export class GatewayCore implements CoreService {
    * another): its sessions hear list_changed; a deleted one's sessions get GW_UNKNOWN_VIRTUAL_SERVER.
    */
   setVirtualServer(name: string, config: VirtualServerConfig | undefined): void {
-    if (config) this.virtuals.set(name, new VirtualView(config));
-    else if (!this.virtuals.delete(name)) return;
+    if (config) {
+      // Applied twice (the writer's own apply, then the store's notice): the second changes nothing.
+      const old = this.virtuals.get(name);
+      if (old && canonicalJson(old.config) === canonicalJson(config)) return;
+      this.virtuals.set(name, new VirtualView(config));
+    } else if (!this.virtuals.delete(name)) return;
     for (const s of this.sessions)
       if (s.scope === `${VIRTUAL_SCOPE_PREFIX}${name}`) listsChanged(s, ALL_LISTS);
   }
