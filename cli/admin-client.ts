@@ -74,6 +74,24 @@ the gateway's (both must allow).
                                           only if there is none)
   mcpgw policies delete SCOPE [--if-match VERSION]
                                           "*" deleted: everything is allowed (tenancy still applies)
+
+On a gateway with federation.controlPlane.policies these read and write the bus: every gateway of the
+region applies the change (versions are bus revisions; "*" deleted: each gateway's config-file policy).
+`,
+  'quota-limits': `mcpgw quota-limits - the cluster's quota limits on the bus (federation.controlPlane.quotas)
+
+Every gateway of the region that follows the control plane applies them live; each key named replaces
+that gateway's config-file limit (docs/quotas.md).
+  mcpgw quota-limits get                  JSON: {limits, revision, updatedBy, updatedAt, gateway}
+  mcpgw quota-limits set [FILE] [--if-match REVISION]
+                                          replace (FILE: any of user, clientApp, tenant, tool, server,
+                                          global, tenants, servers, as under "quotas" in the config file)
+  mcpgw quota-limits delete [--if-match REVISION]
+                                          every gateway goes back to its config file's limits
+`,
+  'control-plane': `mcpgw control-plane - what this gateway holds in force from the bus
+
+  mcpgw control-plane status              per key: revision, who, when applied; refused entries
 `,
   capabilities: `mcpgw capabilities - what the running servers offer
 
@@ -311,6 +329,53 @@ const COMMANDS: Record<string, Command> = {
       await api.call('DELETE', `/policies/${seg(args[0]!)}`, undefined, ifMatch(values));
       if (values.json) return printJson(io, { deleted: args[0] });
       io.out(`policy ${args[0]} deleted\n`);
+    },
+  },
+
+  'quota-limits get': {
+    arity: [0, 0],
+    async run({ api, io }) {
+      printJson(io, await api.call('GET', '/quota-limits'));
+    },
+  },
+  'quota-limits set': {
+    arity: [0, 1],
+    options: IF_MATCH,
+    async run({ api, args, values, io }) {
+      const body = await readBody(args[0], io);
+      const r = (await api.call('PUT', '/quota-limits', body, ifMatch(values))) as { revision: number };
+      if (values.json) return printJson(io, r);
+      io.out(`quota limits set (revision ${r.revision}); published to the control plane\n`);
+    },
+  },
+  'quota-limits delete': {
+    arity: [0, 0],
+    options: IF_MATCH,
+    async run({ api, values, io }) {
+      await api.call('DELETE', '/quota-limits', undefined, ifMatch(values));
+      if (values.json) return printJson(io, { deleted: 'quota-limits' });
+      io.out('quota limits deleted from the control plane\n');
+    },
+  },
+  'control-plane status': {
+    arity: [0, 0],
+    async run({ api, values, io }) {
+      const r = (await api.call('GET', '/control-plane')) as {
+        connected: boolean;
+        bucket: string;
+        applied: Array<{ key: string; revision: number; updatedBy: string; updatedAt: string }>;
+        refused: Array<{ key: string; revision: number; reason: string }>;
+      };
+      if (values.json) return printJson(io, r);
+      io.out(`bucket ${r.bucket}, bus ${r.connected ? 'connected' : 'UNREACHABLE (last values stay)'}\n`);
+      table(
+        io,
+        ['KEY', 'REVISION', 'STATE', 'BY', 'AT / REASON'],
+        [
+          ...r.applied.map((a) => [a.key, String(a.revision), 'applied', a.updatedBy, a.updatedAt]),
+          ...r.refused.map((x) => [x.key, String(x.revision), 'refused', '', x.reason]),
+        ],
+      );
     },
   },
 

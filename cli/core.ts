@@ -18,7 +18,8 @@ import { BackendIdentity } from '../core/internal/backend-identity.js';
 import { InternalApi } from '../core/internal/internal-api.js';
 import { GatewayCore } from '../core/mcp/gateway-core.js';
 import { listenUrl, type RunningTier } from './listen.js';
-import { startFederation } from './federation.js';
+import { gatewayIdOf, startFederation } from './federation.js';
+import { startControlPlane } from './control-plane.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { loadPlugins, observer, quotasOf, type StartOptions } from './single.js';
 import { coreOps } from './core-ops.js';
@@ -78,6 +79,14 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   exportStateMetrics(metrics, { ...(quotas && { quotas }), cache: core.responseCache });
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
+  // federation.controlPlane: the bus's policies and limits are in force before this core listens.
+  let gatewayId = config.federation?.gatewayId ?? coreId;
+  const control = await startControlPlane(config, { core, quotas, log, gatewayId: () => gatewayId }).catch(
+    async (err: unknown) => {
+      await core.close();
+      throw err;
+    },
+  );
 
   const api = new InternalApi({
     core,
@@ -120,15 +129,17 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     server.listen(config.listen.port, config.listen.host, () => resolve());
   });
   const url = listenUrl(server, config);
+  gatewayId = gatewayIdOf(config, url);
   // Edges of every region learn this core (URL, region, audience, servers) from the bus.
   const federation = await startFederation(
     config,
     core,
     url,
     log,
-    { role: 'core', audience: coreId },
+    { role: 'core', audience: coreId, ...(control && { bus: control.bus }) },
     metrics,
   ).catch(async (err: unknown) => {
+    await control?.close();
     server.close();
     await core.close();
     throw new Error(`federation: ${(err as Error).message}`, { cause: err });
@@ -151,6 +162,7 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
       (closed ??= (async () => {
         tlsWatch?.close();
         // First, so that edges stop choosing this core at once (its keys are deleted).
+        await control?.close();
         await federation?.close();
         verifier?.close();
         identity.close();

@@ -62,6 +62,15 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     }),
   });
   let stopDiscovery: (() => void) | undefined;
+  // Policies and quotas are enforced by the cores (each follows the control plane itself).
+  if (
+    config.federation?.controlPlane &&
+    (config.federation.controlPlane.policies || config.federation.controlPlane.quotas)
+  )
+    log.warn(
+      {},
+      'federation.controlPlane on an edge: nothing to apply here, its cores enforce policies and quotas',
+    );
   if (config.federation) {
     // An edge is reached by clients, not by gateways: its advertised URL is informational.
     const own = `${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${config.listen.port}`;

@@ -30,17 +30,16 @@ export async function startFederation(
   core: GatewayCore | undefined,
   url: string,
   log: Logger,
-  as: { role?: 'single' | 'edge' | 'core'; audience?: string } = {},
+  as: { role?: 'single' | 'edge' | 'core'; audience?: string; bus?: FederationBus } = {},
   metrics?: GatewayMetrics,
 ): Promise<FederationNode | undefined> {
   const f = config.federation;
   if (!f) return undefined;
   const region = f.region ?? config.region;
-  const gatewayId = f.gatewayId ?? defaultGatewayId(url);
-  const bus: FederationBus =
-    f.bus === 'nats'
-      ? await NatsBus.connect({ servers: f.natsUrls, name: `mcpgw-${gatewayId}` })
-      : new InProcessBus();
+  const gatewayId = gatewayIdOf(config, url);
+  // A bus opened earlier (the control plane's, before listening) is taken over: closed with the node.
+  const { bus: given, ...role } = as;
+  const bus: FederationBus = given ?? (await connectFederationBus(config, gatewayId));
   try {
     const node = await startFederationNode({
       bus,
@@ -50,7 +49,7 @@ export async function startFederation(
       url: f.advertiseUrl ?? url,
       // An edge serves nothing itself: it heartbeats (and reads the index) only.
       source: core ? coreRegistrySource(core) : () => [],
-      ...as,
+      ...role,
       heartbeatMs: f.heartbeatMs,
       downAfterMs: f.downAfterMs,
       antiEntropyMs: f.antiEntropyMs,
@@ -89,6 +88,19 @@ function federationMetrics(node: FederationNode, metrics: GatewayMetrics): () =>
     }
   });
   return () => (stopped = true);
+}
+
+/** The bus `federation.bus` names: NATS (connecting now, failing if no server answers) or in-process. */
+export async function connectFederationBus(config: GatewayConfig, name: string): Promise<FederationBus> {
+  const f = config.federation!;
+  return f.bus === 'nats'
+    ? NatsBus.connect({ servers: f.natsUrls, name: `mcpgw-${name}` })
+    : new InProcessBus();
+}
+
+/** This gateway's name in the federation: `federation.gatewayId`, else host name and port. */
+export function gatewayIdOf(config: GatewayConfig, url: string): string {
+  return config.federation?.gatewayId ?? defaultGatewayId(url);
 }
 
 /** Host name and port: unique per process on a host, stable across restarts of the same deployment. */

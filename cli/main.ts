@@ -57,7 +57,9 @@ Against a running gateway's admin API (--url URL or MCPGW_ADMIN_URL, --token or 
 --json; each has --help):
   mcpgw servers list|get|register|update|deregister|history
   mcpgw keys list|create|revoke|rotate         (without --config)
-  mcpgw policies list|get|set|delete
+  mcpgw policies list|get|set|delete           (on the bus with federation.controlPlane.policies)
+  mcpgw quota-limits get|set|delete            (the bus's; federation.controlPlane.quotas)
+  mcpgw control-plane status
   mcpgw capabilities list [--server NAME]
   mcpgw lifecycle SERVER[/TOOL] STAGE
   mcpgw approvals list|approve

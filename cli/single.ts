@@ -5,6 +5,7 @@
 import type { DrainResult } from '../shared/lifecycle/drain.js';
 import type { VirtualServerStore } from '../shared/ports/virtual-server-store.js';
 import { adminCoreView, adminStoreOf, enforceStoredPolicies, watchConfigFile } from './admin-api.js';
+import { busPolicyStore, startControlPlane } from './control-plane.js';
 import { registerAdminApi } from '../edge/admin-api/index.js';
 import { governanceRoutes } from '../core/admin/governance-routes.js';
 import { PostgresApprovalStore } from '../shared/adapters/postgres/approval-store.js';
@@ -45,7 +46,7 @@ import type { Server as TlsServer } from 'node:tls';
 import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
 import type { FederationNode } from '../federation/federation-node.js';
-import { startFederation } from './federation.js';
+import { gatewayIdOf, startFederation } from './federation.js';
 import { serverId } from '../shared/mcp/server-versions.js';
 
 export interface RunningNode {
@@ -217,7 +218,18 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   // The admin REST API (docs/admin-api.md): changes go through the registry, whose watch applies them;
   // the stored policies (scope "*" seeded from the file's) are what the core enforces, live.
   const adminStore = await adminStoreOf(stores.db, config);
-  const stopPolicies = await enforceStoredPolicies(adminStore, core, log);
+  // With federation.controlPlane, the bus's policies and limits are in force before the node listens
+  // (a restart picks up the current ones), and the admin API's policies are the bus's.
+  let gatewayId = config.federation?.gatewayId ?? 'starting';
+  const control = await startControlPlane(config, { core, quotas, log, gatewayId: () => gatewayId }).catch(
+    async (err: unknown) => {
+      await core.close();
+      throw err;
+    },
+  );
+  const stopPolicies = control?.policies
+    ? async () => {}
+    : await enforceStoredPolicies(adminStore, core, log);
   await registerAdminApi(
     app,
     {
@@ -225,9 +237,10 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       log,
       registry: stores.registry,
       virtualServers: appliedOnWrite(stores.virtualServers, applyVirtual),
-      store: adminStore,
+      store: control?.policies ? busPolicyStore(adminStore, control.plane) : adminStore,
       core: adminCoreView(core),
       apiKeys,
+      ...(control && { controlPlane: control.plane }),
     },
     [
       // Governance (docs/governance.md): approvals and lifecycle transitions act on every tenant's servers,
@@ -263,8 +276,17 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   // After listening: the registry entry names the URL where this node is reached.
   let federation: FederationNode | undefined;
   try {
-    federation = await startFederation(config, core, url, log, {}, metrics);
+    gatewayId = gatewayIdOf(config, url);
+    federation = await startFederation(
+      config,
+      core,
+      url,
+      log,
+      { ...(control && { bus: control.bus }) },
+      metrics,
+    );
   } catch (err) {
+    await control?.close();
     await app.close();
     await core.close();
     throw new Error(`federation: ${(err as Error).message}`, { cause: err });
@@ -293,6 +315,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     close: () =>
       (closed ??= (async () => {
         // Leaving the registry first: other gateways stop routing here before the listener goes.
+        await control?.close();
         await federation?.close();
         stopWatching();
         await stopPolicies();

@@ -7,6 +7,7 @@ import type { RegistryStore } from '../../shared/ports/registry-store.js';
 import type { ReadinessReport } from '../../shared/ports/core-service.js';
 import type { AdminStore } from './store.js';
 import type { VirtualServerStore } from '../../shared/ports/virtual-server-store.js';
+import type { ControlPlane } from '../../shared/ports/control-plane.js';
 
 export const ADMIN_API_PREFIX = '/admin/api/v1';
 
@@ -30,6 +31,8 @@ export interface AdminApiDeps {
   apiKeys?: ApiKeyStore;
   /** Virtual servers (/v/{name}/mcp); absent: the routes answer 404. */
   virtualServers?: VirtualServerStore;
+  /** The control plane on the bus (`federation.controlPlane`); absent: its routes answer 404. */
+  controlPlane?: ControlPlane;
 }
 
 /** What the admin API reads of the running core (cli/admin-api.ts adapts the GatewayCore). */
@@ -75,6 +78,7 @@ export function fail(
       404: 'not_found',
       409: 'conflict',
       412: 'precondition_failed',
+      503: 'unavailable',
     }[status] ?? 'error';
   return reply
     .code(status)
@@ -120,4 +124,5 @@ export const errors = {
   403: errorSchema,
   404: errorSchema,
   409: errorSchema,
+  503: errorSchema,
 };

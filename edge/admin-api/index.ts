@@ -29,6 +29,8 @@ import { serverRoutes } from './servers.js';
 import { virtualServerRoutes } from './virtual-servers.js';
 import { keyRoutes } from './keys.js';
 import { policyRoutes } from './policies.js';
+import { quotaLimitRoutes } from './quota-limits.js';
+import { ControlPlaneUnavailable } from '../../shared/ports/control-plane.js';
 
 export * from './common.js';
 
@@ -37,6 +39,7 @@ export const ADMIN_PLUGINS: readonly AdminPlugin[] = [
   keyRoutes,
   policyRoutes,
   virtualServerRoutes,
+  quotaLimitRoutes,
 ];
 
 export async function registerAdminApi(
@@ -91,6 +94,8 @@ export async function registerAdminApi(
           const field = [err.validationContext, path, leaf].filter((x) => x).join('.');
           return fail(reply, 400, err.message, field);
         }
+        // The control plane's bus is away: nothing was written, the values in force stay.
+        if (err instanceof ControlPlaneUnavailable) return fail(reply, 503, err.message);
         if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500)
           return fail(reply, err.statusCode, err.message);
         deps.log.error({ err }, 'admin API error');

@@ -45,7 +45,17 @@ const CODES: Record<DimensionName, ErrorCode> = {
 };
 
 export class QuotaPolicy {
-  constructor(readonly config: QuotasConfig) {}
+  constructor(private current: QuotasConfig) {}
+
+  /** The limits in force (the file's, with the control plane's on top when it is on). */
+  get config(): QuotasConfig {
+    return this.current;
+  }
+
+  /** Puts other limits in force from the next decision on; counters and leases held stay. */
+  replace(config: QuotasConfig): void {
+    this.current = config;
+  }
 
   /** The user-scoped keys share one slot: `u:<tenant>:<subject>`. */
   userSlot(p: Principal): string {

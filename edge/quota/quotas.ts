@@ -3,7 +3,7 @@
  * dimensions, per-address connections), the pipeline's `quota` and `admission` stages, and the stats.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { QuotasConfig } from '../../shared/config/schema.js';
+import type { QuotaLimits, QuotasConfig } from '../../shared/config/schema.js';
 import type { Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import type { Stage } from '../../shared/pipeline/pipeline.js';
@@ -32,6 +32,11 @@ export interface Quotas {
     ask: { principal: string; tool?: string },
   ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   stats(): QuotaStats & { backends: Record<string, { inFlight: number; waiting: number }> };
+  /**
+   * Puts the file's limits with `limits` on top in force (each key it names replaces the file's; an
+   * empty object: the file's alone). Applies from the next request; counters, leases and queues stay.
+   */
+  setLimits(limits: QuotaLimits): void;
   close(): Promise<void>;
 }
 
@@ -77,6 +82,7 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
       };
     },
     stats: () => ({ ...structuredClone(guard.stats), backends: queues.stats }),
+    setLimits: (limits) => policy.replace({ ...o.config, ...limits }),
     close: () => guard.close(),
   };
 }

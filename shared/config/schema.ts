@@ -1019,6 +1019,46 @@ const quotasSchema = z
   .prefault({})
   .describe('Quotas and traffic management (docs/quotas.md).');
 
+/** The parts of `quotas` that are limits: what the control plane may set (federation.controlPlane.quotas). */
+export const QUOTA_LIMIT_KEYS = [
+  'user',
+  'clientApp',
+  'tenant',
+  'tool',
+  'server',
+  'global',
+  'tenants',
+  'servers',
+] as const;
+
+/**
+ * A quota-limits document of the control plane: any of QUOTA_LIMIT_KEYS, as in the config file's
+ * `quotas`, nothing else. Parse with `parseQuotaLimits`: the result holds only the keys the input names.
+ */
+export const quotaLimitsSchema = quotasSchema
+  .unwrap()
+  .pick(Object.fromEntries(QUOTA_LIMIT_KEYS.map((k) => [k, true])) as Record<QuotaLimitKey, true>)
+  .strict();
+
+export type QuotaLimitKey = (typeof QUOTA_LIMIT_KEYS)[number];
+export type QuotaLimits = Partial<Pick<QuotasConfig, QuotaLimitKey>>;
+
+/** Checks a quota-limits document; the result keeps the keys it names only (the others stay the file's). */
+export function parseQuotaLimits(
+  input: unknown,
+): { ok: true; limits: QuotaLimits } | { ok: false; problem: string; field: string } {
+  const r = quotaLimitsSchema.safeParse(input);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    const keys = (i as { keys?: string[] }).keys;
+    const field = [...i.path.map(String), ...(keys ?? [])].join('.') || 'body';
+    return { ok: false, problem: `${field}: ${i.message}`, field };
+  }
+  const named = new Set(Object.keys(input as object));
+  const limits = Object.fromEntries(Object.entries(r.data).filter(([k]) => named.has(k))) as QuotaLimits;
+  return { ok: true, limits };
+}
+
 export const configSchema = z
   .object({
     role: z
@@ -1402,6 +1442,33 @@ export const configSchema = z
           .describe(
             "DR pairing, active -> passive: `{ a: b }` has region b serve region a's servers (where b has them and residency allows) while a has no live core, under a lease fenced by KV revision; a's sessions never go to a third region.",
           ),
+        controlPlane: z
+          .object({
+            policies: z
+              .boolean()
+              .default(false)
+              .describe(
+                "Access policies come from the bus: a bus entry of a scope replaces that scope (the file's `policy` stays the baseline of `*` while the bus has none); the admin API's /policies and `mcpgw policies` write the bus.",
+              ),
+            quotas: z
+              .boolean()
+              .default(false)
+              .describe(
+                "Quota limits come from the bus: each limit the bus document names replaces the file's (`quotas.enabled`, the store and admission stay the file's); /admin/api/v1/quota-limits and `mcpgw quota-limits` write it.",
+              ),
+            bucket: z
+              .string()
+              .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "-" and "_", at most 64 characters')
+              .default('mcpgw_control')
+              .describe(
+                "The KV bucket of this region's control plane (shared by every gateway of the region).",
+              ),
+          })
+          .strict()
+          .optional()
+          .describe(
+            'Policies and quota limits distributed through the bus, applied live by every gateway that opts in (docs/federation.md).',
+          ),
       })
       .strict()
       .optional()
@@ -1464,6 +1531,13 @@ export const configSchema = z
           code: 'custom',
           path: ['federation', 'downAfterMs'],
           message: 'downAfterMs must be longer than heartbeatMs (a few heartbeats)',
+        });
+      if (f.controlPlane?.quotas && !cfg.quotas.enabled)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['federation', 'controlPlane', 'quotas'],
+          message:
+            'federation.controlPlane.quotas needs quotas.enabled: true (the bus sets limits, not the store)',
         });
       const known = new Set([...f.regions, f.region ?? cfg.region]);
       for (const [active, passive] of Object.entries(f.drPartners)) {
