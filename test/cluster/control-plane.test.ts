@@ -9,111 +9,31 @@
  * and a region of this run's own.
  */
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { NatsBus } from '../../shared/adapters/nats/federation-bus.js';
 import { configFile, mcpgw } from '../helpers/cli.js';
-import { freePort, ROOT, spawnUntil, stopChild } from '../helpers/net.js';
+import {
+  api,
+  hasRevision,
+  names,
+  percentile,
+  refusal,
+  startGateway as startSidecar,
+  status,
+  until,
+  type Gateway,
+} from '../helpers/control-plane.js';
+import { stopChild } from '../helpers/net.js';
 import { connectSdk, type SdkClient } from '../helpers/sdk-clients.js';
 
-const MAIN = `${ROOT}dist/cli/main.js`;
-const SCRIPTED = `${ROOT}dist/test/fixtures/scripted-server.js`;
 const NATS = 'nats://127.0.0.1:4222';
 const RUN = randomBytes(4).toString('hex');
 const BUCKET = `cp_test_${RUN}`;
 const REGION = `cp${RUN}`;
-
-interface Gateway {
-  name: string;
-  url: string;
-  child: ChildProcess;
-  output: string[];
-}
-
-async function startGateway(name: string): Promise<Gateway> {
-  const port = await freePort();
-  const file = configFile({
-    role: 'single',
-    region: REGION,
-    listen: { host: '127.0.0.1', port },
-    log: { level: 'info' },
-    store: { kind: 'memory' },
-    auth: { mode: 'none' },
-    servers: [
-      {
-        name: 'alpha',
-        transport: 'stdio',
-        command: process.execPath,
-        args: [SCRIPTED],
-        env: { FIXTURE_CATALOG: JSON.stringify({ tools: ['one', 'two'] }) },
-      },
-    ],
-    // The file's own limits: generous; the bus narrows one tool.
-    quotas: { enabled: true, store: 'memory' },
-    federation: {
-      bus: 'nats',
-      natsUrls: [NATS],
-      gatewayId: `${name}-${RUN}`,
-      controlPlane: { policies: true, quotas: true, bucket: BUCKET },
-    },
-  });
-  const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);
-  const output: string[] = [];
-  child.stdout!.on('data', (b: Buffer) => output.push(b.toString()));
-  child.stderr!.on('data', (b: Buffer) => output.push(b.toString()));
-  return { name, url: `http://127.0.0.1:${port}`, child, output };
-}
-
-async function api(gw: Gateway, method: string, path: string, body?: unknown, headers = {}) {
-  const res = await fetch(`${gw.url}/admin/api/v1${path}`, {
-    method,
-    headers: { ...(body !== undefined && { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
-
-interface Status {
-  connected: boolean;
-  applied: Array<{ key: string; revision: number; updatedBy: string; gateway: string; appliedAt: number }>;
-  refused: Array<{ key: string; revision: number; reason: string }>;
-}
-
-const status = async (gw: Gateway) => (await api(gw, 'GET', '/control-plane')).json as Status;
-
-/** Polls the gateway's control-plane status until `ok` holds (a bounded wait, not a sleep). */
-async function until(gw: Gateway, ok: (s: Status) => boolean, what: string, ms = 10_000): Promise<Status> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const s = await status(gw);
-    if (ok(s)) return s;
-    if (Date.now() > deadline) assert.fail(`${gw.name}: ${what} not seen in ${ms} ms: ${JSON.stringify(s)}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const hasRevision = (key: string, revision: number) => (s: Status) =>
-  s.applied.some((a) => a.key === key && a.revision >= revision) ||
-  s.refused.some((r) => r.key === key && r.revision >= revision);
-
-const names = async (c: SdkClient) => ((await c.listTools()).tools as { name: string }[]).map((t) => t.name);
-
-async function refusal(p: Promise<unknown>): Promise<{ code: number; message: string; data?: any }> {
-  try {
-    const r = await p;
-    assert.fail(`expected a JSON-RPC error, got ${JSON.stringify(r)}`);
-  } catch (err) {
-    if (err instanceof assert.AssertionError) throw err;
-    return err as { code: number; message: string; data?: any };
-  }
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
+const startGateway = (name: string) =>
+  startSidecar(name, { nats: NATS, bucket: BUCKET, region: REGION, run: RUN });
 
 const DENY_TWO = { default: 'allow', rules: [{ effect: 'deny', servers: ['alpha'], tools: ['two'] }] };
 
