@@ -1,6 +1,6 @@
 /**
  * The control plane on the bus (docs/federation.md, "Control plane"): one KV bucket per region
- * (`mcpgw_control` by default) holding the cluster's access policies (`policy.<scope>`, scope `*` as
+ * (`mcpgw-control` by default) holding the cluster's access policies (`policy.<scope>`, scope `*` as
  * `policy._global`) and quota limits (`quotas`). Every gateway that opts in watches it and applies each
  * change live.
  *

@@ -1459,7 +1459,7 @@ export const configSchema = z
             bucket: z
               .string()
               .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "-" and "_", at most 64 characters')
-              .default('mcpgw_control')
+              .default('mcpgw-control')
               .describe(
                 "The KV bucket of this region's control plane (shared by every gateway of the region).",
               ),

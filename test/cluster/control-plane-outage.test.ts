@@ -24,7 +24,7 @@ import { connectSdk, type SdkClient } from '../helpers/sdk-clients.js';
 
 const RUN = randomBytes(3).toString('hex');
 const REGION = `out${RUN}`;
-const BUCKET = 'mcpgw_control';
+const BUCKET = 'mcpgw-control';
 
 const denying = (tool: string) => ({
   default: 'allow',
