@@ -53,6 +53,16 @@ export interface KvBucket extends KvReader {
   /** Writes only if the key's current revision is `expectedRevision`; else KvRevisionConflict. */
   update(key: string, value: unknown, expectedRevision: number): Promise<number>;
   delete(key: string): Promise<void>;
+  /**
+   * The values the bucket keeps of `key` (as many as its `history`), oldest first; a delete appears as
+   * an entry whose value is `undefined`. Empty for a key never written.
+   */
+  history(key: string): Promise<KvEntry[]>;
+}
+
+export interface BucketOptions {
+  /** Values kept per key (1-64; default 1). Applies when the bucket is created; an existing one keeps its own. */
+  history?: number;
 }
 
 /** The bus's link to its broker: `down` while disconnected (a reconnect follows with `up`). */
@@ -71,7 +81,7 @@ export interface FederationBus {
   /** Current entries under a prefix, then every change (value undefined on delete). */
   kvWatch(prefix: string, listener: KvListener): Promise<() => void>;
   /** Opens (creating it if needed) a bucket of this region. Names: letters, digits, `-` and `_`. */
-  bucket(name: string): Promise<KvBucket>;
+  bucket(name: string, options?: BucketOptions): Promise<KvBucket>;
   /**
    * This region's mirror of `bucket`, which lives in `region` (its JetStream domain); created if needed.
    * Reads are local, so they keep answering with the last mirrored state while `region` is unreachable.

@@ -231,6 +231,33 @@ export function federationBusContract(
       assert.ok((await one.update('lease.x', 2, r)) > r);
     });
 
+    test('a bucket with history keeps the last values of a key, oldest first, deletes included', async () => {
+      const bus = await fresh('history');
+      const b = await bus.bucket(uniqueBucket('hist'), { history: 3 });
+      assert.deepEqual(await b.history('policy.x'), []);
+      const r1 = await b.put('policy.x', { n: 1 });
+      const r2 = await b.put('policy.x', { n: 2 });
+      await b.put('policy.y', { other: true });
+      await b.delete('policy.x');
+      const r4 = await b.put('policy.x', { n: 4 });
+      const h = await b.history('policy.x');
+      assert.deepEqual(
+        h.map((e) => e.value),
+        [{ n: 2 }, undefined, { n: 4 }],
+        'the oldest beyond 3 is gone',
+      );
+      assert.ok(h[0]!.revision === r2 && h[2]!.revision === r4 && r1 < r2);
+      assert.deepEqual((await b.get('policy.x'))?.value, { n: 4 });
+      // A bucket without history keeps one value per key.
+      const one = await bus.bucket(uniqueBucket('hist1'));
+      await one.put('k', 1);
+      await one.put('k', 2);
+      assert.deepEqual(
+        (await one.history('k')).map((e) => e.value),
+        [2],
+      );
+    });
+
     test('bad bucket names and keys are refused with the problem named', async () => {
       const bus = await fresh('names');
       await assert.rejects(bus.bucket('has.dot'), /bucket name "has\.dot"/);

@@ -3,6 +3,7 @@ import {
   checkKey,
   KvRevisionConflict,
   subjectMatches,
+  type BucketOptions,
   type BusConnectionState,
   type BusMessage,
   type FederationBus,
@@ -20,10 +21,10 @@ export class InProcessFabric {
   readonly subs = new Set<{ pattern: string; listener: (m: BusMessage) => void }>();
   private readonly buckets = new Map<string, MemoryBucket>();
 
-  bucket(name: string): MemoryBucket {
+  bucket(name: string, options: BucketOptions = {}): MemoryBucket {
     checkBucketName(name);
     let b = this.buckets.get(name);
-    if (!b) this.buckets.set(name, (b = new MemoryBucket(name)));
+    if (!b) this.buckets.set(name, (b = new MemoryBucket(name, options.history ?? 1)));
     return b;
   }
 }
@@ -80,9 +81,9 @@ export class InProcessBus implements FederationBus {
     return this.watchTracked(this.defaultBucket, prefix, listener);
   }
 
-  async bucket(name: string): Promise<KvBucket> {
+  async bucket(name: string, options?: BucketOptions): Promise<KvBucket> {
     this.open();
-    const b = this.fabric.bucket(name);
+    const b = this.fabric.bucket(name, options);
     // Watches opened through this bus end with it, as a NATS connection's consumers do.
     return {
       name: b.name,
@@ -93,6 +94,7 @@ export class InProcessBus implements FederationBus {
       create: (k, v) => b.create(k, v),
       update: (k, v, r) => b.update(k, v, r),
       delete: (k) => b.delete(k),
+      history: (k) => b.history(k),
     };
   }
 
@@ -131,10 +133,19 @@ export class InProcessBus implements FederationBus {
 
 class MemoryBucket {
   private readonly kv = new Map<string, KvEntry>();
+  private readonly kept = new Map<string, KvEntry[]>();
   private readonly watchers = new Set<{ prefix: string; listener: KvListener }>();
   private revision = 0;
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    private readonly historyLength = 1,
+  ) {}
+
+  async history(key: string): Promise<KvEntry[]> {
+    checkKey(key);
+    return structuredClone(this.kept.get(key) ?? []);
+  }
 
   async put(key: string, value: unknown): Promise<number> {
     checkKey(key);
@@ -166,7 +177,7 @@ class MemoryBucket {
   async delete(key: string): Promise<void> {
     checkKey(key);
     // A delete is a write too (NATS writes a marker), so revisions keep increasing across it.
-    this.revision++;
+    this.keep({ key, value: undefined, revision: ++this.revision });
     if (this.kv.delete(key)) this.notify(key, undefined);
   }
 
@@ -180,8 +191,16 @@ class MemoryBucket {
   private write(key: string, value: unknown): number {
     const entry = { key, value: structuredClone(value), revision: ++this.revision };
     this.kv.set(key, entry);
+    this.keep(structuredClone(entry));
     this.notify(key, entry);
     return entry.revision;
+  }
+
+  private keep(entry: KvEntry): void {
+    const list = this.kept.get(entry.key) ?? [];
+    list.push(entry);
+    if (list.length > this.historyLength) list.splice(0, list.length - this.historyLength);
+    this.kept.set(entry.key, list);
   }
 
   private notify(key: string, entry: KvEntry | undefined): void {

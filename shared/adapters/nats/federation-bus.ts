@@ -24,6 +24,7 @@ import {
   checkBucketName,
   checkKey,
   KvRevisionConflict,
+  type BucketOptions,
   type BusConnectionState,
   type BusMessage,
   type FederationBus,
@@ -139,12 +140,12 @@ export class NatsBus implements FederationBus {
     return (await this.bucket(this.defaultBucketName)).watch(prefix, listener);
   }
 
-  async bucket(name: string): Promise<KvBucket> {
+  async bucket(name: string, options: BucketOptions = {}): Promise<KvBucket> {
     checkBucketName(name);
     let b = this.buckets.get(name);
     if (!b) {
       b = (async () => {
-        const kv = await new Kvm(this.js).create(name, { history: 1 });
+        const kv = await new Kvm(this.js).create(name, { history: options.history ?? 1 });
         return new NatsBucket(name, kv, this.reader(`KV_${name}`, name));
       })();
       b.catch(() => this.buckets.delete(name));
@@ -360,6 +361,20 @@ class NatsBucket implements KvBucket {
   async delete(key: string): Promise<void> {
     checkKey(key);
     await this.kv.delete(key);
+  }
+
+  async history(key: string): Promise<KvEntry[]> {
+    checkKey(key);
+    const out: KvEntry[] = [];
+    const it = await this.kv.history({ key });
+    for await (const e of it) {
+      out.push({
+        key,
+        value: e.operation === 'PUT' ? parse(e.value) : undefined,
+        revision: e.revision,
+      });
+    }
+    return out.sort((a, b) => a.revision - b.revision);
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
