@@ -92,6 +92,8 @@ that gateway's config-file limit (docs/quotas.md).
   'control-plane': `mcpgw control-plane - what this gateway holds in force from the bus
 
   mcpgw control-plane status              per key: revision, who, when applied; refused entries
+  mcpgw control-plane history KEY         the revisions the bus keeps (KEY: policy._global for "*",
+                                          policy.<tenant>, quotas), newest first
 `,
   capabilities: `mcpgw capabilities - what the running servers offer
 
@@ -375,6 +377,33 @@ const COMMANDS: Record<string, Command> = {
           ...r.applied.map((a) => [a.key, String(a.revision), 'applied', a.updatedBy, a.updatedAt]),
           ...r.refused.map((x) => [x.key, String(x.revision), 'refused', '', x.reason]),
         ],
+      );
+    },
+  },
+
+  'control-plane history': {
+    arity: [1, 1],
+    async run({ api, args, values, io }) {
+      const r = (await api.call('GET', `/control-plane/history/${seg(args[0]!)}`)) as {
+        revisions: Array<{
+          revision: number;
+          deleted: boolean;
+          valid: boolean;
+          reason?: string;
+          updatedBy?: string;
+          updatedAt?: string;
+        }>;
+      };
+      if (values.json) return printJson(io, r);
+      table(
+        io,
+        ['REVISION', 'WHAT', 'BY', 'AT / REASON'],
+        r.revisions.map((x) => [
+          String(x.revision),
+          !x.valid ? 'refused' : x.deleted ? 'deleted' : 'set',
+          x.updatedBy ?? '',
+          x.reason ?? x.updatedAt ?? '',
+        ]),
       );
     },
   },

@@ -11,7 +11,7 @@ import { ControlRevisionConflict, type ControlPlane } from '../shared/ports/cont
 import type { GatewayCore } from '../core/mcp/gateway-core.js';
 import type { Quotas } from '../edge/quota/quotas.js';
 import { VersionConflictError, type AdminStore, type PolicyEntry } from '../edge/admin-api/store.js';
-import { BusControlPlane } from '../federation/control-plane.js';
+import { BusControlPlane, CONTROL_HISTORY } from '../federation/control-plane.js';
 import { connectFederationBus } from './federation.js';
 
 export interface RunningControlPlane {
@@ -48,7 +48,7 @@ export async function startControlPlane(
     if (c.policies && !core) o.log.warn({}, 'control plane: policies are enforced by cores; none here');
     const plane = new BusControlPlane({
       bus,
-      bucket: await bus.bucket(c.bucket),
+      bucket: await bus.bucket(c.bucket, { history: CONTROL_HISTORY }),
       gatewayId: o.gatewayId,
       ...(core && {
         policies: { baseline: config.policy, apply: (g, t) => core.applyPolicies(g, t) },

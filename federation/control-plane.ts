@@ -18,6 +18,7 @@ import {
   ControlPlaneUnavailable,
   ControlRevisionConflict,
   type ControlPlane,
+  type ControlHistoryEntry,
   type ControlPlaneStatus,
   type ControlPolicy,
   type ControlQuotaLimits,
@@ -38,6 +39,9 @@ const QUOTAS_KEY = 'quotas';
 const APPLY_WAIT_MS = 5_000;
 
 const SCOPE = /^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,127})$/;
+const CONTROL_KEY = /^(quotas|policy\.(_global|[A-Za-z0-9][A-Za-z0-9_.-]{0,127}))$/;
+/** Revisions the bucket keeps per key (when this gateway is the one creating it). */
+export const CONTROL_HISTORY = 32;
 
 export function policyKey(scope: string): string {
   if (!SCOPE.test(scope)) throw new RangeError(`policy scope "${scope}": "*" or a tenant name`);
@@ -214,6 +218,27 @@ export class BusControlPlane implements ControlPlane {
     const d = decodeControlEntry(QUOTAS_KEY, e.value);
     if (!('good' in d) || d.good.kind !== 'quotas' || !d.good.raw) return undefined;
     return { limits: d.good.raw, ...this.revisionOf(e.revision, d.good) };
+  }
+
+  async history(key: string): Promise<ControlHistoryEntry[]> {
+    if (key !== QUOTAS_KEY && !(key.startsWith(POLICY_PREFIX) && CONTROL_KEY.test(key)))
+      throw new RangeError(`"${key}" is not a control-plane key (policy._global, policy.<tenant>, quotas)`);
+    const kept = await this.read(() => this.o.bucket.history(key));
+    return kept.reverse().map((e): ControlHistoryEntry => {
+      if (e.value === undefined) return { revision: e.revision, deleted: true, valid: true };
+      const d = decodeControlEntry(key, e.value);
+      if ('problem' in d) return { revision: e.revision, deleted: false, valid: false, reason: d.problem };
+      const g = d.good;
+      return {
+        revision: e.revision,
+        deleted: g.raw === null,
+        valid: true,
+        updatedBy: g.by,
+        updatedAt: g.at,
+        gateway: g.gateway,
+        ...(g.raw && { value: g.raw }),
+      };
+    });
   }
 
   // ---------------------------------------------------------------- writing

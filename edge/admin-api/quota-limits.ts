@@ -47,6 +47,33 @@ export const quotaLimitRoutes: AdminPlugin = async (app, deps) => {
   );
 
   app.get(
+    '/control-plane/history/:key',
+    {
+      schema: {
+        summary:
+          'The revisions the bus keeps of one key (policy._global, policy.<tenant>, quotas), newest first',
+        tags: ['control-plane'],
+        params: {
+          type: 'object',
+          properties: {
+            key: {
+              type: 'string',
+              pattern: '^(quotas|policy\\.(_global|[A-Za-z0-9][A-Za-z0-9_.-]{0,127}))$',
+            },
+          },
+          required: ['key'],
+        },
+        response: errors,
+      },
+    },
+    async (req, reply) => {
+      if (!usable(req, reply, 'status')) return reply;
+      const key = (req.params as { key: string }).key;
+      return { key, revisions: await plane!.history(key) };
+    },
+  );
+
+  app.get(
     '/quota-limits',
     { schema: { summary: "The cluster's quota limits (bus)", tags: ['control-plane'], response: errors } },
     async (req, reply) => {

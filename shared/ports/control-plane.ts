@@ -36,6 +36,21 @@ export interface ControlPlaneStatus {
   refused: Array<{ key: string; revision: number; reason: string; at: number }>;
 }
 
+/** One revision the bucket keeps of a key: who, when, and whether it passed the checks. */
+export interface ControlHistoryEntry {
+  revision: number;
+  /** A delete (a tombstone written by a gateway, or the key removed from the bucket). */
+  deleted: boolean;
+  /** False when this gateway refuses it (its reason then says why). */
+  valid: boolean;
+  reason?: string;
+  updatedBy?: string;
+  updatedAt?: string;
+  gateway?: string;
+  /** The policy or limits written (absent for a delete or an entry that is not one). */
+  value?: Record<string, unknown>;
+}
+
 export interface ControlPlane {
   policies(): Promise<ControlPolicy[]>;
   policy(scope: string): Promise<ControlPolicy | undefined>;
@@ -58,6 +73,11 @@ export interface ControlPlane {
     expectedRevision?: number,
   ): Promise<ControlQuotaLimits>;
   deleteQuotaLimits(by: string, expectedRevision?: number): Promise<number | undefined>;
+  /**
+   * The revisions the bucket keeps of `key` (`policy._global`, `policy.<tenant>`, `quotas`), newest first.
+   * RangeError for a key that is not one of the control plane's.
+   */
+  history(key: string): Promise<ControlHistoryEntry[]>;
   /** Called after every change applied here (a write of this gateway's or another's). */
   onApplied(listener: () => void | Promise<void>): () => void;
   status(): ControlPlaneStatus;

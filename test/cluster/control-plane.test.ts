@@ -189,6 +189,23 @@ describe('control plane: policies and quota limits over the bus, three sidecar g
       const s = await until(gw, hasRevision('policy._global', policyRevision), 'the fixed policy');
       assert.ok(!s.refused.some((r) => r.key === 'policy._global'), gw.name);
     }
+    // The bus keeps the revisions: who wrote what, from which gateway, and what was refused.
+    const h = await api(gateways[1]!, 'GET', '/control-plane/history/policy._global');
+    assert.equal(h.status, 200, JSON.stringify(h.json));
+    const [fixedRev, badRev, firstRev] = h.json.revisions;
+    assert.equal(fixedRev.revision, policyRevision);
+    assert.equal(fixedRev.gateway, `gw3-${RUN}`);
+    assert.deepEqual(fixedRev.value, DENY_TWO);
+    assert.equal(badRev.revision, badPolicy);
+    assert.equal(badRev.valid, false);
+    assert.match(badRev.reason, /rules\.0\.effect/);
+    assert.equal(firstRev.gateway, `gw1-${RUN}`);
+    assert.equal(firstRev.updatedBy, 'loopback');
+    const cli = await mcpgw(['control-plane', 'history', 'quotas', '--url', gateways[0]!.url]);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /refused/);
+    assert.match(cli.stdout, /set/);
+    assert.equal((await api(gateways[0]!, 'GET', '/control-plane/history/nope')).status, 400);
   });
 
   test('a gateway started after the changes has them from its first request', async () => {
