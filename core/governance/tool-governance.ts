@@ -57,6 +57,11 @@ export class ToolGovernance {
   readonly deprecatedCalls = new Map<string, number>();
   private readonly governed = new WeakMap<ServerConfig, boolean>();
   private readonly now: () => number;
+  /**
+   * Grows whenever approvals may have changed (approved, recorded, reloaded from the store) or a tool
+   * was newly held back: a merged list made in an older generation is made again.
+   */
+  generation = 0;
 
   constructor(private readonly opts: ToolGovernanceOptions) {
     this.now = opts.now ?? Date.now;
@@ -155,6 +160,7 @@ export class ToolGovernance {
       );
     const approval = await this.record(o.server, o.tool, definition, o.by);
     this.held.delete(key);
+    this.generation++;
     this.opts.log.info({ server: o.server, tool: o.tool, hash, by: o.by }, 'tool definition approved');
     this.opts.onApprovalChange?.(o.server);
     return approval;
@@ -167,6 +173,7 @@ export class ToolGovernance {
 
   /** Forgets cached approvals (another gateway approved something; the store is the truth). */
   reload(server?: string): void {
+    this.generation++;
     if (server === undefined) this.approved.clear();
     else this.approved.delete(server);
   }
@@ -264,6 +271,7 @@ export class ToolGovernance {
     const key = `${server}\0${tool}`;
     if (this.held.get(key)?.currentHash === currentHash) return;
     this.held.set(key, { server, tool, currentHash, approvedHash, definition });
+    this.generation++;
     this.opts.log.warn(
       { server, tool, currentHash, approvedHash },
       'tool definition differs from the approved one: held back until approved',
@@ -296,6 +304,7 @@ export class ToolGovernance {
     };
     await this.opts.approvals.approve(approval);
     (await this.approvalsOf(server)).set(tool, approval);
+    this.generation++;
     return approval;
   }
 }

@@ -41,6 +41,7 @@ import {
 import type { ServerConfig } from '../../shared/config/schema.js';
 import { GOVERNANCE_META, PREVIEW_CAPABILITY, type GovernanceCaller } from '../governance/tool-governance.js';
 import { LIST_METHOD, type ListKind } from './catalog.js';
+import { sameDeps, type MergedList, type MergedListSlot } from './merged-lists.js';
 import type { GatewayCore } from './gateway-core.js';
 import {
   endStage,
@@ -82,6 +83,19 @@ interface ListSnapshot {
   at: number;
 }
 /** How long a listing's later pages stay available, and how many listings a session pages at once. */
+/** A server's part of a merged list: its cached catalog of one kind (or none, when it failed). */
+interface ListSource {
+  b: ServerBackend;
+  client?: BackendClient;
+  items: readonly JsonObject[];
+  failed?: boolean;
+}
+
+type KeptList = MergedList & MergedListSlot;
+
+/** One empty list for servers that offer none (the same object each time: see merged-lists.ts). */
+const NO_ITEMS: readonly JsonObject[] = Object.freeze([]);
+
 const SNAPSHOT_TTL_MS = 5 * 60_000;
 const MAX_SNAPSHOTS = 8;
 
@@ -102,6 +116,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   private readonly snapshots = new Map<string, ListSnapshot>();
   private readonly tools = new NameMap();
   private readonly prompts = new NameMap();
+  /** Merged tools and prompts kept between listings (merged-lists.ts). */
+  private readonly merged = new Map<'tools' | 'prompts', KeptList>();
   /** Exposed resource URI -> owning server and backend URI (collisions get gateway URIs). */
   private resources = new Map<string, { server: string; uri: string }>();
   private readonly templates = new Map<string, string[]>();
@@ -490,12 +506,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     if (cursor !== undefined) snap = this.snapshotOf(kind, cursor);
     if (!snap) {
       const hints: number[] = [];
-      const origins: JsonObject[] = [];
-      const items = await this.collect(kind, hints, origins);
+      const items = await this.collect(kind, hints);
       // A snapshot is named by its content: another replica of this session (or this one after the
       // snapshot was dropped) pages on as long as the list is still the same version.
-      const id =
-        items.length > this.core.pageSize || cursor !== undefined ? listVersion(kind, items, origins) : kind;
+      const id = items.length > this.core.pageSize || cursor !== undefined ? listVersion(kind, items) : kind;
       snap = { id, items, hints, at: Date.now() };
       if (cursor !== undefined && decodeCursor(`${this.id}:${id}`, cursor) === undefined)
         throw new GatewayError(
@@ -536,37 +550,30 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
   }
 
   /** Every item of `kind` across the servers this session sees, renamed for the aggregate. */
-  private async collect(kind: ListKind, hints?: number[], origins?: JsonObject[]): Promise<JsonObject[]> {
-    const perServer = await Promise.all(
-      this.backends().map(async (b) => {
+  private async collect(kind: ListKind, hints?: number[]): Promise<JsonObject[]> {
+    const sources = await Promise.all(
+      this.backends().map(async (b): Promise<ListSource> => {
         try {
           const client = await b.clientFor(this);
-          if (!this.core.catalog.declares(client, kind)) return { server: b.name, items: [] };
+          if (!this.core.catalog.declares(client, kind)) return { b, client, items: NO_ITEMS };
           const items = await this.core.catalog.list(client, kind);
           hints?.push(this.core.catalog.ttlOf(client, kind) ?? this.core.listTtlMs);
-          const visible = this.access.filtersItems
-            ? items.filter((it) => this.visible(kind, b.name, it))
-            : items;
-          return {
-            server: b.name,
-            items:
-              kind === 'tools'
-                ? await this.core.governance.list(b.config, visible, this.governanceCaller())
-                : visible,
-          };
+          return { b, client, items };
         } catch (err) {
           hints?.push(0);
-          this.core.log.debug(
-            { server: b.name, err: (err as Error).message },
-            'server left out of the aggregate list',
-          );
-          return { server: b.name, items: [] };
+          this.leftOut(b.name, err);
+          return { b, items: NO_ITEMS, failed: true };
         }
       }),
     );
     const v = this.virtual();
+    if (kind === 'tools' || kind === 'prompts') return this.merge(kind, sources, v);
+    const perServer = sources.map(({ b, items }) => ({
+      server: b.name,
+      items: this.access.filtersItems ? items.filter((it) => this.visible(kind, b.name, it)) : items,
+    }));
     if (v) {
-      // A virtual server: only the chosen items, under their aliases (no prefixes, no gateway URIs).
+      // A virtual server: only the chosen items (no gateway URIs).
       if (kind === 'resourceTemplates') {
         this.templates.clear();
         for (const [ref, tpls] of v.templates()) {
@@ -575,18 +582,6 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         }
       }
       return v.select(kind, perServer, (ref) => this.core.resolveServer(ref));
-    }
-    if (kind === 'tools' || kind === 'prompts') {
-      const names = kind === 'tools' ? this.tools : this.prompts;
-      // A family's default version is listed under the plain name; when the default moves, names follow.
-      const prefixes = perServer.map(({ server }) => this.core.prefixOf(server));
-      perServer.forEach(({ server }, i) => names.keepPrefix(server, prefixes[i]!));
-      return perServer.flatMap(({ server, items }, i) =>
-        items.map((it) => {
-          origins?.push(it);
-          return { ...it, name: names.assign(server, String(it.name), prefixes[i]) };
-        }),
-      );
     }
     if (kind === 'resourceTemplates') {
       for (const { server, items } of perServer)
@@ -611,6 +606,86 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     );
     this.resources = map;
     return out;
+  }
+
+  /**
+   * Tools or prompts of the session's servers, filtered for the caller, governed and renamed (or chosen
+   * by the virtual server): the list kept from last time while nothing it was made from changed.
+   */
+  private async merge(
+    kind: 'tools' | 'prompts',
+    sources: ListSource[],
+    v: VirtualView | undefined,
+  ): Promise<JsonObject[]> {
+    const budget = this.core.mergedLists;
+    const deps: unknown[] = [this.access, v, this.core.governance.generation];
+    for (const s of sources) deps.push(s.b, this.core.prefixOf(s.b.name), s.client, s.items);
+    const kept = this.merged.get(kind);
+    if (kept && sameDeps(kept.deps, deps)) {
+      budget.touch(kept);
+      return kept.items;
+    }
+    let complete = sources.every((s) => !s.failed);
+    const governance = this.governanceCaller();
+    const perServer = await Promise.all(
+      sources.map(async ({ b, items }) => {
+        const visible = this.access.filtersItems
+          ? items.filter((it) => this.visible(kind, b.name, it))
+          : items;
+        if (kind !== 'tools') return { server: b.name, items: visible };
+        try {
+          return { server: b.name, items: await this.core.governance.list(b.config, visible, governance) };
+        } catch (err) {
+          complete = false;
+          this.leftOut(b.name, err);
+          return { server: b.name, items: NO_ITEMS };
+        }
+      }),
+    );
+    let items: JsonObject[];
+    const origins: JsonObject[] = [];
+    if (v) {
+      // A virtual server: only the chosen items, under their aliases (no prefixes).
+      items = v.select(kind, perServer, (ref) => this.core.resolveServer(ref));
+    } else {
+      const names = kind === 'tools' ? this.tools : this.prompts;
+      // A family's default version is listed under the plain name; when the default moves, names follow.
+      const prefixes = perServer.map(({ server }) => this.core.prefixOf(server));
+      perServer.forEach(({ server }, i) => names.keepPrefix(server, prefixes[i]!));
+      items = [];
+      perServer.forEach(({ server, items: own }, i) => {
+        for (const it of own) {
+          origins.push(it);
+          items.push({ ...it, name: names.assign(server, String(it.name), prefixes[i]) });
+        }
+      });
+      listOrigins.set(items, origins);
+    }
+    if (kept) {
+      budget.forget(kept);
+      this.merged.delete(kind);
+    }
+    // A list missing a server that failed is not kept: the next listing tries that server again.
+    if (complete && budget.fits(items.length)) {
+      const slot: KeptList = {
+        deps,
+        items,
+        origins,
+        size: items.length,
+        drop: () => this.dropMerged(kind, slot),
+      };
+      this.merged.set(kind, slot);
+      budget.touch(slot);
+    }
+    return items;
+  }
+
+  private dropMerged(kind: 'tools' | 'prompts', slot: KeptList): void {
+    if (this.merged.get(kind) === slot) this.merged.delete(kind);
+  }
+
+  private leftOut(server: string, err: unknown): void {
+    this.core.log.debug({ server, err: (err as Error).message }, 'server left out of the aggregate list');
   }
 
   /**
@@ -1087,6 +1162,8 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     this.inflight.clear();
     for (const [id, resolve] of this.outgoing) resolve(toRpcError(id, new GatewayError('GW_CLIENT_GONE')));
     this.outgoing.clear();
+    for (const kept of this.merged.values()) this.core.mergedLists.forget(kept);
+    this.merged.clear();
     await Promise.all(this.restoring);
     await this.core.endSession(this, { keepBackendSessions });
   }
@@ -1157,15 +1234,24 @@ function itemHash(item: JsonObject): string {
   return h;
 }
 
+/** The backend definitions of a renamed list's items (same order), by the list. */
+const listOrigins = new WeakMap<JsonObject[], JsonObject[]>();
+/** Version names of lists computed already (a kept merged list is the same array). */
+const listVersions = new WeakMap<JsonObject[], string>();
+
 /**
  * The name of a list's version: its kind and a hash of its items (the order included). A renamed item
- * (`origins[i]` its original, the rest of it the same) is its new name and its original's hash, so a
- * cached catalog is not serialised again on every listing (5,000 tools: most of a cached tools/list).
+ * (its original the same but for the name) is its new name and its original's hash, so a cached catalog
+ * is not serialised again on every listing (5,000 tools: most of a cached tools/list).
  */
-function listVersion(kind: ListKind, items: readonly JsonObject[], origins: readonly JsonObject[]): string {
-  const renamed = origins.length === items.length;
+function listVersion(kind: ListKind, items: JsonObject[]): string {
+  const known = listVersions.get(items);
+  if (known !== undefined) return known;
+  const origins = listOrigins.get(items);
   const parts = items.map((it, i) =>
-    renamed ? `${String(it.name)}\0${itemHash(origins[i]!)}` : itemHash(it),
+    origins ? `${String(it.name)}\0${itemHash(origins[i]!)}` : itemHash(it),
   );
-  return `${kind}:${createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 22)}`;
+  const id = `${kind}:${createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 22)}`;
+  listVersions.set(items, id);
+  return id;
 }

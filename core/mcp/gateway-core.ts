@@ -62,6 +62,7 @@ import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js
 import { familyDefaults, serverId } from '../../shared/mcp/server-versions.js';
 import type { VirtualServerConfig } from '../../shared/config/virtual-schema.js';
 import { unknownScope, VIRTUAL_SCOPE_PREFIX, VirtualView } from './virtual-view.js';
+import { MergedListBudget } from './merged-lists.js';
 
 /** Which client capability a server-to-client request needs. */
 const REQUIRED_CAPABILITY: Record<string, string> = {
@@ -132,6 +133,8 @@ export class GatewayCore implements CoreService {
   readonly pageSize: number;
   /** The ttlMs a 2025 server contributes to a merged list for a 2026 client. */
   readonly listTtlMs: number;
+  /** The items merged lists may keep, across sessions (merged-lists.ts). */
+  readonly mergedLists: MergedListBudget;
   /** Rounds of input a 2026 backend may ask of a 2025 client in one call. */
   readonly maxInputRounds: number;
   readonly replicaId: string;
@@ -170,6 +173,7 @@ export class GatewayCore implements CoreService {
     this.log = opts.log;
     this.pageSize = opts.config.aggregate.pageSize;
     this.listTtlMs = opts.config.aggregate.listTtlMs;
+    this.mergedLists = new MergedListBudget(opts.config.aggregate.mergedListCacheItems);
     this.maxInputRounds = opts.config.mrtr.maxRounds;
     this.replicaId = opts.replicaId ?? 'local';
     this.catalog = new CatalogCache((s) => this.timeoutMs(s));

@@ -75,17 +75,29 @@ export class VirtualView {
    */
   select(
     kind: ListKind,
-    perServer: { server: string; items: JsonObject[] }[],
+    perServer: { server: string; items: readonly JsonObject[] }[],
     idOf: (ref: string) => string | undefined,
   ): JsonObject[] {
+    const byServer = new Map(perServer.map((p) => [p.server, p.items]));
     const itemsOf = (ref: string) => {
       const id = idOf(ref);
-      return perServer.find((p) => p.server === id)?.items ?? [];
+      return (id !== undefined && byServer.get(id)) || [];
     };
     if (kind === 'tools' || kind === 'prompts') {
+      // Each server's items by name, made once per listing (not one search per chosen item).
+      const named = new Map<string, Map<string, JsonObject>>();
+      const find = (ref: string, name: string) => {
+        let index = named.get(ref);
+        if (!index) {
+          index = new Map();
+          for (const it of itemsOf(ref)) if (!index.has(String(it.name))) index.set(String(it.name), it);
+          named.set(ref, index);
+        }
+        return index.get(name);
+      };
       const out: JsonObject[] = [];
       for (const [alias, c] of kind === 'tools' ? this.tools : this.prompts) {
-        const item = itemsOf(c.server).find((it) => it.name === c.name);
+        const item = find(c.server, c.name);
         if (!item) continue; // not offered now, or hidden from this caller
         out.push({
           ...item,
@@ -96,6 +108,7 @@ export class VirtualView {
       return out;
     }
     const out: JsonObject[] = [];
+    const seen = new Set<string>();
     for (const r of this.config.resources)
       for (const it of itemsOf(r.server)) {
         if (kind === 'resourceTemplates') {
@@ -104,7 +117,10 @@ export class VirtualView {
         }
         if (typeof it.uri !== 'string') continue;
         const chosen = r.uri !== undefined ? it.uri === r.uri : matchUriTemplate(r.uriTemplate!, it.uri);
-        if (chosen && !out.some((o) => o.uri === it.uri)) out.push(it);
+        if (chosen && !seen.has(it.uri)) {
+          seen.add(it.uri);
+          out.push(it);
+        }
       }
     return out;
   }

@@ -1227,6 +1227,14 @@ export const configSchema = z
           .describe(
             'The `ttlMs` a 2025 server contributes to a merged list on /mcp answered to a 2026 client (2026 servers give their own; the list gets the least).',
           ),
+        mergedListCacheItems: z
+          .number()
+          .int()
+          .min(0)
+          .default(200_000)
+          .describe(
+            'Merged tools and prompts kept between listings, in items across all sessions (least recently listed dropped first; 0 keeps none). A kept list is reused while no policy, registry, approval or backend catalog it was made from changed.',
+          ),
       })
       .strict()
       .prefault({}),

@@ -47,6 +47,8 @@ export function splitExposedName(exposed: string): { server: string; name: strin
 export class NameMap {
   private readonly byExposed = new Map<string, { server: string; name: string; prefix: string }>();
   private readonly byOriginal = new Map<string, string>();
+  /** The prefix each server's names were last kept under (keepPrefix is then a lookup). */
+  private readonly prefixes = new Map<string, string>();
 
   /** Assigns (or returns) the exposed name of (server, name), stepping around collisions deterministically. */
   assign(server: string, name: string, prefix = server): string {
@@ -68,6 +70,8 @@ export class NameMap {
 
   /** Forgets the names of `server` given under another prefix (its family's default version moved). */
   keepPrefix(server: string, prefix: string): void {
+    if (this.prefixes.get(server) === prefix) return;
+    this.prefixes.set(server, prefix);
     for (const [exposed, orig] of this.byExposed) {
       if (orig.server === server && orig.prefix !== prefix) {
         this.byExposed.delete(exposed);
@@ -77,6 +81,7 @@ export class NameMap {
   }
 
   clearServer(server: string): void {
+    this.prefixes.delete(server);
     for (const [exposed, orig] of this.byExposed) {
       if (orig.server === server) {
         this.byExposed.delete(exposed);
