@@ -330,7 +330,7 @@ export class BusControlPlane implements ControlPlane {
   private isLive(key: string, e: KvEntry): boolean {
     const d = decodeControlEntry(key, e.value);
     if (!('good' in d)) return true; // a bad entry is there: overwriting it needs its revision
-    return d.good.kind === 'policy' ? d.good.raw !== null : d.good.raw !== null;
+    return d.good.raw !== null; // a tombstone holds nothing
   }
 
   private async read<T>(f: () => Promise<T>): Promise<T> {
