@@ -22,7 +22,10 @@ export async function mountEdgeAdminApi(
 ): Promise<(() => Promise<void>) | undefined> {
   const shared = await openSharedStores(o.config, { baseDir: o.baseDir, log: o.log });
   if (!shared) {
-    o.log.info({ store: o.config.store.kind }, 'no admin API on this edge: its store is not the shared Postgres');
+    o.log.info(
+      { store: o.config.store.kind },
+      'no admin API on this edge: its store is not the shared Postgres',
+    );
     return undefined;
   }
   // Not seeded from this file: the cores' config file seeds scope `*` (an edge's has no say in it).

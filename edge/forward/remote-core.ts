@@ -324,7 +324,8 @@ export class RemoteCore implements CoreService {
               bodyTimeout: timeoutMs,
             });
             const text = await res.body.text();
-            if (res.statusCode !== 204) throw new Error(`sync answered ${res.statusCode}: ${text.slice(0, 200)}`);
+            if (res.statusCode !== 204)
+              throw new Error(`sync answered ${res.statusCode}: ${text.slice(0, 200)}`);
           } catch (err) {
             this.o.log.warn(
               { core: l.target.id, change, err: (err as Error).message },
@@ -822,7 +823,11 @@ async function refusalOf(res: Dispatcher.ResponseData): Promise<GatewayError> {
     // not the core's JSON: described below
   }
   if (code && code in ERRORS)
-    return new GatewayError(code as ErrorCode, message, detail && Object.keys(detail).length > 0 ? detail : undefined);
+    return new GatewayError(
+      code as ErrorCode,
+      message,
+      detail && Object.keys(detail).length > 0 ? detail : undefined,
+    );
   return new GatewayError('GW_CORE_UNAVAILABLE', `The core answered ${res.statusCode}`);
 }
 

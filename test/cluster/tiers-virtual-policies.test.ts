@@ -16,6 +16,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { RedisApiKeyStore } from '../../shared/adapters/redis/api-key-store.js';
 import { putApiKey } from '../helpers/auth.js';
@@ -25,6 +27,7 @@ import { makeSigningKey } from '../helpers/pki.js';
 import { dropSchema, PG_URL, uniqueSchema } from '../helpers/postgres.js';
 import { connectSdk, type SdkClient } from '../helpers/sdk-clients.js';
 
+const runFile = promisify(execFile);
 const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MAIN = `${ROOT}dist/cli/main.js`;
 const SCRIPTED = `${ROOT}dist/test/fixtures/scripted-server.js`;
@@ -102,7 +105,11 @@ describe(
           jsonrpc: '2.0',
           id: 1,
           method: 'initialize',
-          params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+          params: {
+            protocolVersion: '2025-11-25',
+            capabilities: {},
+            clientInfo: { name: 't', version: '1' },
+          },
         },
       });
 
@@ -323,13 +330,21 @@ describe(
       for (const c of acme) assert.deepEqual(await crm(c), ['crm__wipe']);
       // The virtual server's alias of the denied tool is gone too; its other tool stays.
       assert.deepEqual(await toolNames(desk), ['query']);
-      assert.equal((await refusal(desk.callTool({ name: 'find_customer', arguments: {} }))).code, 'GW_UNKNOWN_TOOL');
+      assert.equal(
+        (await refusal(desk.callTool({ name: 'find_customer', arguments: {} }))).code,
+        'GW_UNKNOWN_TOOL',
+      );
       // Another tenant's callers are not concerned.
       assert.deepEqual(await crm(globex), ['crm__lookup', 'crm__wipe']);
       assert.equal(ran(await globex.callTool({ name: 'crm__lookup', arguments: {} })), 'lookup');
 
-      const del = await api(a, 'DELETE', '/policies/acme');
-      assert.equal(del.status, 204);
+      // Deleted with the CLI, against the other edge: allowed again at once.
+      const del = await runFile(
+        process.execPath,
+        [MAIN, 'policies', 'delete', 'acme', '--url', a, '--token', keys.ops!],
+        { cwd: ROOT },
+      );
+      assert.match(del.stdout, /acme/);
       for (const c of acme)
         assert.equal(ran(await c.callTool({ name: 'crm__lookup', arguments: { id: 2 } })), 'lookup');
       assert.equal(ran(await desk.callTool({ name: 'find_customer', arguments: {} })), 'lookup');
