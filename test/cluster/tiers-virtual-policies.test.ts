@@ -234,7 +234,7 @@ describe(
       }
     });
 
-    test('created, replaced and deleted through one edge: live at the other edge, open sessions told', async () => {
+    test('created, replaced and deleted through one edge: live at the other edge, open sessions told', async (t) => {
       const [a, b] = edges as [string, string];
       const def = { name: 'triage', tools: [{ server: 'search', tool: 'reindex', alias: 'rebuild' }] };
       const created = await api(a, 'POST', '/virtual-servers', def);
@@ -250,10 +250,15 @@ describe(
       const heard = [listChanged(atA), listChanged(atB)];
       const next = { ...def, tools: [...def.tools, { server: 'crm', tool: 'lookup', alias: 'who' }] };
       assert.equal((await api(b, 'PUT', '/virtual-servers/triage', next, { 'if-match': '"7"' })).status, 409);
+      const t0 = performance.now();
       const put = await api(b, 'PUT', '/virtual-servers/triage', next, { 'if-match': '"1"' });
+      const answered = performance.now() - t0;
       assert.equal(put.status, 200, JSON.stringify(put.json));
       assert.equal(put.json.version, 2);
       await Promise.all(heard); // both sessions, one at each edge, were told
+      t.diagnostic(
+        `virtual server PUT answered in ${answered.toFixed(1)} ms (cores synced); list_changed at both edges ${(performance.now() - t0).toFixed(1)} ms after it was sent`,
+      );
       for (const c of [atA, atB]) {
         assert.deepEqual(await toolNames(c), ['rebuild', 'who']);
         assert.equal(ran(await c.callTool({ name: 'who', arguments: {} })), 'lookup');
@@ -300,7 +305,7 @@ describe(
       );
     });
 
-    test("a tenant's stored policy set through one edge: enforced live for sessions at both edges", async () => {
+    test("a tenant's stored policy set through one edge: enforced live for sessions at both edges", async (t) => {
       const [a, b] = edges as [string, string];
       const acme = [await client(a, '/mcp', 'ann'), await client(b, '/mcp', 'bob')];
       const desk = await client(b, '/v/desk/mcp', 'ann');
@@ -311,6 +316,7 @@ describe(
       for (const c of [...acme, globex]) assert.deepEqual(await crm(c), ['crm__lookup', 'crm__wipe']);
 
       const heard = [...acme, desk].map(listChanged);
+      const t0 = performance.now();
       const put = await api(
         b,
         'PUT',
@@ -318,6 +324,7 @@ describe(
         { default: 'allow', rules: [{ effect: 'deny', servers: ['crm'], tools: ['lookup'] }] },
         { 'if-match': '"0"' },
       );
+      const answered = performance.now() - t0;
       assert.equal(put.status, 200, JSON.stringify(put.json));
       assert.equal(put.json.version, 1);
       // The very next call of a session opened before, at either edge: refused as a tool that does not exist.
@@ -327,6 +334,9 @@ describe(
         assert.match(err.message, /Unknown tool: crm__lookup/);
       }
       await Promise.all(heard);
+      t.diagnostic(
+        `policy PUT answered in ${answered.toFixed(1)} ms (cores synced); list_changed at both edges within ${(performance.now() - t0).toFixed(1)} ms of sending it`,
+      );
       for (const c of acme) assert.deepEqual(await crm(c), ['crm__wipe']);
       // The virtual server's alias of the denied tool is gone too; its other tool stays.
       assert.deepEqual(await toolNames(desk), ['query']);
