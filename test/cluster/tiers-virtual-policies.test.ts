@@ -97,6 +97,29 @@ describe(
       return c;
     };
 
+    /** A raw 2026-07-28 (stateless) request, with the headers a 2026 client sends. */
+    const modern = (edge: string, path: string, who: string, method: string) =>
+      raw(`${edge}${path}`, {
+        headers: {
+          ...MCP_HEADERS,
+          'x-api-key': keys[who]!,
+          'mcp-protocol-version': '2026-07-28',
+          'mcp-method': method,
+        },
+        body: {
+          jsonrpc: '2.0',
+          id: 1,
+          method,
+          params: {
+            _meta: {
+              'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+              'io.modelcontextprotocol/clientCapabilities': {},
+              'io.modelcontextprotocol/clientInfo': { name: 'raw-2026', version: '1' },
+            },
+          },
+        },
+      });
+
     /** initialize over raw HTTP: the status and body a client that is refused sees. */
     const initialize = (edge: string, path: string, who: string) =>
       raw(`${edge}${path}`, {
@@ -231,6 +254,21 @@ describe(
           body: '{}',
         });
         assert.equal(res.status, 401, 'authentication comes first');
+        // A 2026 (stateless) client meets the same: its own virtual server listed, the others a 404.
+        const listed = await modern(edge, '/v/desk/mcp', 'ann', 'tools/list');
+        assert.equal(listed.status, 200, listed.text);
+        assert.deepEqual(
+          (listed.json.result.tools as { name: string }[]).map((t) => t.name),
+          ['find_customer', 'query'],
+        );
+        for (const [path, who] of [
+          ['/v/desk/mcp', 'gus'],
+          ['/v/nosuch/mcp', 'ann'],
+        ] as const) {
+          const r = await modern(edge, path, who, 'tools/list');
+          assert.equal(r.status, 404, r.text);
+          assert.equal(r.json.error.data.code, 'GW_UNKNOWN_VIRTUAL_SERVER');
+        }
       }
     });
 
