@@ -20,7 +20,15 @@ export async function followVirtualServers(
   configured: readonly VirtualServerConfig[],
   log: Logger,
 ): Promise<VirtualServerFollower> {
-  const apply = async (name: string) => {
+  // One apply at a time, each reading the store as it is then: two reads of one name racing (a write's
+  // own apply or an edge's sync, and the store's notice) never leave the older definition applied.
+  let running: Promise<void> = Promise.resolve();
+  const apply = (name: string): Promise<void> => {
+    const next = running.then(() => applyNow(name));
+    running = next.catch(() => {});
+    return next;
+  };
+  const applyNow = async (name: string) => {
     if (name !== '*') {
       const e = await store.get(name);
       core.setVirtualServer(name, e?.virtualServer);
