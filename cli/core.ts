@@ -23,7 +23,7 @@ import type { FederationNode } from '../federation/federation-node.js';
 import { loadPlugins, observer, quotasOf, type StartOptions } from './single.js';
 import { coreOps } from './core-ops.js';
 import { openNodeStores } from './stores.js';
-import { adminStoreOf, enforceStoredPolicies } from './admin-api.js';
+import { adminCoreView, adminStoreOf, enforceStoredPolicies } from './admin-api.js';
 import { followVirtualServers } from './virtual-servers.js';
 import { exportStateMetrics, metricsOf, startTracing } from './telemetry.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
@@ -102,6 +102,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     // DR pairing: the federation (started once listening) fences what this core may run.
     drGate: (scope, drFor) => fed.node?.dr?.gate(scope, drFor),
     sync: (change) => ('policies' in change ? policies.reload() : virtuals.apply(change.virtualServer)),
+    // What an edge's admin API shows of a server (GET /admin/api/v1/capabilities).
+    capabilities: adminCoreView(core).capabilities,
     log,
   });
   const ops = await coreOps({

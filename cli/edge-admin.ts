@@ -38,11 +38,8 @@ export async function mountEdgeAdminApi(
     store,
     core: {
       readiness: () => o.core.readiness(),
-      // A backend's catalog is the core's: not read through the edge yet (health is, from readiness).
-      capabilities: async (server) => ({
-        state: o.core.readiness().servers[server]?.state ?? 'unknown',
-        error: 'capabilities are read on a core (role single shows them); not through an edge yet',
-      }),
+      // A backend's catalog is read on a core that runs it.
+      capabilities: (server) => o.core.capabilities(server),
     },
     ...(o.apiKeys && { apiKeys: o.apiKeys }),
     serverWrites:

@@ -10,6 +10,7 @@
  *   GET  /internal/v1/events                                   -> NDJSON {"s":sessionId,"m":message}* (unrelated messages)
  *   GET  /internal/v1/info                                     -> {coreId, region, servers, readiness, draining}
  *   POST /internal/v1/sync  {virtualServer: name} | {policies: true} -> 204 once re-read from the store and applied
+ *   GET  /internal/v1/capabilities/{server}                    -> {state, tools, prompts, resources} (the admin API's)
  *
  * Draining (SIGTERM), the core tells every edge at once with a `{"d":1}` line on its events stream and
  * marks its answers `x-mcpgw-draining: 1` (with `connection: close`), so edges send new calls to another
@@ -45,6 +46,7 @@ import { unknownScope } from '../../shared/mcp/scopes.js';
 const PREFIX = '/internal/v1/';
 const SESSION_ROUTE =
   /^\/internal\/v1\/sessions\/([A-Za-z0-9._~:-]{1,200})\/(request|notify|respond|close|detach)$/;
+const CAPABILITIES_ROUTE = /^\/internal\/v1\/capabilities\/([A-Za-z0-9][A-Za-z0-9_-]{0,63})$/;
 const EDGE_INSTANCE = /^[A-Za-z0-9_-]{1,64}$/;
 const NDJSON = 'application/x-ndjson';
 const HEARTBEAT_MS = 20_000;
@@ -81,6 +83,8 @@ export interface InternalApiOptions {
    * resolving once it is in force here: an edge's admin API asks before it answers a write. Absent: 404.
    */
   sync?: (change: StoreChange) => Promise<void>;
+  /** A running server's catalog as the admin API shows it; undefined when it does not run here (404). */
+  capabilities?: (server: string) => Promise<Record<string, unknown> | undefined>;
   log: Logger;
 }
 
@@ -207,6 +211,12 @@ export class InternalApi {
       await this.o.sync(change);
       this.o.log.debug({ change, edge: caller.edge }, 'store change applied at an edge request');
       return void res.writeHead(204).end();
+    }
+    const cap = CAPABILITIES_ROUTE.exec(url);
+    if (req.method === 'GET' && cap && this.o.capabilities) {
+      const found = await this.o.capabilities(decodeURIComponent(cap[1]!));
+      if (!found) return fail(res, new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${cap[1]}`));
+      return json(res, 200, found);
     }
     const m = SESSION_ROUTE.exec(url);
     if (!m || req.method !== 'POST') return fail(res, new GatewayError('GW_METHOD_NOT_ALLOWED'), 404);

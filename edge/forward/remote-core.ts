@@ -303,6 +303,27 @@ export class RemoteCore implements CoreService {
   }
 
   /**
+   * A server's tools, prompts and resources as a core that runs it lists them (the admin API's
+   * capabilities); undefined when no core this edge knows runs it.
+   */
+  async capabilities(server: string): Promise<Record<string, unknown> | undefined> {
+    const link = this.links.find((l) => l.up && l.info?.servers.includes(server));
+    if (!link) return undefined;
+    const res = await link.pool.request({
+      path: `/internal/v1/capabilities/${encodeURIComponent(server)}`,
+      method: 'GET',
+      headers: await this.headers(link, this.self, false),
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    const text = await res.body.text();
+    if (res.statusCode === 404) return undefined;
+    if (res.statusCode !== 200)
+      throw new Error(`the core ${link.target.id} answered ${res.statusCode}: ${text.slice(0, 200)}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  }
+
+  /**
    * Asks every core this edge knows to re-read a change of the shared store now (a virtual server, the
    * stored policies) and waits until each applied it or `timeoutMs` passed: the admin API answers a write
    * once it is in force on the cores, as a single node does. A core that does not answer follows the

@@ -312,6 +312,12 @@ describe(
       assert.equal(reg.status, 405, JSON.stringify(reg.json));
       assert.match(reg.json.error.message, /config file/);
       assert.equal((await api(a, 'GET', '/servers/crm')).status, 200, 'reads still work');
+      // A server's catalog, read on the core that runs it.
+      const caps = await api(b, 'GET', '/servers/crm/capabilities');
+      assert.equal(caps.status, 200, JSON.stringify(caps.json));
+      assert.equal(caps.json.state, 'ready');
+      const capNames = (caps.json.tools as { name: string }[]).map((x) => x.name);
+      assert.ok(capNames.includes('lookup') && capNames.includes('wipe'), capNames.join());
 
       assert.equal(
         (await api(a, 'DELETE', '/virtual-servers/triage', undefined, { 'if-match': '"2"' })).status,
