@@ -114,14 +114,16 @@ export function adminCoreView(core: GatewayCore): AdminCoreView {
 /**
  * Puts the stored policies in force in `core` now and after every change (the admin API's writes wait
  * for it, so the writer's next request is decided by the new policy). A stored policy that no longer
- * passes the schema is logged and left out; returns the function that stops watching.
+ * passes the schema is logged and left out. `reload` re-reads them at once (an edge's sync request) and
+ * resolves once they are in force; `stop` ends the watch.
  */
 export async function enforceStoredPolicies(
   store: AdminStore,
   core: Pick<GatewayCore, 'applyPolicies'>,
   log: Logger,
-): Promise<() => Promise<void>> {
+): Promise<{ reload(): Promise<void>; stop(): Promise<void> }> {
   let running: Promise<void> = Promise.resolve();
+  let applied: string | undefined;
   const load = async () => {
     let global: PolicyConfig | undefined;
     const tenants = new Map<string, PolicyConfig>();
@@ -137,6 +139,10 @@ export async function enforceStoredPolicies(
       if (entry.scope === GLOBAL_SCOPE) global = r.data;
       else tenants.set(entry.scope, r.data);
     }
+    // Read again with nothing changed (the store's notice after an edge's sync, or the reverse): silent.
+    const key = canonicalJson({ global: global ?? null, tenants: Object.fromEntries(tenants) });
+    if (key === applied) return;
+    applied = key;
     core.applyPolicies(global, tenants);
     log.info({ scopes: [...(global ? [GLOBAL_SCOPE] : []), ...tenants.keys()] }, 'stored policies in force');
   };
@@ -146,5 +152,5 @@ export async function enforceStoredPolicies(
       .then(load)
       .catch((err: unknown) => log.error({ err }, 'stored policies not reloaded: the last ones stay')));
   await load();
-  return store.watchPolicies(reload);
+  return { reload, stop: await store.watchPolicies(reload) };
 }

@@ -24,6 +24,8 @@ import type { FederationNode } from '../federation/federation-node.js';
 import { loadPlugins, observer, quotasOf, type StartOptions } from './single.js';
 import { coreOps } from './core-ops.js';
 import { openNodeStores } from './stores.js';
+import { adminCoreView, adminStoreOf, enforceStoredPolicies } from './admin-api.js';
+import { followVirtualServers } from './virtual-servers.js';
 import { exportStateMetrics, metricsOf, startTracing } from './telemetry.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
 import { serverId } from '../shared/mcp/server-versions.js';
@@ -59,7 +61,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   const tracing = await startTracing(config, log, opts.spanProcessors);
   const metrics = metricsOf(config);
   const usage = new UsageAnalytics(config.telemetry.usage);
-  // The audit trail (its sink and retention); the servers stay the config file's in this role.
+  // The audit trail (its sink and retention), virtual servers and stored policies; the servers stay the
+  // config file's in this role.
   const stores = await openNodeStores(config, { baseDir: opts.baseDir ?? process.cwd(), log });
   const quotas = config.quotas.enabled ? await quotasOf(config, log) : undefined;
 
@@ -77,6 +80,9 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   });
   // Quota refusals, queue depth and cache lookups, read from their owners' counters at each scrape.
   exportStateMetrics(metrics, { ...(quotas && { quotas }), cache: core.responseCache });
+  // Virtual servers and the stored policies are the shared store's, followed live as on a single node
+  // (docs/registry.md, docs/admin-api.md); an edge's admin API asks for its writes at once (sync).
+  const virtuals = await followVirtualServers(stores.virtualServers, core, config.virtualServers, log);
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   // federation.controlPlane: the bus's policies and limits are in force before this core listens.
@@ -87,6 +93,10 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
       throw err;
     },
   );
+  // The bus's policies, when the control plane carries them, replace the stored ones (ADR 0009).
+  const policies = control?.policies
+    ? { reload: async () => {}, stop: async () => {} }
+    : await enforceStoredPolicies(await adminStoreOf(stores.db, config), core, log);
 
   const api = new InternalApi({
     core,
@@ -103,6 +113,9 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     sharedSessions: config.sessions.store === 'redis',
     // DR pairing: the federation (started once listening) fences what this core may run.
     drGate: (scope, drFor) => fed.node?.dr?.gate(scope, drFor),
+    sync: (change) => ('policies' in change ? policies.reload() : virtuals.apply(change.virtualServer)),
+    // What an edge's admin API shows of a server (GET /admin/api/v1/capabilities).
+    capabilities: adminCoreView(core).capabilities,
     log,
   });
   const ops = await coreOps({
@@ -170,6 +183,8 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
         server.closeAllConnections();
         await api.close();
         await stopped;
+        virtuals.stop();
+        await policies.stop();
         await core.close();
         await ops.close();
         await Promise.all([sessions.close(), stores.close(), quotas?.close()]);

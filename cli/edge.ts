@@ -24,6 +24,7 @@ import { metricsOf, startTracing } from './telemetry.js';
 import { apiKeyStoreFor } from './api-keys.js';
 import { openAuditTrail } from './stores.js';
 import { forwardAuditor } from '../edge/forward/forward-audit.js';
+import { mountEdgeAdminApi } from './edge-admin.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -100,6 +101,14 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     metrics,
     ...(tls && { https: serverTlsOptions(tls) }),
   });
+  // The admin API, when this edge shares the cores' Postgres store (cli/edge-admin.ts).
+  const closeAdmin = await mountEdgeAdminApi(app, {
+    config,
+    log,
+    core,
+    ...(apiKeys && { apiKeys }),
+    baseDir: opts.baseDir ?? process.cwd(),
+  });
   await replicas?.listen((m) => endpoint.onReplicaMessage(m));
   await app.listen({ host: config.listen.host, port: config.listen.port });
   const tlsWatch = tls ? watchServerTls(app.server as unknown as TlsServer, tls, log) : undefined;
@@ -120,6 +129,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
         await app.close();
         await core.close();
         await audit?.close();
+        await closeAdmin?.();
         signer.close();
         await Promise.all([sessions.close(), events.close(), replicas?.close(), apiKeys?.close()]);
         await tracing?.shutdown();

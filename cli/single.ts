@@ -3,9 +3,9 @@
  * embedded stores (no external service needed). Tests build nodes with the same function.
  */
 import type { DrainResult } from '../shared/lifecycle/drain.js';
-import type { VirtualServerStore } from '../shared/ports/virtual-server-store.js';
 import { adminCoreView, adminStoreOf, enforceStoredPolicies, watchConfigFile } from './admin-api.js';
 import { busPolicyStore, startControlPlane } from './control-plane.js';
+import { appliedOnWrite, followVirtualServers } from './virtual-servers.js';
 import { registerAdminApi } from '../edge/admin-api/index.js';
 import { governanceRoutes } from '../core/admin/governance-routes.js';
 import { PostgresApprovalStore } from '../shared/adapters/postgres/approval-store.js';
@@ -180,22 +180,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     applying.set(name, next);
   });
   // Virtual servers (/v/{name}/mcp) are the store's, changed live like the registry's servers.
-  const applyVirtual = async (name: string) => {
-    const entries =
-      name === '*' ? await stores.virtualServers.list() : [await stores.virtualServers.get(name)];
-    const names = name === '*' ? new Set(entries.map((e) => e!.virtualServer.name)) : undefined;
-    for (const e of entries) if (e) core.setVirtualServer(e.virtualServer.name, e.virtualServer);
-    if (name !== '*' && !entries[0]) core.setVirtualServer(name, undefined);
-    for (const v of names ? config.virtualServers : [])
-      if (!names!.has(v.name)) core.setVirtualServer(v.name, undefined);
-  };
-  const stopVirtual = stores.virtualServers.watch(
-    (name) =>
-      void applyVirtual(name).catch((err: unknown) =>
-        log.error({ err, virtualServer: name }, 'virtual server change not applied'),
-      ),
-  );
-  await applyVirtual('*');
+  const virtuals = await followVirtualServers(stores.virtualServers, core, config.virtualServers, log);
   const started = core.start();
   if (opts.waitForBackends !== false) await started;
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
@@ -227,8 +212,8 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       throw err;
     },
   );
-  const stopPolicies = control?.policies
-    ? async () => {}
+  const policies = control?.policies
+    ? { reload: async () => {}, stop: async () => {} }
     : await enforceStoredPolicies(adminStore, core, log);
   await registerAdminApi(
     app,
@@ -236,7 +221,7 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       config,
       log,
       registry: stores.registry,
-      virtualServers: appliedOnWrite(stores.virtualServers, applyVirtual),
+      virtualServers: appliedOnWrite(stores.virtualServers, virtuals.apply),
       store: control?.policies ? busPolicyStore(adminStore, control.plane) : adminStore,
       core: adminCoreView(core),
       apiKeys,
@@ -318,8 +303,8 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         await control?.close();
         await federation?.close();
         stopWatching();
-        await stopPolicies();
-        stopVirtual();
+        await policies.stop();
+        virtuals.stop();
         fileWatch?.close();
         tlsWatch?.close();
         await app.close();
@@ -428,31 +413,4 @@ export async function quotasOf(config: GatewayConfig, log: Logger): Promise<Quot
   if (!(await store.ready()))
     log.warn({}, 'quota store (Redis) not reachable at start: each dimension follows its onStoreFailure');
   return createQuotas({ config: q, store, log });
-}
-
-/**
- * The virtual-server store as the admin API writes it: a write is answered once this node applied it,
- * so the writer's next request sees the change (other gateways follow the store's notice).
- */
-function appliedOnWrite(
-  store: VirtualServerStore,
-  apply: (name: string) => Promise<void>,
-): VirtualServerStore {
-  return {
-    list: () => store.list(),
-    get: (name) => store.get(name),
-    history: (name) => store.history(name),
-    watch: (listener) => store.watch(listener),
-    close: () => store.close(),
-    put: async (v, by, expected) => {
-      const e = await store.put(v, by, expected);
-      await apply(v.name);
-      return e;
-    },
-    delete: async (name, by, expected) => {
-      const deleted = await store.delete(name, by, expected);
-      if (deleted) await apply(name);
-      return deleted;
-    },
-  };
 }

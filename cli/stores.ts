@@ -137,6 +137,46 @@ export async function openAuditTrail(
   };
 }
 
+/**
+ * The shared stores an edge's admin API writes (role edge, `store.kind: postgres`): the registry and the
+ * virtual servers on the cores' database, never seeded here (an edge's config file names no servers; its
+ * seeding would delete the cores' ones). Undefined for any other store kind: an edge's own embedded or
+ * memory store would be seen by no core.
+ */
+export async function openSharedStores(
+  config: GatewayConfig,
+  opts: { baseDir: string; log: Logger },
+): Promise<
+  | { db: SqlDatabase; registry: RegistryStore; virtualServers: VirtualServerStore; close(): Promise<void> }
+  | undefined
+> {
+  if (config.store.kind !== 'postgres') return undefined;
+  const db = await openStoreDatabase(config.store, opts);
+  if (!db) return undefined;
+  try {
+    // Entries sealed by the cores' vault key open with the same key (answers show *** anyway).
+    const keyring =
+      process.env.MCPGW_VAULT_KEY || config.vault.keyFile
+        ? Keyring.fromConfig(config.vault, opts.baseDir)
+        : undefined;
+    const registry = await PostgresRegistryStore.open(db, { sealed: new SealedServerFields(keyring) });
+    const virtualServers = await PostgresVirtualServerStore.open(db);
+    return {
+      db,
+      registry,
+      virtualServers,
+      close: async () => {
+        await registry.close();
+        await virtualServers.close();
+        await db.close();
+      },
+    };
+  } catch (err) {
+    await db.close().catch(() => {});
+    throw err;
+  }
+}
+
 /** The servers to start: the registry's, in the config file's order first, then the rest by name. */
 export async function serversToStart(
   config: GatewayConfig,

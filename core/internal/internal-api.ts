@@ -9,6 +9,8 @@
  *   POST /internal/v1/sessions/{id}/close | /detach            -> 204
  *   GET  /internal/v1/events                                   -> NDJSON {"s":sessionId,"m":message}* (unrelated messages)
  *   GET  /internal/v1/info                                     -> {coreId, region, servers, readiness, draining}
+ *   POST /internal/v1/sync  {virtualServer: name} | {policies: true} -> 204 once re-read from the store and applied
+ *   GET  /internal/v1/capabilities/{server}                    -> {state, tools, prompts, resources} (the admin API's)
  *
  * Draining (SIGTERM), the core tells every edge at once with a `{"d":1}` line on its events stream and
  * marks its answers `x-mcpgw-draining: 1` (with `connection: close`), so edges send new calls to another
@@ -39,10 +41,12 @@ import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/p
 import type { SessionStore } from '../../shared/ports/session-store.js';
 import { DRAINING_HEADER, isDraining, onDrain } from '../../shared/lifecycle/drain.js';
 import { InflightRequests, notInflight } from '../../shared/lifecycle/inflight.js';
+import { unknownScope } from '../../shared/mcp/scopes.js';
 
 const PREFIX = '/internal/v1/';
 const SESSION_ROUTE =
   /^\/internal\/v1\/sessions\/([A-Za-z0-9._~:-]{1,200})\/(request|notify|respond|close|detach)$/;
+const CAPABILITIES_ROUTE = /^\/internal\/v1\/capabilities\/([A-Za-z0-9][A-Za-z0-9_-]{0,63})$/;
 const EDGE_INSTANCE = /^[A-Za-z0-9_-]{1,64}$/;
 const NDJSON = 'application/x-ndjson';
 const HEARTBEAT_MS = 20_000;
@@ -74,8 +78,18 @@ export interface InternalApiOptions {
    * `scope` now; `drFor` is the region the edge asks it to stand in for (header `x-mcpgw-dr-for`).
    */
   drGate?: (scope: string, drFor: string | undefined) => void;
+  /**
+   * Re-reads a change of the shared store (a virtual server, the stored policies) and applies it,
+   * resolving once it is in force here: an edge's admin API asks before it answers a write. Absent: 404.
+   */
+  sync?: (change: StoreChange) => Promise<void>;
+  /** A running server's catalog as the admin API shows it; undefined when it does not run here (404). */
+  capabilities?: (server: string) => Promise<Record<string, unknown> | undefined>;
   log: Logger;
 }
+
+/** What an edge asks a core to re-read from the shared store. */
+export type StoreChange = { virtualServer: string } | { policies: true };
 
 interface CoreSide {
   id: string;
@@ -192,6 +206,18 @@ export class InternalApi {
         draining: isDraining(),
       });
     if (req.method === 'GET' && url === `${PREFIX}events`) return this.events(res, caller);
+    if (req.method === 'POST' && url === `${PREFIX}sync` && this.o.sync) {
+      const change = storeChangeOf(await readJson(req, this.o.maxBodyBytes));
+      await this.o.sync(change);
+      this.o.log.debug({ change, edge: caller.edge }, 'store change applied at an edge request');
+      return void res.writeHead(204).end();
+    }
+    const cap = CAPABILITIES_ROUTE.exec(url);
+    if (req.method === 'GET' && cap && this.o.capabilities) {
+      const found = await this.o.capabilities(decodeURIComponent(cap[1]!));
+      if (!found) return fail(res, new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${cap[1]}`));
+      return json(res, 200, found);
+    }
     const m = SESSION_ROUTE.exec(url);
     if (!m || req.method !== 'POST') return fail(res, new GatewayError('GW_METHOD_NOT_ALLOWED'), 404);
     const [, id, op] = m as unknown as [string, string, string];
@@ -374,8 +400,7 @@ export class InternalApi {
 
   private async open(id: string, scope: string, caller: Caller, initialize: boolean): Promise<CoreSide> {
     if (this.closing) throw new GatewayError('GW_SHUTTING_DOWN');
-    if (!this.o.core.hasScope(scope, caller.principal))
-      throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${scope}`);
+    if (!this.o.core.hasScope(scope, caller.principal)) throw unknownScope(scope);
     const record = initialize ? undefined : await this.o.sessions.get(id);
     if (!initialize) {
       if (!record || record.scope !== scope) throw new GatewayError('GW_SESSION_NOT_FOUND');
@@ -432,6 +457,16 @@ export class InternalApi {
 }
 
 type Body = Record<string, unknown>;
+
+function storeChangeOf(body: Body): StoreChange {
+  if (typeof body.virtualServer === 'string' && /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/.test(body.virtualServer))
+    return { virtualServer: body.virtualServer };
+  if (body.policies === true) return { policies: true };
+  throw new GatewayError(
+    'GW_INVALID_REQUEST',
+    'Bad Request: sync needs {"virtualServer": "<name>"} or {"policies": true}',
+  );
+}
 
 function scopeOf(body: Body): string {
   if (typeof body.scope !== 'string')

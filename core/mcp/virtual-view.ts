@@ -4,23 +4,11 @@
  * names until a request: a reference to a server's plain name follows its default version.
  */
 import type { VirtualServerConfig } from '../../shared/config/virtual-schema.js';
-import { GatewayError } from '../../shared/errors.js';
 import type { JsonObject } from '../../shared/mcp/jsonrpc.js';
 import type { ListKind } from './catalog.js';
 import { matchUriTemplate } from './uri-template.js';
 
-export const VIRTUAL_SCOPE_PREFIX = 'v/';
-
-/** The error for a scope that does not exist for the caller: a server, or a virtual server. */
-export function unknownScope(scope: string): GatewayError {
-  if (scope.startsWith(VIRTUAL_SCOPE_PREFIX)) {
-    const name = scope.slice(VIRTUAL_SCOPE_PREFIX.length);
-    return new GatewayError('GW_UNKNOWN_VIRTUAL_SERVER', `Unknown virtual server: ${name}`, {
-      virtualServer: name,
-    });
-  }
-  return new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${scope}`, { server: scope });
-}
+export { unknownScope, VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 
 interface Chosen {
   server: string;

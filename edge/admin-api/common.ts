@@ -1,5 +1,6 @@
 /** What the admin API's plugins share: the caller, the error shape, versions from If-Match. */
 import type { FastifyReply, FastifyRequest, FastifyPluginAsync } from 'fastify';
+import type { ZodType } from 'zod';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
 import type { ApiKeyStore } from '../../shared/ports/api-key-store.js';
@@ -33,6 +34,11 @@ export interface AdminApiDeps {
   virtualServers?: VirtualServerStore;
   /** The control plane on the bus (`federation.controlPlane`); absent: its routes answer 404. */
   controlPlane?: ControlPlane;
+  /**
+   * Set where servers cannot be changed through this API (an edge of the tier split): why. Writes of
+   * /servers then answer 405 with it; reads still work.
+   */
+  serverWrites?: string;
 }
 
 /** What the admin API reads of the running core (cli/admin-api.ts adapts the GatewayCore). */
@@ -76,6 +82,7 @@ export function fail(
       401: 'unauthenticated',
       403: 'forbidden',
       404: 'not_found',
+      405: 'method_not_allowed',
       409: 'conflict',
       412: 'precondition_failed',
       503: 'unavailable',
@@ -83,6 +90,45 @@ export function fail(
   return reply
     .code(status)
     .send({ error: { status, code, message, ...(field !== undefined && { field }), ...extra } });
+}
+
+/**
+ * A request body as an object of `schema` (a server, a virtual server), or undefined after a 400 naming
+ * the field. `expectedVersion` is not part of it; a tenant admin's objects get its tenant, and naming
+ * another tenant is refused.
+ */
+export function parsedBody<T>(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  body: Record<string, unknown>,
+  schema: ZodType<T>,
+): T | undefined {
+  const caller = callerOf(req);
+  const { expectedVersion: _ignored, ...rest } = body;
+  if (caller.tenant !== undefined) {
+    if (rest.tenant !== undefined && rest.tenant !== caller.tenant) {
+      fail(reply, 400, `tenant must be "${caller.tenant}" (your tenant) or absent`, 'tenant');
+      return undefined;
+    }
+    rest.tenant = caller.tenant;
+  }
+  const r = schema.safeParse(rest);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    const field = i.path.join('.') || 'body';
+    fail(reply, 400, `${field}: ${i.message}`, field);
+    return undefined;
+  }
+  return r.data;
+}
+
+/** A change made through the API, in the change log with the caller as its author. */
+export function recordChange(
+  deps: AdminApiDeps,
+  req: FastifyRequest,
+  change: { kind: string; target: string; tenant: string | undefined; op: string; version: number },
+): Promise<unknown> {
+  return deps.store.record({ ...change, actor: callerOf(req).actor, tenant: change.tenant ?? null });
 }
 
 /** The version an `If-Match: "<n>"` header (or `expectedVersion` in the body) asks for. */

@@ -12,6 +12,8 @@ import {
   expectedVersionOf,
   fail,
   nameParam,
+  parsedBody,
+  recordChange,
   type AdminCaller,
   type AdminPlugin,
   errors,
@@ -92,34 +94,22 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
   };
 
   /** The body as a server, or a 400 naming the field. */
-  const parsed = (req: FastifyRequest, reply: FastifyReply, body: Record<string, unknown>) => {
-    const caller = callerOf(req);
-    const { expectedVersion: _ignored, ...rest } = body;
-    if (caller.tenant !== undefined) {
-      if (rest.tenant !== undefined && rest.tenant !== caller.tenant) {
-        fail(reply, 400, `tenant must be "${caller.tenant}" (your tenant) or absent`, 'tenant');
-        return undefined;
-      }
-      rest.tenant = caller.tenant;
-    }
-    const r = runtimeServerSchema.safeParse(rest);
-    if (!r.success) {
-      const i = r.error.issues[0]!;
-      fail(reply, 400, `${i.path.join('.') || 'body'}: ${i.message}`, i.path.join('.') || 'body');
-      return undefined;
-    }
-    return r.data;
-  };
+  const parsed = (req: FastifyRequest, reply: FastifyReply, body: Record<string, unknown>) =>
+    parsedBody(req, reply, body, runtimeServerSchema);
 
-  const written = async (req: FastifyRequest, e: RegistryEntry, op: string) =>
-    deps.store.record({
-      actor: callerOf(req).actor,
-      tenant: e.server.tenant ?? null,
-      kind: 'server',
-      target: serverId(e.server),
-      op,
-      version: e.version,
+  const written = (req: FastifyRequest, server: ServerConfig, op: string, version: number) =>
+    recordChange(deps, req, { kind: 'server', target: serverId(server), tenant: server.tenant, op, version });
+
+  // Where servers are not changed through this API (an edge), every write says why.
+  if (deps.serverWrites !== undefined) {
+    const why = deps.serverWrites;
+    // Before the body is checked: the answer is the same whatever the body.
+    app.addHook('preValidation', async (req, reply) => {
+      const path = req.routeOptions.url ?? '';
+      if (req.method !== 'GET' && (path.endsWith('/servers') || path.endsWith('/servers/:name')))
+        return fail(reply, 405, why);
     });
+  }
 
   const conflict = (reply: FastifyReply, err: unknown) => {
     if (err instanceof RegistryConflictError)
@@ -155,7 +145,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
       if (!server) return reply;
       try {
         const e = await deps.registry.upsert(server, callerOf(req).actor, { expectedVersion: 0 });
-        await written(req, e, 'create');
+        await written(req, e.server, 'create', e.version);
         return reply.code(201).header('etag', `"${e.version}"`).send(view(e));
       } catch (err) {
         if (err instanceof RegistryConflictError)
@@ -198,7 +188,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
         const e = await deps.registry.upsert(server, callerOf(req).actor, {
           expectedVersion: expected ?? current.version,
         });
-        await written(req, e, 'update');
+        await written(req, e.server, 'update', e.version);
         return reply.header('etag', `"${e.version}"`).send(view(e));
       } catch (err) {
         return conflict(reply, err);
@@ -219,14 +209,7 @@ export const serverRoutes: AdminPlugin = async (app, deps) => {
         await deps.registry.delete(name, callerOf(req).actor, {
           expectedVersion: expected ?? current.version,
         });
-        await deps.store.record({
-          actor: callerOf(req).actor,
-          tenant: current.server.tenant ?? null,
-          kind: 'server',
-          target: name,
-          op: 'delete',
-          version: current.version + 1,
-        });
+        await written(req, current.server, 'delete', current.version + 1);
         return reply.code(204).send();
       } catch (err) {
         return conflict(reply, err);

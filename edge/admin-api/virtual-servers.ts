@@ -9,7 +9,16 @@ import {
   VirtualServerConflictError,
   type VirtualServerEntry,
 } from '../../shared/ports/virtual-server-store.js';
-import { callerOf, expectedVersionOf, fail, errors, nameParam, type AdminPlugin } from './common.js';
+import {
+  callerOf,
+  expectedVersionOf,
+  fail,
+  errors,
+  nameParam,
+  parsedBody,
+  recordChange,
+  type AdminPlugin,
+} from './common.js';
 import { visible } from './servers.js';
 
 const body = {
@@ -45,22 +54,10 @@ export const virtualServerRoutes: AdminPlugin = async (app, deps) => {
   /** The body as a virtual server whose every reference names a server the caller sees; else a 400. */
   const parsed = async (req: FastifyRequest, reply: FastifyReply) => {
     const caller = callerOf(req);
-    const { expectedVersion: _ignored, ...rest } = req.body as Record<string, unknown>;
-    if (caller.tenant !== undefined) {
-      if (rest.tenant !== undefined && rest.tenant !== caller.tenant) {
-        fail(reply, 400, `tenant must be "${caller.tenant}" (your tenant) or absent`, 'tenant');
-        return undefined;
-      }
-      rest.tenant = caller.tenant;
-    }
-    const r = virtualServerSchema.safeParse(rest);
-    if (!r.success) {
-      const i = r.error.issues[0]!;
-      fail(reply, 400, `${i.path.join('.') || 'body'}: ${i.message}`, i.path.join('.') || 'body');
-      return undefined;
-    }
+    const v = parsedBody(req, reply, req.body as Record<string, unknown>, virtualServerSchema);
+    if (!v) return undefined;
     // One lookup per server named (a reference per chosen item would repeat them), in parallel.
-    const refs = virtualServerRefs(r.data);
+    const refs = virtualServerRefs(v);
     const names = [...new Set(refs.map((ref) => ref.server))];
     const known = new Map(
       await Promise.all(
@@ -77,7 +74,7 @@ export const virtualServerRoutes: AdminPlugin = async (app, deps) => {
         return undefined;
       }
     }
-    return r.data;
+    return v;
   };
 
   const record = (
@@ -86,15 +83,7 @@ export const virtualServerRoutes: AdminPlugin = async (app, deps) => {
     tenant: string | undefined,
     op: string,
     version: number,
-  ) =>
-    deps.store.record({
-      actor: callerOf(req).actor,
-      tenant: tenant ?? null,
-      kind: 'virtual-server',
-      target: name,
-      op,
-      version,
-    });
+  ) => recordChange(deps, req, { kind: 'virtual-server', target: name, tenant, op, version });
 
   const conflict = (reply: FastifyReply, err: unknown) => {
     if (err instanceof VirtualServerConflictError)

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { Pool, type Dispatcher } from 'undici';
 import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
 import { DRAINING_HEADER } from '../../shared/lifecycle/drain.js';
+import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import { activeTraceHeaders, activeTraceIds } from '../../shared/telemetry/tracing.js';
@@ -295,8 +296,65 @@ export class RemoteCore implements CoreService {
   }
 
   hasScope(scope: string): boolean {
-    if (scope === 'aggregate') return true;
+    // A virtual server is the deployment's (its store), changed live: the core decides at every request
+    // (GW_UNKNOWN_VIRTUAL_SERVER), not a listing here that would lag behind.
+    if (scope === 'aggregate' || scope.startsWith(VIRTUAL_SCOPE_PREFIX)) return true;
     return this.links.some((l) => l.info?.servers.includes(scope));
+  }
+
+  /**
+   * A server's tools, prompts and resources as a core that runs it lists them (the admin API's
+   * capabilities); undefined when no core this edge knows runs it.
+   */
+  async capabilities(server: string): Promise<Record<string, unknown> | undefined> {
+    const link = this.links.find((l) => l.up && l.info?.servers.includes(server));
+    if (!link) return undefined;
+    const res = await link.pool.request({
+      path: `/internal/v1/capabilities/${encodeURIComponent(server)}`,
+      method: 'GET',
+      headers: await this.headers(link, this.self, false),
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    const text = await res.body.text();
+    if (res.statusCode === 404) return undefined;
+    if (res.statusCode !== 200)
+      throw new Error(`the core ${link.target.id} answered ${res.statusCode}: ${text.slice(0, 200)}`);
+    return JSON.parse(text) as Record<string, unknown>;
+  }
+
+  /**
+   * Asks every core this edge knows to re-read a change of the shared store now (a virtual server, the
+   * stored policies) and waits until each applied it or `timeoutMs` passed: the admin API answers a write
+   * once it is in force on the cores, as a single node does. A core that does not answer follows the
+   * store's own notice anyway; it is logged, not an error.
+   */
+  async sync(change: { virtualServer: string } | { policies: true }, timeoutMs = 5_000): Promise<void> {
+    const body = JSON.stringify(change);
+    await Promise.all(
+      this.links
+        .filter((l) => l.up && l.info !== undefined)
+        .map(async (l) => {
+          try {
+            const res = await l.pool.request({
+              path: '/internal/v1/sync',
+              method: 'POST',
+              headers: await this.headers(l, this.self, true),
+              body,
+              headersTimeout: timeoutMs,
+              bodyTimeout: timeoutMs,
+            });
+            const text = await res.body.text();
+            if (res.statusCode !== 204)
+              throw new Error(`sync answered ${res.statusCode}: ${text.slice(0, 200)}`);
+          } catch (err) {
+            this.o.log.warn(
+              { core: l.target.id, change, err: (err as Error).message },
+              'core not synced with a store change (it follows the store notice)',
+            );
+          }
+        }),
+    );
   }
 
   openSession(o: OpenSessionOptions): CoreSessionHandle {
@@ -497,7 +555,11 @@ export class RemoteCore implements CoreService {
    */
   private placed(route: Route): Choice[] {
     const serving = this.links.filter(
-      (l) => route.scope === 'aggregate' || l.info === undefined || l.info.servers.includes(route.scope),
+      (l) =>
+        route.scope === 'aggregate' ||
+        route.scope.startsWith(VIRTUAL_SCOPE_PREFIX) ||
+        l.info === undefined ||
+        l.info.servers.includes(route.scope),
     );
     // A core whose info is unknown may serve it; those that are known to serve it come first.
     const known = serving.filter((l) => l.info !== undefined);
@@ -773,14 +835,20 @@ async function refusalOf(res: Dispatcher.ResponseData): Promise<GatewayError> {
   const text = await res.body.text();
   let code: string | undefined;
   let message: string | undefined;
+  let detail: Record<string, unknown> | undefined;
   try {
     const e = (JSON.parse(text) as { error?: { message?: string; data?: { code?: string } } }).error;
-    code = e?.data?.code;
+    ({ code, ...detail } = e?.data ?? {});
     message = e?.message;
   } catch {
     // not the core's JSON: described below
   }
-  if (code && code in ERRORS) return new GatewayError(code as ErrorCode, message);
+  if (code && code in ERRORS)
+    return new GatewayError(
+      code as ErrorCode,
+      message,
+      detail && Object.keys(detail).length > 0 ? detail : undefined,
+    );
   return new GatewayError('GW_CORE_UNAVAILABLE', `The core answered ${res.statusCode}`);
 }
 

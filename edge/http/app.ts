@@ -32,6 +32,7 @@ import { endSseStreams, openSseStreams } from './sse.js';
 import { isDraining, type DrainResult } from '../../shared/lifecycle/drain.js';
 import { InflightRequests } from '../../shared/lifecycle/inflight.js';
 import { serverId } from '../../shared/mcp/server-versions.js';
+import { unknownScope, VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 
 export interface EdgeAppOptions {
   config: GatewayConfig;
@@ -206,19 +207,19 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   const scopeOf = (req: import('fastify').FastifyRequest): string | undefined => {
     const { name, virtual } = req.params as { name?: string; virtual?: string };
     // A virtual server (docs/registry.md): another tenant's does not exist for this caller either.
-    if (virtual !== undefined)
-      return o.core.hasScope(`v/${virtual}`, requestPrincipal(req.raw)) ? `v/${virtual}` : undefined;
+    if (virtual !== undefined) {
+      const scope = `${VIRTUAL_SCOPE_PREFIX}${virtual}`;
+      return o.core.hasScope(scope, requestPrincipal(req.raw)) ? scope : undefined;
+    }
     if (name === undefined) return 'aggregate';
     return o.core.hasScope(name, requestPrincipal(req.raw)) && name !== 'aggregate' ? name : undefined;
   };
+  // The refusal of a scope the caller may not use: the same one the core gives (shared/mcp/scopes.ts).
   const unknownServer = (reply: import('fastify').FastifyReply, params: unknown) => {
     const { name, virtual } = params as { name?: string; virtual?: string };
-    const ge =
-      virtual !== undefined
-        ? new GatewayError('GW_UNKNOWN_VIRTUAL_SERVER', `Unknown virtual server: ${virtual}`)
-        : new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${name}`);
+    const ge = unknownScope(virtual !== undefined ? `${VIRTUAL_SCOPE_PREFIX}${virtual}` : String(name));
     return reply
-      .code(404)
+      .code(ge.httpStatus)
       .header('content-type', 'application/json')
       .send(JSON.stringify(toRpcError(null, ge)));
   };

@@ -28,6 +28,7 @@ import { requestPrincipal } from '../auth/request-principal.js';
 import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
 import { inStage, STAGE, withContext } from '../../shared/telemetry/tracing.js';
 import { requestStage } from './request-trace.js';
+import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
@@ -167,7 +168,9 @@ export class McpEndpoint {
       const res = await withContext(stage?.ctx, () =>
         inStage(STAGE.forward, () => session.core.request(request, responder)),
       );
-      responder.finish(res);
+      // The session's scope gone meanwhile (a virtual server deleted, a server hidden: a remote core
+      // says so in its answer): the 404 this endpoint gives a request for a scope that does not exist.
+      responder.finish(res, res && 'error' in res && isScopeRefusal(res.error, scope) ? 404 : 200);
     } catch (err) {
       responder.finish(toRpcError(request.id, err));
     } finally {
@@ -329,9 +332,11 @@ export class McpEndpoint {
     if (!res || 'error' in res) {
       await session.core.close();
       await this.o.sessions.delete(id);
-      // A server the core does not serve to this caller (another tenant's, one the policy hides) is the
-      // 404 of a server that does not exist, as on a single node; other refusals are JSON-RPC errors.
-      const unknown = (res?.error.data as { code?: unknown } | undefined)?.code === 'GW_UNKNOWN_SERVER';
+      // A server or virtual server the core does not serve to this caller (another tenant's, one the
+      // policy hides, one that does not exist) is a 404, as on a single node; other refusals are
+      // JSON-RPC errors.
+      const code = (res?.error.data as { code?: unknown } | undefined)?.code;
+      const unknown = code === 'GW_UNKNOWN_SERVER' || code === 'GW_UNKNOWN_VIRTUAL_SERVER';
       return void reply
         .code(unknown ? 404 : 200)
         .header('content-type', 'application/json')
@@ -569,7 +574,8 @@ class RequestResponder implements MessageSink {
     this.stream.send(message);
   }
 
-  finish(response: JsonRpcResponse | undefined): void {
+  /** `status`: of a plain JSON answer (a stream has begun with 200 already). */
+  finish(response: JsonRpcResponse | undefined, status = 200): void {
     if (this.done) return;
     this.done = true;
     if (this.stream) {
@@ -585,7 +591,7 @@ class RequestResponder implements MessageSink {
     }
     const body = JSON.stringify(response);
     this.res
-      .writeHead(200, {
+      .writeHead(status, {
         ...this.headers,
         'content-type': 'application/json',
         'content-length': Buffer.byteLength(body),

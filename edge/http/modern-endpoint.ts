@@ -21,6 +21,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, toRpcError, type ErrorCode } from '../../shared/errors.js';
+import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import type { GatewayConfig } from '../../shared/config/schema.js';
 import type { Logger } from '../../shared/log.js';
 import {
@@ -185,7 +186,13 @@ export class ModernEndpoint {
         ),
       );
     const ctx = await this.contextFor(identity, scope, caps as JsonObject, meta[CLIENT_INFO]);
-    if (!('handle' in ctx)) return writeJson(res, { ...ctx, id: request.id });
+    // A scope the core says does not exist for this caller (a remote core decides virtual servers): 404.
+    if (!('handle' in ctx))
+      return writeJson(
+        res,
+        { ...ctx, id: request.id },
+        'error' in ctx && isScopeRefusal(ctx.error, scope) ? 404 : 200,
+      );
     const serverInfo = (ctx.init.serverInfo as JsonObject | undefined) ?? {};
     if (request.method === 'server/discover') return writeJson(res, discoverResult(request.id, ctx.init));
     if (request.method === 'subscriptions/listen')
@@ -216,7 +223,7 @@ export class ModernEndpoint {
       entry = this.forward(ctx, request, principal, scope);
     }
 
-    const answer = new ModernResponder(res);
+    const answer = new ModernResponder(res, scope);
     res.on('close', () => answer.closed());
     await this.round(entry, request, serverInfo, answer);
   }
@@ -304,7 +311,7 @@ export class ModernEndpoint {
   ): Promise<void> {
     const replicas = this.o.replicas!;
     const token = `${replicas.replicaId}.${++this.nextId}`;
-    const answer = new ModernResponder(res);
+    const answer = new ModernResponder(res, scope);
     const params = request.params!;
     return new Promise<void>((resolve) => {
       let finished = false;
@@ -614,7 +621,11 @@ class ModernResponder implements RoundOutput {
   private streaming = false;
   private readonly onClosed: (() => void)[] = [];
 
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly res: ServerResponse,
+    /** The request's scope: an answer saying it is gone (a virtual server deleted) is a 404. */
+    private readonly scope: string,
+  ) {}
 
   onClose(fn: () => void): void {
     this.onClosed.push(fn);
@@ -636,7 +647,12 @@ class ModernResponder implements RoundOutput {
 
   finish(response: JsonRpcResponse): void {
     if (this.res.destroyed) return;
-    if (!this.streaming) return writeJson(this.res, response);
+    if (!this.streaming)
+      return writeJson(
+        this.res,
+        response,
+        'error' in response && isScopeRefusal(response.error, this.scope) ? 404 : 200,
+      );
     this.res.write(sseEvent(response));
     this.res.end();
   }

@@ -186,8 +186,8 @@ describe('per-caller authorization, tenancy and filters', () => {
     const none = await init('/servers/nowhere/mcp');
     assert.equal(other.status, 404);
     assert.deepEqual(
-      JSON.parse(other.text.replace('acme-crm', '<s>')),
-      JSON.parse(none.text.replace('nowhere', '<s>')),
+      JSON.parse(other.text.replaceAll('acme-crm', '<s>')),
+      JSON.parse(none.text.replaceAll('nowhere', '<s>')),
     );
     assert.equal((await init('/servers/globex-db/mcp')).status, 200);
   });
