@@ -825,7 +825,6 @@ async function* ndjsonLines(body: AsyncIterable<Buffer | string>): AsyncGenerato
   if (buf.trim().length > 0) yield JSON.parse(buf);
 }
 
-
 /** The session's principal key back as a Principal, for endpoints that pass only the key. */
 function principalFromKey(key: string): Principal {
   if (key === 'anonymous') return ANONYMOUS;
