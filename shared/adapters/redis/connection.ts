@@ -101,21 +101,35 @@ export class LuaScript {
  */
 export class TickWrites {
   private corked = false;
+  private last: (() => void)[] = [];
 
   constructor(private readonly client: Redis) {}
 
-  /** Call before issuing a command; the writes held go out once this tick's callbacks have run. */
-  hold(): void {
-    if (this.corked) return;
+  /**
+   * Call before issuing a command; the writes held go out once this tick's callbacks have run. False
+   * when the client is not connected (nothing is held: a command fails or goes out at once).
+   */
+  hold(): boolean {
+    if (this.corked) return true;
     // Before the first connection there is no stream yet.
     const stream = this.client.stream as Redis['stream'] | undefined;
-    if (!stream?.writable || this.client.status !== 'ready') return;
+    if (!stream?.writable || this.client.status !== 'ready') return false;
     this.corked = true;
     stream.cork();
     process.nextTick(() => {
+      // Commands gathered over the tick are issued last, into the same write.
+      for (const fn of this.last.splice(0)) fn();
       this.corked = false;
       stream.uncork();
     });
+    return true;
+  }
+
+  /** Runs `fn` at the end of this tick, just before the held writes go out; false if nothing is held. */
+  atEnd(fn: () => void): boolean {
+    if (!this.hold()) return false;
+    this.last.push(fn);
+    return true;
   }
 }
 

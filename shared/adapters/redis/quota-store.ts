@@ -140,6 +140,12 @@ for j = nr + 1, #KEYS do redis.call('ZREM', KEYS[j], ARGV[nr * 2 + 1 + j - nr]) 
 return 1
 `);
 
+// A single Redis only: the releases of one tick in one call. KEYS: concurrency keys; ARGV: a leaseId per key.
+const RELEASE = new LuaScript(`
+for i = 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[i]) end
+return 1
+`);
+
 // KEYS: concurrency keys; ARGV: leaseId, leaseMs per key. Extends only leases still held (expired ones are
 // purged first, so a lease that lapsed is not brought back), off the hot path (every leaseMs/3).
 const RENEW = new LuaScript(`
@@ -186,6 +192,8 @@ export class RedisQuotaStore implements QuotaStore {
   private readonly pending = new Set<Promise<void>>();
   /** Standalone (or Sentinel) client: the commands of one tick leave in one write. */
   private readonly writes: TickWrites | undefined;
+  /** Leases given back during this tick (single Redis), sent together at its end. */
+  private releasing: { keys: string[]; ids: string[]; sent: Promise<void>; send: () => void } | undefined;
   /** Redis keys already built, per slot and key (encoding them is on every decision's path). */
   private readonly keys = new Map<string, string>();
 
@@ -328,6 +336,8 @@ export class RedisQuotaStore implements QuotaStore {
       args.push(d.limit, d.leaseId, d.leaseMs);
     }
     this.writes?.hold();
+    // Leases given back earlier in this tick go first, as they were given back: this decision sees them free.
+    this.releasing?.send();
     const out = (await CONSUME.run(this.conn.client, keys, args)) as Reply;
     const rates: RateOutcome[] = new Array<RateOutcome>(nr);
     for (let i = 0, a = 1; i < nr; i++, a += 4)
@@ -405,13 +415,13 @@ export class RedisQuotaStore implements QuotaStore {
   }
 
   async release(leases: readonly LeaseRef[]): Promise<void> {
-    // One ZREM per lease (the keys may sit in different slots), sent as plain commands so that they
-    // leave in the same write as the other decisions of this tick (TickWrites, or the Cluster client's
-    // auto-pipelining).
-    this.writes?.hold();
-    const sent = Promise.all(
-      leases.map((l) => this.conn.client.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId)),
-    );
+    // Cluster: one ZREM per lease (the keys may sit in different slots), auto-pipelined with the other
+    // commands of this tick. A single Redis: the leases given back during a tick go in one command (a
+    // ZREM for one lease, a script for several) in the same write as the tick's decisions.
+    const sent: Promise<unknown> =
+      this.writes === undefined
+        ? Promise.all(leases.map((l) => this.conn.client.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId)))
+        : this.releaseInTick(leases);
     // close() waits for these: a held or auto-pipelined ZREM goes out later in the tick (or the next one),
     // after a QUIT sent now.
     const settled = sent.then(
@@ -423,9 +433,43 @@ export class RedisQuotaStore implements QuotaStore {
     await sent;
   }
 
+  private releaseInTick(leases: readonly LeaseRef[]): Promise<void> {
+    if (leases.length === 0) return Promise.resolve();
+    let batch = this.releasing;
+    if (!batch) {
+      const keys: string[] = [];
+      const ids: string[] = [];
+      let go!: () => Promise<unknown>;
+      const sent = new Promise<void>((resolve, reject) => {
+        go = () =>
+          (keys.length === 1
+            ? this.conn.client.zrem(keys[0]!, ids[0]!)
+            : RELEASE.run(this.conn.client, keys, ids)
+          ).then(() => resolve(), reject);
+      });
+      let gone = false;
+      const send = () => {
+        if (gone) return;
+        gone = true;
+        if (this.releasing === batch) this.releasing = undefined;
+        void go();
+      };
+      batch = { keys, ids, sent, send };
+      // Not connected: sent now (and refused at once, there is no offline queue).
+      if (this.writes!.atEnd(send)) this.releasing = batch;
+      else queueMicrotask(send);
+    }
+    for (const l of leases) {
+      batch.keys.push(this.keyOf(l.slot, `c:${l.key}`));
+      batch.ids.push(l.leaseId);
+    }
+    return batch.sent;
+  }
+
   async renew(leases: readonly LeaseRef[]): Promise<void> {
     for (const l of leases) {
       this.writes?.hold();
+      this.releasing?.send();
       await RENEW.run(this.conn.client, [this.keyOf(l.slot, `c:${l.key}`)], [l.leaseId, l.leaseMs]);
     }
   }
