@@ -38,6 +38,8 @@ const INFO_EVERY_MS = 5_000;
  */
 const GONE_LINGER_MS = 30_000;
 const DOWN_FOR_MS = 2_000;
+/** Sessions whose rendezvous score a core keeps (CoreLink.score). */
+const SCORE_CACHE_SIZE = 10_000;
 // Failures before anything was sent: the next core may take the call. (A reset may come after the core
 // got the request, so it is never retried.)
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH']);
@@ -172,6 +174,20 @@ class CoreLink {
 
   get up(): boolean {
     return this.downUntil <= Date.now();
+  }
+
+  /** Recent sessions' rendezvous scores: a session's calls rank the cores without hashing again. */
+  private readonly scores = new Map<string, number>();
+
+  /** The rendezvous score of session `id` on this core (the highest wins). */
+  score(id: string): number {
+    let s = this.scores.get(id);
+    if (s === undefined) {
+      s = createHash('sha1').update(`${this.target.id}\u0000${id}`).digest().readUInt32BE(0);
+      if (this.scores.size >= SCORE_CACHE_SIZE) this.scores.clear();
+      this.scores.set(id, s);
+    }
+    return s;
   }
 
   private newPool(): Pool {
@@ -527,6 +543,8 @@ export class RemoteCore implements CoreService {
    */
   private order(wireId: string | undefined, route?: Route): Choice[] {
     const c: Choice[] = route ? this.placed(route) : this.candidates().map((link) => ({ link }));
+    // One core (the common case of an edge in front of its region's core): nothing to rank.
+    if (c.length === 1) return c;
     const tier = new Map<string, number>();
     for (const { link: l } of c) if (!tier.has(l.target.region)) tier.set(l.target.region, tier.size);
     const ranked =
@@ -534,7 +552,7 @@ export class RemoteCore implements CoreService {
         ? c
         : (() => {
             // One hash per core, not one per comparison.
-            const sc = new Map(c.map(({ link }) => [link, score(wireId, link)]));
+            const sc = new Map(c.map(({ link }) => [link, link.score(wireId)]));
             return [...c].sort(
               ({ link: a }, { link: b }) =>
                 tier.get(a.target.region)! - tier.get(b.target.region)! || sc.get(b)! - sc.get(a)!,
@@ -873,10 +891,6 @@ async function* ndjsonLines(body: AsyncIterable<Buffer | string>): AsyncGenerato
     }
   }
   if (buf.trim().length > 0) yield JSON.parse(buf);
-}
-
-function score(id: string, link: CoreLink): number {
-  return createHash('sha1').update(`${link.target.id}\u0000${id}`).digest().readUInt32BE(0);
 }
 
 /** The session's principal key back as a Principal, for endpoints that pass only the key. */

@@ -69,6 +69,8 @@ export class InternalTokenSigner {
   private key: SigningKey;
   private readonly ttl: number;
   private readonly cache = new Map<string, { token: string; renewAt: number }>();
+  /** Tokens being signed, per cache key. */
+  private readonly minting = new Map<string, Promise<string>>();
   private readonly watch: FileWatch;
   private readonly now: () => number;
 
@@ -94,19 +96,33 @@ export class InternalTokenSigner {
     const hit = this.cache.get(k);
     const now = this.now();
     if (hit && hit.renewAt > now) return hit.token;
+    // Concurrent calls for the same principal share one signature (and the core then verifies one token).
+    const pending = this.minting.get(k);
+    if (pending) return pending;
     const key = this.key;
-    const token = await this.mint(principal, audience, key, traceId);
-    // A key switched while signing: this token is already outdated, do not keep it.
-    if (key === this.key) {
-      if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(k, { token, renewAt: now + (this.ttl * 1000) / 2 });
-    }
-    return token;
+    const minted: Promise<string> = this.mint(principal, audience, key, traceId).then(
+      (token) => {
+        if (this.minting.get(k) === minted) this.minting.delete(k);
+        // A key switched while signing: this token is already outdated, do not keep it.
+        if (key === this.key) {
+          if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
+          this.cache.set(k, { token, renewAt: now + (this.ttl * 1000) / 2 });
+        }
+        return token;
+      },
+      (err: unknown) => {
+        if (this.minting.get(k) === minted) this.minting.delete(k);
+        throw err;
+      },
+    );
+    this.minting.set(k, minted);
+    return minted;
   }
 
   /** Forgets the cached tokens, e.g. after a core refused one. */
   forget(): void {
     this.cache.clear();
+    this.minting.clear();
   }
 
   close(): void {
@@ -321,16 +337,28 @@ function refusal(err: unknown): GatewayError {
 }
 
 /** Sessions and caches are per principal: every field that could differ is in the key. */
+/** The principal's share of a cache key, kept for frozen principals (they cannot change under it). */
+const principalKeys = new WeakMap<Principal, string>();
+
 function cacheKey(p: Principal, audience: string, traceId: string | undefined): string {
-  return JSON.stringify([
-    audience,
-    traceId ?? null,
-    p.subject,
-    p.tenant,
-    p.authMethod,
-    p.roles,
-    p.scopes,
-    p.clientApp ?? null,
-    p.allowedRegions ?? null,
-  ]);
+  let pk = principalKeys.get(p);
+  if (pk === undefined) {
+    pk = JSON.stringify([
+      p.subject,
+      p.tenant,
+      p.authMethod,
+      p.roles,
+      p.scopes,
+      p.clientApp ?? null,
+      p.allowedRegions ?? null,
+    ]);
+    if (
+      Object.isFrozen(p) &&
+      Object.isFrozen(p.roles) &&
+      Object.isFrozen(p.scopes) &&
+      (p.allowedRegions === undefined || Object.isFrozen(p.allowedRegions))
+    )
+      principalKeys.set(p, pk);
+  }
+  return JSON.stringify([audience, traceId ?? null]) + pk;
 }

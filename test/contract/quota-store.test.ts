@@ -114,6 +114,42 @@ describe('RedisQuotaStore beyond the contract', () => {
     await store.close();
   });
 
+  test('decisions issued together leave in one write; one issued alone is sent in its own tick', async () => {
+    const client = new Redis(REDIS_URL);
+    const store = new RedisQuotaStore(client, { keyPrefix: `${prefix}-w-${randomUUID()}` });
+    assert.ok(await store.ready());
+    await client.ping();
+    // What reaches the socket: each _write/_writev call is one system call's worth of commands.
+    const socket = client.stream as unknown as {
+      _write: (...a: unknown[]) => void;
+      _writev?: (...a: unknown[]) => void;
+    };
+    let writes = 0;
+    const w = socket._write.bind(socket);
+    socket._write = (...a) => (writes++, w(...a));
+    const wv = socket._writev?.bind(socket);
+    if (wv) socket._writev = (...a) => (writes++, wv(...a));
+    const decide = (i: number) =>
+      store.consume({
+        rates: [
+          { key: `user:${i}`, slot: `u:${i}`, limit: 10, windowMs: 60_000, burst: 10 },
+          { key: 'global', slot: 'g', limit: 1000, windowMs: 60_000, burst: 1000 },
+        ],
+        concurrency: [{ key: `conc:${i}`, slot: `u:${i}`, limit: 2, leaseId: `l${i}`, leaseMs: 30_000 }],
+      });
+    const all = await Promise.all(Array.from({ length: 50 }, (_, i) => decide(i)));
+    assert.ok(all.every((d) => d.allowed));
+    assert.equal(writes, 1, 'fifty decisions of one tick, one write');
+    writes = 0;
+    const started = performance.now();
+    const one = await decide(99);
+    assert.ok(one.allowed);
+    assert.equal(writes, 1);
+    assert.ok(performance.now() - started < 250, 'a lone decision is not held back');
+    await store.close();
+    await client.quit();
+  });
+
   test('a Redis that is down fails the decision at once, not after a queue', async () => {
     const store = new RedisQuotaStore('redis://127.0.0.1:1', { keyPrefix: prefix });
     const started = Date.now();

@@ -92,6 +92,47 @@ export class LuaScript {
   }
 }
 
+/**
+ * Holds a standalone client's writes until the current tick's work is done, so that the commands that
+ * concurrent requests issue together (replies to one read resume many of them) leave in one write
+ * (`writev`), each still a command of its own. Unlike the client's auto-pipelining, which keeps one batch
+ * in flight at a time and holds the next one until every reply of the previous has come back, nothing
+ * waits: a command issued alone goes out at the end of its tick.
+ */
+export class TickWrites {
+  private corked = false;
+  private last: (() => void)[] = [];
+
+  constructor(private readonly client: Redis) {}
+
+  /**
+   * Call before issuing a command; the writes held go out once this tick's callbacks have run. False
+   * when the client is not connected (nothing is held: a command fails or goes out at once).
+   */
+  hold(): boolean {
+    if (this.corked) return true;
+    // Before the first connection there is no stream yet.
+    const stream = this.client.stream as Redis['stream'] | undefined;
+    if (!stream?.writable || this.client.status !== 'ready') return false;
+    this.corked = true;
+    stream.cork();
+    process.nextTick(() => {
+      // Commands gathered over the tick are issued last, into the same write.
+      for (const fn of this.last.splice(0)) fn();
+      this.corked = false;
+      stream.uncork();
+    });
+    return true;
+  }
+
+  /** Runs `fn` at the end of this tick, just before the held writes go out; false if nothing is held. */
+  atEnd(fn: () => void): boolean {
+    if (!this.hold()) return false;
+    this.last.push(fn);
+    return true;
+  }
+}
+
 /** Redis takes whole milliseconds; a ttl that is not a finite number is a caller's bug, not "forever". */
 export function wholeMs(name: string, ms: number): number {
   if (!Number.isFinite(ms)) throw new RangeError(`${name} must be a finite number of milliseconds: ${ms}`);

@@ -28,14 +28,16 @@ import {
   keyPrefixOf,
   LuaScript,
   RedisConnection,
+  TickWrites,
   type RedisClient,
   type RedisTarget,
 } from './connection.js';
 
-// KEYS: rate keys, then concurrency keys. ARGV: nRates, then limit, windowMs, burst, cost per rate, then
-// limit, leaseId, leaseMs per concurrency key. Returns {allowed, per rate: ok, remaining, retryMs, resetMs,
-// per lease: ok, inUse, then (admitted only) per rate the counter's state before the charge as a string}: a
-// refund on Cluster needs it (Lua numbers would reach the client truncated to integers). Times are float ms kept at full precision (numbers go to Redis as %.17g) so that
+// KEYS: rate keys, then concurrency keys. ARGV: nRates, whether to return the states (1 on Cluster, else 0),
+// then limit, windowMs, burst, cost per rate, then limit, leaseId, leaseMs per concurrency key. Returns
+// {allowed, per rate: ok, remaining, retryMs, resetMs, per lease: ok, inUse, then (admitted, when asked) per
+// rate the counter's state before the charge as a string}: a refund on Cluster needs it (Lua numbers would
+// reach the client truncated to integers); a single Redis never refunds, so it skips the formatting. Times are float ms kept at full precision (numbers go to Redis as %.17g) so that
 // long runs do not drift. Cost kept low (Redis CPU per call, INFO commandstats): one MGET for every rate
 // counter, one SET PX per counter charged; leases counted with ZCOUNT over the live scores (no purge on the
 // hot path: a set without live leases is dropped before the new one goes in, RENEW purges the others), and
@@ -53,7 +55,7 @@ local before = {}
 local cur = {}
 if nr > 0 then cur = redis.call('MGET', unpack(KEYS, 1, nr)) end
 for i = 1, nr do
-  local a = 2 + (i - 1) * 4
+  local a = 3 + (i - 1) * 4
   local limit, window, burst, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local interval = window / limit
   local capacity = burst * interval
@@ -78,7 +80,7 @@ for i = 1, nr do
   end
   n = n + 4
 end
-local base = 2 + nr * 4
+local base = 3 + nr * 4
 local held = {}
 local since = '(' .. string.format('%.17g', now)
 for j = 1, nc do
@@ -109,7 +111,7 @@ for j = 1, nc do
   out[n + 2] = held[j] + 1
   n = n + 2
 end
-for i = 1, nr do out[n + i] = string.format('%.17g', before[i]) end
+if ARGV[2] == '1' then for i = 1, nr do out[n + i] = string.format('%.17g', before[i]) end end
 return out
 `);
 
@@ -135,6 +137,12 @@ for i = 1, nr do
   end
 end
 for j = nr + 1, #KEYS do redis.call('ZREM', KEYS[j], ARGV[nr * 2 + 1 + j - nr]) end
+return 1
+`);
+
+// A single Redis only: the releases of one tick in one call. KEYS: concurrency keys; ARGV: a leaseId per key.
+const RELEASE = new LuaScript(`
+for i = 1, #KEYS do redis.call('ZREM', KEYS[i], ARGV[i]) end
 return 1
 `);
 
@@ -171,6 +179,9 @@ interface SlotGroup {
 
 type Reply = (number | string)[];
 
+/** Redis keys kept built (see keyOf). */
+const KEY_CACHE_SIZE = 10_000;
+
 export class RedisQuotaStore implements QuotaStore {
   private readonly conn: RedisConnection;
   private readonly prefix: string;
@@ -179,6 +190,12 @@ export class RedisQuotaStore implements QuotaStore {
   /** A client built here from URLs (with quota-specific options) is quit on close. */
   private ownsClient = false;
   private readonly pending = new Set<Promise<void>>();
+  /** Standalone (or Sentinel) client: the commands of one tick leave in one write. */
+  private readonly writes: TickWrites | undefined;
+  /** Leases given back during this tick (single Redis), sent together at its end. */
+  private releasing: { keys: string[]; ids: string[]; sent: Promise<void>; send: () => void } | undefined;
+  /** Redis keys already built, per slot and key (encoding them is on every decision's path). */
+  private readonly keys = new Map<string, string>();
 
   /**
    * @param target a client (standalone, Sentinel or Cluster) the caller owns; a `redis://` URL; or the
@@ -189,6 +206,7 @@ export class RedisQuotaStore implements QuotaStore {
     if (typeof target !== 'string' && !Array.isArray(target)) {
       this.conn = new RedisConnection(target as RedisClient);
       this.cluster = target instanceof Cluster;
+      this.writes = target instanceof Redis ? new TickWrites(target) : undefined;
       return;
     }
     // A quota decision must never wait on a Redis that is down: fail at once (no offline queue) and
@@ -223,8 +241,12 @@ export class RedisQuotaStore implements QuotaStore {
       client = new Cluster(nodes, clusterOptions);
       this.cluster = true;
     } else {
-      // Decisions of concurrent requests issued in one tick share one write (fewer syscalls under load).
-      client = new Redis(target, { ...own, enableOfflineQueue: false, enableAutoPipelining: true });
+      // Decisions of concurrent requests issued in one tick share one write (fewer syscalls under load):
+      // TickWrites, not the client's auto-pipelining, which holds a tick's commands back while the previous
+      // batch is still waiting for its replies (and costs more CPU per command).
+      const standalone = new Redis(target, { ...own, enableOfflineQueue: false });
+      this.writes = new TickWrites(standalone);
+      client = standalone;
       this.cluster = false;
     }
     this.conn = new RedisConnection(client);
@@ -253,19 +275,21 @@ export class RedisQuotaStore implements QuotaStore {
 
   /** The Redis key of a dimension: its slot in the hash tag, so Cluster routing follows the slot. */
   keyOf(slot: string, key: string): string {
-    return `${this.prefix}:{q:${encodeKeyPart(slot)}}:${encodeKeyPart(key)}`;
+    // The slot's length first: no two (slot, key) pairs share a cache entry.
+    const id = `${slot.length}:${slot}${key}`;
+    let k = this.keys.get(id);
+    if (k === undefined) {
+      k = `${this.prefix}:{q:${encodeKeyPart(slot)}}:${encodeKeyPart(key)}`;
+      // Bounded: a gateway with many callers rebuilds some keys now and then.
+      if (this.keys.size >= KEY_CACHE_SIZE) this.keys.clear();
+      this.keys.set(id, k);
+    }
+    return k;
   }
 
   async consume(request: QuotaRequest): Promise<QuotaDecision> {
     const conc = request.concurrency ?? [];
-    if (!this.cluster) {
-      const whole: SlotGroup = {
-        rates: request.rates.map((d, at) => ({ d, at })),
-        leases: conc.map((d, at) => ({ d, at })),
-      };
-      const out = await this.consumeGroup(whole);
-      return { allowed: out[0] === 1, ...this.outcomes(request, [[whole, out]]) };
-    }
+    if (!this.cluster) return this.consumeWhole(request.rates, conc);
     const groups = new Map<string, SlotGroup>();
     const groupOf = (slot: string) => {
       let g = groups.get(slot);
@@ -293,6 +317,42 @@ export class RedisQuotaStore implements QuotaStore {
     return { allowed: false, ...this.outcomes(request, answered, true) };
   }
 
+  /** A single Redis: every key of the request in one script call, the reply read in request order. */
+  private async consumeWhole(
+    rateDims: readonly RateDimension[],
+    conc: readonly ConcurrencyDimension[],
+  ): Promise<QuotaDecision> {
+    const nr = rateDims.length;
+    const keys: string[] = new Array<string>(nr + conc.length);
+    const args: (string | number)[] = [nr, 0];
+    for (let i = 0; i < nr; i++) {
+      const d = rateDims[i]!;
+      keys[i] = this.keyOf(d.slot, `r:${d.key}`);
+      args.push(d.limit, d.windowMs, d.burst, d.cost ?? 1);
+    }
+    for (let j = 0; j < conc.length; j++) {
+      const d = conc[j]!;
+      keys[nr + j] = this.keyOf(d.slot, `c:${d.key}`);
+      args.push(d.limit, d.leaseId, d.leaseMs);
+    }
+    this.writes?.hold();
+    // Leases given back earlier in this tick go first, as they were given back: this decision sees them free.
+    this.releasing?.send();
+    const out = (await CONSUME.run(this.conn.client, keys, args)) as Reply;
+    const rates: RateOutcome[] = new Array<RateOutcome>(nr);
+    for (let i = 0, a = 1; i < nr; i++, a += 4)
+      rates[i] = {
+        allowed: out[a] === 1,
+        remaining: out[a + 1] as number,
+        retryAfterMs: out[a + 2] as number,
+        resetMs: out[a + 3] as number,
+      };
+    const concurrency: ConcurrencyOutcome[] = new Array<ConcurrencyOutcome>(conc.length);
+    for (let j = 0, a = 1 + nr * 4; j < conc.length; j++, a += 2)
+      concurrency[j] = { allowed: out[a] === 1, inUse: out[a + 1] as number };
+    return { allowed: out[0] === 1, rates, concurrency };
+  }
+
   /** The group's counter keys, then its lease keys: the KEYS of both CONSUME and REFUND. */
   private keysOf(g: SlotGroup): string[] {
     return [
@@ -304,7 +364,8 @@ export class RedisQuotaStore implements QuotaStore {
   /** One script call for the keys of one group (on a single Redis: the whole request). */
   private async consumeGroup(g: SlotGroup): Promise<Reply> {
     const keys = this.keysOf(g);
-    const args: (string | number)[] = [g.rates.length];
+    // Cluster: the reply carries the counters' states, for a refund.
+    const args: (string | number)[] = [g.rates.length, 1];
     for (const { d } of g.rates) args.push(d.limit, d.windowMs, d.burst, d.cost ?? 1);
     for (const { d } of g.leases) args.push(d.limit, d.leaseId, d.leaseMs);
     return (await CONSUME.run(this.conn.client, keys, args)) as Reply;
@@ -354,12 +415,15 @@ export class RedisQuotaStore implements QuotaStore {
   }
 
   async release(leases: readonly LeaseRef[]): Promise<void> {
-    // One ZREM per lease (the keys may sit in different slots), sent as plain commands so that the
-    // client's auto-pipelining puts them in the same write as the other decisions of this tick.
-    const sent = Promise.all(
-      leases.map((l) => this.conn.client.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId)),
-    );
-    // close() waits for these: an auto-pipelined ZREM goes out on the next tick, after a QUIT sent now.
+    // Cluster: one ZREM per lease (the keys may sit in different slots), auto-pipelined with the other
+    // commands of this tick. A single Redis: the leases given back during a tick go in one command (a
+    // ZREM for one lease, a script for several) in the same write as the tick's decisions.
+    const sent: Promise<unknown> =
+      this.writes === undefined
+        ? Promise.all(leases.map((l) => this.conn.client.zrem(this.keyOf(l.slot, `c:${l.key}`), l.leaseId)))
+        : this.releaseInTick(leases);
+    // close() waits for these: a held or auto-pipelined ZREM goes out later in the tick (or the next one),
+    // after a QUIT sent now.
     const settled = sent.then(
       () => {},
       () => {},
@@ -369,9 +433,45 @@ export class RedisQuotaStore implements QuotaStore {
     await sent;
   }
 
+  private releaseInTick(leases: readonly LeaseRef[]): Promise<void> {
+    if (leases.length === 0) return Promise.resolve();
+    let batch = this.releasing;
+    if (!batch) {
+      const keys: string[] = [];
+      const ids: string[] = [];
+      let go!: () => Promise<unknown>;
+      const sent = new Promise<void>((resolve, reject) => {
+        go = () =>
+          (keys.length === 1
+            ? this.conn.client.zrem(keys[0]!, ids[0]!)
+            : RELEASE.run(this.conn.client, keys, ids)
+          ).then(() => resolve(), reject);
+      });
+      let gone = false;
+      const send = () => {
+        if (gone) return;
+        gone = true;
+        if (this.releasing === batch) this.releasing = undefined;
+        void go();
+      };
+      batch = { keys, ids, sent, send };
+      // Not connected: sent now (and refused at once, there is no offline queue).
+      if (this.writes!.atEnd(send)) this.releasing = batch;
+      else queueMicrotask(send);
+    }
+    for (const l of leases) {
+      batch.keys.push(this.keyOf(l.slot, `c:${l.key}`));
+      batch.ids.push(l.leaseId);
+    }
+    return batch.sent;
+  }
+
   async renew(leases: readonly LeaseRef[]): Promise<void> {
-    for (const l of leases)
+    for (const l of leases) {
+      this.writes?.hold();
+      this.releasing?.send();
       await RENEW.run(this.conn.client, [this.keyOf(l.slot, `c:${l.key}`)], [l.leaseId, l.leaseMs]);
+    }
   }
 
   async close(): Promise<void> {
