@@ -4,9 +4,10 @@
  * iss = the edge) carrying the Principal; the core accepts nothing else. A client's own token is never
  * forwarded: it has the wrong `typ`, and no edge key signs it.
  *
- * Tokens are minted once per principal and audience (and trace, when the edge traces: the trace id is
- * signed in, claim `trc`) and reused for half their lifetime, and a core caches what it verified until
- * expiry: without tracing neither side pays for a signature per request. Keys come from files that
+ * Tokens are minted once per principal and audience and reused for half their lifetime, and a core
+ * caches what it verified until expiry: neither side pays for a signature per request, traced or not
+ * (the trace context travels in the W3C `traceparent` header of the same authenticated request; earlier
+ * edges signed the trace id in, claim `trc`, which a core still reads and follows). Keys come from files that
  * are watched: an edge switches to a rewritten signing key at once; a core trusts every key in its files
  * (old and new during a rotation) and forgets cached verifications when a key leaves them.
  */
@@ -35,7 +36,7 @@ interface PrincipalClaims {
   ar?: readonly string[];
   /** The region of the edge that authenticated the caller. */
   reg: string;
-  /** The W3C trace id of the request the token was minted for (when the edge traces). */
+  /** A W3C trace id (signed in by older edges, one token per trace; no longer minted). */
   trc?: string;
 }
 
@@ -49,7 +50,7 @@ export interface InternalIdentity {
   readonly region: string;
   /** Expiry, epoch ms. */
   readonly expiresAt: number;
-  /** The trace the edge signed in: the core's spans belong to it, whatever an unsigned header says. */
+  /** The trace an older edge signed in: the core's spans belong to it, whatever the header says. */
   readonly traceId?: string;
 }
 
@@ -85,17 +86,16 @@ export class InternalTokenSigner {
   }
 
   /**
-   * A token for `principal` addressed to core `audience`, cached for half its lifetime. With `traceId`
-   * the token carries it (claim `trc`): one token per trace then, reused by that trace's calls.
+   * A token for `principal` addressed to core `audience`, cached for half its lifetime. It names no
+   * trace: a token per trace cost a signature (and a core a verification) per request.
    */
-  async tokenFor(principal: Principal, audience: string, traceId?: string): Promise<string> {
-    if (traceId !== undefined && !TRACE_ID.test(traceId)) traceId = undefined;
-    const k = cacheKey(principal, audience, traceId);
+  async tokenFor(principal: Principal, audience: string): Promise<string> {
+    const k = cacheKey(principal, audience);
     const hit = this.cache.get(k);
     const now = this.now();
     if (hit && hit.renewAt > now) return hit.token;
     const key = this.key;
-    const token = await this.mint(principal, audience, key, traceId);
+    const token = await this.mint(principal, audience, key);
     // A key switched while signing: this token is already outdated, do not keep it.
     if (key === this.key) {
       if (this.cache.size >= CACHE_LIMIT) this.cache.delete(this.cache.keys().next().value!);
@@ -113,9 +113,8 @@ export class InternalTokenSigner {
     this.watch.close();
   }
 
-  private mint(p: Principal, audience: string, key: SigningKey, traceId?: string): Promise<string> {
+  private mint(p: Principal, audience: string, key: SigningKey): Promise<string> {
     const claims: PrincipalClaims = {
-      ...(traceId !== undefined && { trc: traceId }),
       ten: p.tenant,
       rol: p.roles,
       scp: p.scopes,
@@ -321,10 +320,9 @@ function refusal(err: unknown): GatewayError {
 }
 
 /** Sessions and caches are per principal: every field that could differ is in the key. */
-function cacheKey(p: Principal, audience: string, traceId: string | undefined): string {
+function cacheKey(p: Principal, audience: string): string {
   return JSON.stringify([
     audience,
-    traceId ?? null,
     p.subject,
     p.tenant,
     p.authMethod,
