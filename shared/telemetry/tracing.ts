@@ -158,10 +158,17 @@ export function withTraceMeta<P extends Record<string, unknown> | undefined>(
   stage: StageSpan | undefined,
 ): P {
   if (!stage) return params;
-  const tp = traceparentOf(stage.span);
+  const tp: Record<string, unknown> | undefined = traceparentOf(stage.span);
   if (!tp) return params;
-  const meta = { ...((params?._meta as Record<string, unknown> | undefined) ?? {}), ...tp };
-  if (!tp.tracestate) delete meta.tracestate;
+  const theirs = params?._meta as Record<string, unknown> | undefined;
+  let meta = tp; // a new object: ours to hand on
+  if (theirs) {
+    // The client's other keys, without its trace context (no `delete`: it turns the object slow).
+    meta = {};
+    for (const k of Object.keys(theirs)) if (k !== 'traceparent' && k !== 'tracestate') meta[k] = theirs[k];
+    meta.traceparent = tp.traceparent;
+    if (tp.tracestate !== undefined) meta.tracestate = tp.tracestate;
+  }
   return { ...(params ?? {}), _meta: meta } as unknown as P;
 }
 
