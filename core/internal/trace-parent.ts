@@ -1,14 +1,12 @@
 /**
- * The trace a core request belongs to. The edge signs the trace id into the internal token (claim `trc`)
- * and names its span in an unsigned `traceparent` header: the header is used only when it names the
- * signed trace; otherwise (absent, malformed or another trace) the core's spans join the signed trace
- * under a parent span id of its own, so no caller can graft core work onto a trace of its choosing.
+ * The trace a core request belongs to: the verified edge's W3C `traceparent` header (the request it rides
+ * on is authenticated by the edge's token). A token of an older edge may carry the trace id signed in
+ * (claim `trc`): the header is then followed only when it names that trace; otherwise (absent, malformed
+ * or another trace) the core's spans join the signed trace under a parent span id of their own.
  */
 import { randomBytes } from 'node:crypto';
-import type { Context } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace, type Context } from '@opentelemetry/api';
 import { contextFromTraceparent } from '../../shared/telemetry/tracing.js';
-
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
 /** The parent context for a request of a verified edge; undefined when neither token nor header names one. */
 export function trustedParent(
@@ -16,9 +14,10 @@ export function trustedParent(
   signedTraceId: string | undefined,
   tracestate?: unknown,
 ): Context | undefined {
-  const state = typeof tracestate === 'string' ? tracestate : undefined;
-  const m = typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent.trim().toLowerCase()) : null;
-  if (signedTraceId === undefined) return m ? contextFromTraceparent(traceparent, state) : undefined;
-  if (m && m[1] === signedTraceId) return contextFromTraceparent(traceparent, state);
-  return contextFromTraceparent(`00-${signedTraceId}-${randomBytes(8).toString('hex')}-${m?.[3] ?? '01'}`);
+  const ctx = contextFromTraceparent(traceparent, tracestate);
+  const named = ctx === ROOT_CONTEXT ? undefined : trace.getSpanContext(ctx);
+  if (signedTraceId === undefined) return named ? ctx : undefined;
+  if (named?.traceId === signedTraceId) return ctx;
+  const flags = named ? (named.traceFlags & 1 ? '01' : '00') : '01';
+  return contextFromTraceparent(`00-${signedTraceId}-${randomBytes(8).toString('hex')}-${flags}`);
 }

@@ -15,7 +15,7 @@ import { DRAINING_HEADER } from '../../shared/lifecycle/drain.js';
 import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
-import { activeTraceHeaders, activeTraceIds } from '../../shared/telemetry/tracing.js';
+import { activeTraceHeaders } from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,
@@ -70,8 +70,8 @@ export interface CoreTarget {
 }
 
 export interface TokenSource {
-  /** `traceId`: the trace of the request the token travels with, signed into it. */
-  tokenFor(principal: Principal, audience: string, traceId?: string): Promise<string>;
+  /** A cached token: it names no trace (the `traceparent` header of the request does). */
+  tokenFor(principal: Principal, audience: string): Promise<string>;
   forget(): void;
 }
 
@@ -522,12 +522,11 @@ export class RemoteCore implements CoreService {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
     if (drFor) h['x-mcpgw-dr-for'] = drFor;
-    // The forward stage's span is the parent of the core's spans (W3C trace context across the hop), and
-    // the request's trace id also travels signed in the token.
+    // The forward stage's span is the parent of the core's spans (W3C trace context across the hop, on
+    // the request the token authenticates; the token itself stays cached across traces).
     const trace = activeTraceHeaders();
     if (trace) Object.assign(h, trace);
-    if (this.o.tokens)
-      h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id, trace && activeTraceIds()?.traceId)}`;
+    if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
     else
       h['x-mcpgw-test-principal'] =
         principal === ANONYMOUS || principal.authMethod === 'none'

@@ -24,43 +24,35 @@ export const HASH_ALGORITHM =
 
 type Hashed = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
-/** The hashed fields in canonical (sorted) key order, `v` (the format version) among them. */
-const HASHED_KEYS = [
-  'v',
-  'region',
-  'seq',
-  'at',
-  'subject',
-  'tenant',
-  'method',
-  'target',
-  'server',
-  'decision',
-  'outcome',
-  'errorCode',
-  'latencyMs',
-  'argsHash',
-  'classification',
-  'requestId',
-  'traceId',
-].sort() as readonly (keyof Hashed | 'v')[];
-
 /**
  * The exact bytes that are hashed: every field but the two hashes, keys sorted, a format version. The
- * same text as `canonicalJson` of those fields (a test holds the two together), written out for the
- * known flat shape: the writer hashes every record, and the generic walk (key sort, arrays, joins) cost
- * several times more.
+ * same text as `canonicalJson` of those fields (a test holds the two together), made by one
+ * `JSON.stringify` of an object whose keys are written in sorted order (JSON.stringify keeps the
+ * insertion order of non-numeric keys and leaves out undefined members, as canonicalJson does): the
+ * writer hashes every record, and the generic walk, or a stringify per field, cost several times more.
  */
 export function canonicalRecord(r: Hashed): string {
-  let out = '{';
-  for (const k of HASHED_KEYS) {
-    const v = k === 'v' ? 1 : r[k];
-    if (v === undefined) continue;
-    if (typeof v === 'number' && !Number.isFinite(v))
-      throw new TypeError(`canonicalJson: ${v} has no JSON form`);
-    out += `${out.length > 1 ? ',' : ''}"${k}":${JSON.stringify(v)}`;
-  }
-  return `${out}}`;
+  if (!Number.isFinite(r.seq) || !Number.isFinite(r.latencyMs))
+    throw new TypeError(`canonicalJson: ${Number.isFinite(r.seq) ? r.latencyMs : r.seq} has no JSON form`);
+  return JSON.stringify({
+    argsHash: r.argsHash,
+    at: r.at,
+    classification: r.classification,
+    decision: r.decision,
+    errorCode: r.errorCode,
+    latencyMs: r.latencyMs,
+    method: r.method,
+    outcome: r.outcome,
+    region: r.region,
+    requestId: r.requestId,
+    seq: r.seq,
+    server: r.server,
+    subject: r.subject,
+    target: r.target,
+    tenant: r.tenant,
+    traceId: r.traceId,
+    v: 1,
+  });
 }
 
 export function recordHash(prevHash: string, r: Hashed): string {
@@ -80,6 +72,18 @@ export function argumentsHash(args: unknown): string | null {
   return digest('sha256', text, 'hex');
 }
 
+/**
+ * A text field as Postgres can store it and verify can hash again: NUL and unpaired surrogates (which a
+ * client can put in a tool name or request id) become U+FFFD before hashing. Stored as they came, NUL
+ * failed the batch for good and a lone surrogate came back as U+FFFD, so the record no longer matched its
+ * hash.
+ */
+function storable<T extends string | null>(s: T): T {
+  return (s === null || !UNSTORABLE.test(s) ? s : s.replace(UNSTORABLE_ALL, '\uFFFD')) as T;
+}
+const UNSTORABLE = /\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const UNSTORABLE_ALL = new RegExp(UNSTORABLE.source, 'g');
+
 /** Places events after `head` in the chain: the records to store and the new head. */
 export function chainEvents(
   head: ChainPoint,
@@ -92,18 +96,18 @@ export function chainEvents(
       region,
       seq: ++seq,
       at: new Date(e.at).toISOString(),
-      subject: e.subject,
-      tenant: e.tenant,
-      method: e.method,
-      target: e.target ?? null,
+      subject: storable(e.subject),
+      tenant: storable(e.tenant),
+      method: storable(e.method),
+      target: storable(e.target ?? null),
       server: e.server ?? null,
       decision: e.decision,
       outcome: e.outcome,
-      errorCode: e.errorCode ?? null,
+      errorCode: storable(e.errorCode ?? null),
       latencyMs: Math.round(e.latencyMs * 1000) / 1000,
       argsHash: argumentsHash(e.args),
       classification: e.classification,
-      requestId: e.requestId ?? null,
+      requestId: storable(e.requestId ?? null),
       traceId: e.traceId ?? null,
     };
     const record: AuditRecord = { ...body, prevHash: hash, hash: recordHash(hash, body) };

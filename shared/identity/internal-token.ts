@@ -4,9 +4,10 @@
  * iss = the edge) carrying the Principal; the core accepts nothing else. A client's own token is never
  * forwarded: it has the wrong `typ`, and no edge key signs it.
  *
- * Tokens are minted once per principal and audience (and trace, when the edge traces: the trace id is
- * signed in, claim `trc`) and reused for half their lifetime, and a core caches what it verified until
- * expiry: without tracing neither side pays for a signature per request. Keys come from files that
+ * Tokens are minted once per principal and audience and reused for half their lifetime, and a core
+ * caches what it verified until expiry: neither side pays for a signature per request, traced or not
+ * (the trace context travels in the W3C `traceparent` header of the same authenticated request; earlier
+ * edges signed the trace id in, claim `trc`, which a core still reads and follows). Keys come from files that
  * are watched: an edge switches to a rewritten signing key at once; a core trusts every key in its files
  * (old and new during a rotation) and forgets cached verifications when a key leaves them.
  */
@@ -35,7 +36,7 @@ interface PrincipalClaims {
   ar?: readonly string[];
   /** The region of the edge that authenticated the caller. */
   reg: string;
-  /** The W3C trace id of the request the token was minted for (when the edge traces). */
+  /** A W3C trace id (signed in by older edges, one token per trace; no longer minted). */
   trc?: string;
 }
 
@@ -49,7 +50,7 @@ export interface InternalIdentity {
   readonly region: string;
   /** Expiry, epoch ms. */
   readonly expiresAt: number;
-  /** The trace the edge signed in: the core's spans belong to it, whatever an unsigned header says. */
+  /** The trace an older edge signed in: the core's spans belong to it, whatever the header says. */
   readonly traceId?: string;
 }
 
@@ -87,12 +88,11 @@ export class InternalTokenSigner {
   }
 
   /**
-   * A token for `principal` addressed to core `audience`, cached for half its lifetime. With `traceId`
-   * the token carries it (claim `trc`): one token per trace then, reused by that trace's calls.
+   * A token for `principal` addressed to core `audience`, cached for half its lifetime. It names no
+   * trace: a token per trace cost a signature (and a core a verification) per request.
    */
-  async tokenFor(principal: Principal, audience: string, traceId?: string): Promise<string> {
-    if (traceId !== undefined && !TRACE_ID.test(traceId)) traceId = undefined;
-    const k = cacheKey(principal, audience, traceId);
+  async tokenFor(principal: Principal, audience: string): Promise<string> {
+    const k = cacheKey(principal, audience);
     const hit = this.cache.get(k);
     const now = this.now();
     if (hit && hit.renewAt > now) return hit.token;
@@ -100,7 +100,7 @@ export class InternalTokenSigner {
     const pending = this.minting.get(k);
     if (pending) return pending;
     const key = this.key;
-    const minted: Promise<string> = this.mint(principal, audience, key, traceId).then(
+    const minted: Promise<string> = this.mint(principal, audience, key).then(
       (token) => {
         if (this.minting.get(k) === minted) this.minting.delete(k);
         // A key switched while signing: this token is already outdated, do not keep it.
@@ -129,9 +129,8 @@ export class InternalTokenSigner {
     this.watch.close();
   }
 
-  private mint(p: Principal, audience: string, key: SigningKey, traceId?: string): Promise<string> {
+  private mint(p: Principal, audience: string, key: SigningKey): Promise<string> {
     const claims: PrincipalClaims = {
-      ...(traceId !== undefined && { trc: traceId }),
       ten: p.tenant,
       rol: p.roles,
       scp: p.scopes,
@@ -340,7 +339,7 @@ function refusal(err: unknown): GatewayError {
 /** The principal's share of a cache key, kept for frozen principals (they cannot change under it). */
 const principalKeys = new WeakMap<Principal, string>();
 
-function cacheKey(p: Principal, audience: string, traceId: string | undefined): string {
+function cacheKey(p: Principal, audience: string): string {
   let pk = principalKeys.get(p);
   if (pk === undefined) {
     pk = JSON.stringify([
@@ -360,5 +359,5 @@ function cacheKey(p: Principal, audience: string, traceId: string | undefined): 
     )
       principalKeys.set(p, pk);
   }
-  return JSON.stringify([audience, traceId ?? null]) + pk;
+  return JSON.stringify(audience) + pk;
 }

@@ -21,6 +21,7 @@ import {
   type Attributes,
   type Context,
   type Span,
+  type Tracer,
 } from '@opentelemetry/api';
 
 export const TRACER_NAME = 'mcpgw';
@@ -39,10 +40,13 @@ export const STAGE = {
 export type StageName = (typeof STAGE)[keyof typeof STAGE];
 
 let active = false;
+/** Taken once the provider is registered (the API's proxy tracer keeps the first provider it finds). */
+let tracer: Tracer | undefined;
 
 /** Called by the composition root after registering a tracer provider; `false` turns tracing off again. */
 export function enableTracing(on = true): void {
   active = on;
+  tracer = on ? trace.getTracer(TRACER_NAME) : undefined;
 }
 
 /** True when spans are being made: callers skip building attributes otherwise. */
@@ -94,9 +98,7 @@ export function startStage(
 ): StageSpan | undefined {
   if (!active) return undefined;
   const parent = options.parent ?? otelContext.active();
-  const span = trace
-    .getTracer(TRACER_NAME)
-    .startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL }, parent);
+  const span = tracer!.startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL }, parent);
   if (options.attributes && span.isRecording()) span.setAttributes(options.attributes());
   return { span, ctx: trace.setSpan(parent, span) };
 }
@@ -156,10 +158,17 @@ export function withTraceMeta<P extends Record<string, unknown> | undefined>(
   stage: StageSpan | undefined,
 ): P {
   if (!stage) return params;
-  const tp = traceparentOf(stage.span);
+  const tp: Record<string, unknown> | undefined = traceparentOf(stage.span);
   if (!tp) return params;
-  const meta = { ...((params?._meta as Record<string, unknown> | undefined) ?? {}), ...tp };
-  if (!tp.tracestate) delete meta.tracestate;
+  const theirs = params?._meta as Record<string, unknown> | undefined;
+  let meta = tp; // a new object: ours to hand on
+  if (theirs) {
+    // The client's other keys, without its trace context (no `delete`: it turns the object slow).
+    meta = {};
+    for (const k of Object.keys(theirs)) if (k !== 'traceparent' && k !== 'tracestate') meta[k] = theirs[k];
+    meta.traceparent = tp.traceparent;
+    if (tp.tracestate !== undefined) meta.tracestate = tp.tracestate;
+  }
   return { ...(params ?? {}), _meta: meta } as unknown as P;
 }
 

@@ -157,6 +157,25 @@ describe('mcpgw audit verify names each tampered record', () => {
     assert.match(r.stdout, /10 checked \(records 1-10, anchored at genesis 0, head 10\): chain intact/);
   });
 
+  test('a NUL or an unpaired surrogate in what a client named is stored as U+FFFD, and the chain verifies', async () => {
+    await log.append([
+      event(1, 'odd-text', { target: 'to\0ol', requestId: 's:\ud800' }),
+      event(2, 'odd-text', { subject: '\udc00user', target: 'ok \ud83d\ude00' }),
+    ]);
+    const records: AuditRecord[] = [];
+    for await (const r of log.read('odd-text')) records.push(r);
+    assert.deepEqual(
+      records.map((r) => [r.target, r.requestId, r.subject]),
+      [
+        ['to\uFFFDol', 's:\uFFFD', 'user-1'],
+        ['ok \ud83d\ude00', 's:2', '\uFFFDuser'],
+      ],
+    );
+    const r = await verify('odd-text');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /2 checked .*chain intact/);
+  });
+
   test('a record altered in place', async () => {
     await chain('altered');
     await tamper(`UPDATE audit_records SET outcome = 'error' WHERE region = 'altered' AND seq = 4`);

@@ -155,6 +155,23 @@ describe('tracing', () => {
       assert.equal(seen.meta?.traceparent, `00-${trace}-${t['mcpgw.backend_call']!.spanContext().spanId}-01`);
     });
 
+    it("replaces the client's trace keys in _meta and keeps its other keys", async () => {
+      exporter.reset();
+      const trace = 'cccccccccccccccccccccccccccccccc';
+      const seen = await call(gw.url, sid, 'recstdio__whoami', {
+        headers: { traceparent: `00-${trace}-dddddddddddddddd-01` },
+        meta: {
+          traceparent: `00-${'e'.repeat(32)}-${'f'.repeat(16)}-01`,
+          tracestate: 'stale=1',
+          'example.com/k': 'v',
+        },
+      });
+      const t = byName(exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === trace));
+      assert.equal(seen.meta?.traceparent, `00-${trace}-${t['mcpgw.backend_call']!.spanContext().spanId}-01`);
+      assert.equal(seen.meta?.tracestate, undefined, 'no tracestate of ours: the stale one is not passed on');
+      assert.equal(seen.meta?.['example.com/k'], 'v');
+    });
+
     it('starts a new trace without an incoming context, and ignores a malformed one', async () => {
       exporter.reset();
       const seen = await call(gw.url, sid, 'rechttp__whoami', { headers: { traceparent: 'garbage' } });
