@@ -126,7 +126,11 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     core,
     url,
     log,
-    { role: 'core', audience: coreId },
+    {
+      role: 'core',
+      audience: coreId,
+      ...(config.federation?.domain && { domain: config.federation.domain }),
+    },
     metrics,
   ).catch(async (err: unknown) => {
     server.close();

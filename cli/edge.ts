@@ -24,6 +24,7 @@ import { metricsOf, startTracing } from './telemetry.js';
 import { apiKeyStoreFor } from './api-keys.js';
 import { openAuditTrail } from './stores.js';
 import { forwardAuditor } from '../edge/forward/forward-audit.js';
+import { federatedAggregate, followRemoteCatalog } from './federated-aggregate.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -46,7 +47,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   // The calls this edge forwards, audited on this side too (the core records them on its own).
   const audit = await openAuditTrail(config, { baseDir: opts.baseDir ?? process.cwd(), log });
   let federation: FederationNode | undefined;
-  const core = new RemoteCore({
+  const remote = new RemoteCore({
     cores: config.cores.map(coreTarget),
     region: config.region,
     instance,
@@ -61,7 +62,12 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       drWaitMs: 3 * config.federation.downAfterMs,
     }),
   });
+  // /mcp across the federation: other regions' and domains' scopes merged into this region's aggregate.
+  const merged =
+    config.federation?.mergeRemote === true ? federatedAggregate(config, remote, log) : undefined;
+  const core = merged ?? remote;
   let stopDiscovery: (() => void) | undefined;
+  let stopMerge: (() => void) | undefined;
   if (config.federation) {
     // An edge is reached by clients, not by gateways: its advertised URL is informational.
     const own = `${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${config.listen.port}`;
@@ -70,12 +76,14 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       const tls = config.federation.coreTls;
       stopDiscovery = await coreDiscovery(
         federation.index,
-        core,
+        remote,
         tls && coreTarget({ region: config.region, url: own, tls }),
       );
     }
+    if (federation && merged)
+      stopMerge = followRemoteCatalog(federation.index, remote, merged, config.region, log);
   }
-  await core.start();
+  await remote.start();
 
   const tls = config.listen.tls;
   // API keys are checked here, at the edge (with `store: redis`, every edge sees a revocation at once).
@@ -107,6 +115,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       (closed ??= (async () => {
         tlsWatch?.close();
         stopDiscovery?.();
+        stopMerge?.();
         await federation?.close();
         await app.close();
         await core.close();
