@@ -128,7 +128,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
 }
 
 /** A configured core as the forward stage sees it: its token audience and TLS material (re-read on change). */
-function coreTarget(c: GatewayConfig['cores'][number]): CoreTarget {
+export function coreTarget(c: GatewayConfig['cores'][number]): CoreTarget {
   const t = c.tls;
   const files = t ? [t.ca, t.cert, t.key].filter((f): f is string => f !== undefined) : [];
   return {

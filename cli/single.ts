@@ -46,6 +46,7 @@ import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { startFederation } from './federation.js';
+import { federatedSingle } from './federated-aggregate.js';
 import { serverId } from '../shared/mcp/server-versions.js';
 
 export interface RunningNode {
@@ -200,9 +201,11 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
   const apiKeys = opts.apiKeys ?? ownKeys;
   const tls = config.listen.tls;
+  // /mcp across the federation (other regions' and domains' scopes), when this node may reach cores.
+  const merged = federatedSingle(config, core, log);
   const { app, endpoint, security, drain } = buildEdgeApp({
     config,
-    core,
+    core: merged?.core ?? core,
     sessions,
     events,
     replicas,
@@ -264,7 +267,9 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   let federation: FederationNode | undefined;
   try {
     federation = await startFederation(config, core, url, log, {}, metrics);
+    if (federation) await merged?.attach(federation);
   } catch (err) {
+    await merged?.close();
     await app.close();
     await core.close();
     throw new Error(`federation: ${(err as Error).message}`, { cause: err });
@@ -300,6 +305,8 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         fileWatch?.close();
         tlsWatch?.close();
         await app.close();
+        // After the sessions ended: their sessions on other regions' cores are closed through it.
+        await merged?.close();
         await Promise.all(applying.values());
         await core.close();
         await Promise.all([

@@ -102,6 +102,12 @@ export class FederatedAggregate implements CoreService {
   }
 }
 
+/** An item a remote scope's core listed (its own name), before it is named in the aggregate. */
+interface RemoteItem {
+  item: JsonObject;
+  scope: string;
+}
+
 /** A session this edge holds on a remote scope's core for one client session. */
 interface Sub {
   handle: CoreSessionHandle;
@@ -116,7 +122,9 @@ class FederatedSession implements CoreSessionHandle {
   private initParams: JsonObject;
   private readonly subs = new Map<string, Promise<Sub>>();
   private readonly names: Record<Kind, NameMap> = { tools: new NameMap(), prompts: new NameMap() };
-  private readonly lists = new Map<Kind, Promise<JsonObject[]>>();
+  private readonly lists = new Map<Kind, Promise<RemoteItem[]>>();
+  /** The scopes served elsewhere as this caller may use them; recomputed after a change. */
+  private scopeList: readonly FederatedScope[] | undefined;
   /** Prefixes the local aggregate listed in the listing under way (a scope served here stays local). */
   private readonly localPrefixes: Record<Kind, Set<string>> = { tools: new Set(), prompts: new Set() };
   /** Server-to-client requests a remote scope's core sent: their answers go back there. */
@@ -176,16 +184,18 @@ class FederatedSession implements CoreSessionHandle {
       if (split) this.localPrefixes[kind].add(split.server);
     }
     if (res.result.nextCursor !== undefined) return res;
-    const remote = (await this.remoteItems(kind)).filter(
-      (it) => !this.localPrefixes[kind].has(String(it._scope)),
+    // A scope this region lists itself stays local (a core of this region whose info lapsed).
+    const merged = (await this.remoteItems(kind)).flatMap(({ item, scope }) =>
+      this.localPrefixes[kind].has(scope)
+        ? []
+        : [{ ...item, name: this.names[kind].assign(scope, String(item.name)) }],
     );
-    if (remote.length === 0) return res;
-    const merged = remote.map(({ _scope, ...it }) => (void _scope, it));
+    if (merged.length === 0) return res;
     return { ...res, result: { ...res.result, [kind]: [...items, ...merged] } };
   }
 
   /** Every allowed remote scope's items under their aggregate names (cached until a change). */
-  private remoteItems(kind: Kind): Promise<JsonObject[]> {
+  private remoteItems(kind: Kind): Promise<RemoteItem[]> {
     let p = this.lists.get(kind);
     if (!p) {
       p = this.readRemote(kind);
@@ -195,8 +205,12 @@ class FederatedSession implements CoreSessionHandle {
     return p;
   }
 
-  private async readRemote(kind: Kind): Promise<JsonObject[]> {
-    const scopes = this.fed.o.scopes(this.principal).filter((s) => s.allowed);
+  private scopes(): readonly FederatedScope[] {
+    return (this.scopeList ??= this.fed.o.scopes(this.principal));
+  }
+
+  private async readRemote(kind: Kind): Promise<RemoteItem[]> {
+    const scopes = this.scopes().filter((s) => s.allowed);
     const parts = await Promise.all(
       scopes.map(async ({ scope }) => {
         try {
@@ -217,10 +231,10 @@ class FederatedSession implements CoreSessionHandle {
             cursor = r.result.nextCursor;
             if (typeof cursor !== 'string') break;
           }
-          return out.flatMap((it): JsonObject[] => {
-            if (typeof it.name !== 'string') return [];
-            if (this.fed.o.visible && !this.fed.o.visible(this.principal, kind, scope, it.name)) return [];
-            return [{ ...it, name: this.names[kind].assign(scope, it.name), _scope: scope }];
+          return out.flatMap((item): RemoteItem[] => {
+            if (typeof item.name !== 'string') return [];
+            if (this.fed.o.visible && !this.fed.o.visible(this.principal, kind, scope, item.name)) return [];
+            return [{ item, scope }];
           });
         } catch (err) {
           this.fed.o.log.warn(
@@ -241,10 +255,11 @@ class FederatedSession implements CoreSessionHandle {
    */
   private resolve(kind: Kind, exposed: string): { scope: string; name: string } | undefined {
     const known = this.names[kind].resolve(exposed);
-    if (known) return { scope: known.server, name: known.name };
+    if (known && !this.localPrefixes[kind].has(known.server))
+      return { scope: known.server, name: known.name };
     const split = splitExposedName(exposed);
-    if (!split) return undefined;
-    const s = this.fed.o.scopes(this.principal).find((x) => x.scope === split.server);
+    if (!split || this.localPrefixes[kind].has(split.server)) return undefined;
+    const s = this.scopes().find((x) => x.scope === split.server);
     return s && { scope: s.scope, name: split.name };
   }
 
@@ -331,6 +346,7 @@ class FederatedSession implements CoreSessionHandle {
     if (this.closed) return;
     const fresh = kinds.filter((k) => !this.pendingChange.has(k));
     if (fresh.length === 0) return;
+    this.scopeList = undefined;
     for (const k of fresh) {
       this.lists.delete(k);
       this.pendingChange.add(k);

@@ -60,6 +60,7 @@ describe('the aggregate /mcp across regions and domains', { timeout: 180_000 }, 
   let edgeA: Proc;
   let edgeR: Proc;
   let edgeB: Proc;
+  let single: Proc;
 
   async function spawnNode(name: string, doc: { listen: { port: number } }): Promise<Proc> {
     const file = join(dir, `${name}.json`);
@@ -171,7 +172,7 @@ describe('the aggregate /mcp across regions and domains', { timeout: 180_000 }, 
       // A domain team's core, hosted in region a, joining under its namespace.
       core('core-fin', 'a', [stdio('ledger', ['post', 'balance'])], { federation: { domain: 'finance' } }),
     ]);
-    [edgeA, edgeR, edgeB] = await Promise.all([
+    [edgeA, edgeR, edgeB, single] = await Promise.all([
       edge('edge-a', 'a', audited(schemas.edge)),
       // The anonymous caller's tenant may keep its data in region a only; this edge's policy hides a
       // domain tool from everyone.
@@ -183,6 +184,18 @@ describe('the aggregate /mcp across regions and domains', { timeout: 180_000 }, 
         },
       }),
       edge('edge-b', 'b'),
+      // A single-role gateway of region a with its own server, reaching other cores as an edge does.
+      (async () => {
+        const port = await freePort();
+        return spawnNode('single-a', {
+          role: 'single',
+          region: 'a',
+          listen: { host: '127.0.0.1', port },
+          internal: { id: 'single-a', signingKey: key.priv },
+          servers: [stdio('notes', ['jot'])],
+          federation: federation('a', { gatewayId: 'single-a' }),
+        } as never);
+      })(),
     ]);
   });
 
@@ -320,6 +333,18 @@ describe('the aggregate /mcp across regions and domains', { timeout: 180_000 }, 
       await bus.close();
       if (b2) await stopChild(b2.child);
     }
+  });
+
+  test("a single-role gateway's /mcp merges the same way: b's tools and the domain's, callable", async () => {
+    const c = await client(single);
+    await listing(c, ['notes__jot', 'maps__route', 'finance__ledger__post']);
+    assert.match(text(await c.callTool({ name: 'notes__jot', arguments: {} })), /jot/);
+    const r = await c.callTool({ name: 'maps__route', arguments: { to: 'Tromsø' } });
+    assert.deepEqual(JSON.parse((r.content as Array<{ text: string }>)[0]!.text), {
+      tool: 'route',
+      arguments: { to: 'Tromsø' },
+    });
+    assert.match(text(await c.callTool({ name: 'finance__ledger__balance', arguments: {} })), /balance/);
   });
 
   test("a domain named like a region's server is refused at start, saying why", async () => {
