@@ -85,6 +85,7 @@ export function followRemoteCatalog(
     // New servers are routed by what the cores say they serve (and a new core must be discovered
     // first): learn it before the clients ask again, for a while at most.
     const want = remoteCores().flatMap((g) => (g.body.domain ? [g.body.domain] : g.body.servers));
+    const started = Date.now();
     for (let i = 0; i < 40 && !stopped; i++) {
       await remote.refresh();
       if (want.every((s) => remote.hasScope(s))) break;
@@ -93,7 +94,12 @@ export function followRemoteCatalog(
     const now = signature();
     if (stopped || now.join('\n') === last.join('\n')) return;
     log.info(
-      { added: now.filter((x) => !last.includes(x)), removed: last.filter((x) => !now.includes(x)) },
+      {
+        added: now.filter((x) => !last.includes(x)),
+        removed: last.filter((x) => !now.includes(x)),
+        // How long the cores' info took to show it (a new core is discovered first).
+        learnedInMs: Date.now() - started,
+      },
       'federation: what other regions and domains serve changed; aggregate sessions are told',
     );
     last = now;
