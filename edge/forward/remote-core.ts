@@ -535,7 +535,7 @@ export class RemoteCore implements CoreService {
    * region by rendezvous hash of the session id; up first.
    */
   private order(wireId: string | undefined, route?: Route): Choice[] {
-    const c: Choice[] = route ? this.placed(route) : this.candidates().map((link) => ({ link }));
+    const c: Choice[] = route ? this.placed(route, route.quiet) : this.candidates().map((link) => ({ link }));
     const tier = new Map<string, number>();
     for (const { link: l } of c) if (!tier.has(l.target.region)) tier.set(l.target.region, tier.size);
     const ranked =
@@ -806,7 +806,7 @@ class RemoteSession implements CoreSessionHandle {
         `${this.base}${op}`,
         JSON.stringify({ scope: this.wire }),
         this.principal,
-        { route: this.route },
+        { route: { ...this.route, quiet: true } },
       );
     } catch (err) {
       // Residency never let the session reach a core, or no core is left to hold it: nothing to end.
@@ -834,6 +834,8 @@ class RemoteSession implements CoreSessionHandle {
 interface Route {
   scope: string;
   principal: Principal;
+  /** A refusal by residency is not logged (ending a session residency never let reach a core). */
+  quiet?: boolean;
 }
 
 type Frame = { m?: JsonRpcMessage; r?: JsonRpcResponse; c?: 1 };
