@@ -17,6 +17,7 @@ export function discoveredCores(index: CapabilityIndex, template?: CoreTarget): 
       id: g.body.audience ?? g.gateway,
       region: g.region,
       url: g.body.url,
+      ...(g.body.domain && { domain: g.body.domain }),
       ...(template?.connect && { connect: template.connect }),
       ...(template?.watch && { watch: template.watch }),
     }))
@@ -65,8 +66,18 @@ export function placementOf(
       if (by) allowed = allowed ? allowed.filter((r) => by.includes(r)) : [...by];
     };
     narrow(principal.allowedRegions);
-    if (scope !== 'aggregate')
-      for (const s of index()?.whoServes(scope) ?? []) if (s.kind === 'server') narrow(s.residency);
+    const idx = index();
+    if (scope !== 'aggregate' && idx) {
+      // A domain core's servers are inside its namespace: not the region's server of the same name.
+      const domainCores = new Set(
+        idx
+          .gateways()
+          .filter((g) => g.body.domain !== undefined)
+          .map((g) => g.gateway),
+      );
+      for (const s of idx.whoServes(scope))
+        if (s.kind === 'server' && !domainCores.has(s.gateway)) narrow(s.residency);
+    }
     return {
       ...(allowed && { allowed }),
       ...(t?.homeRegion && { home: t.homeRegion }),

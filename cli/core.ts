@@ -149,7 +149,12 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     core,
     url,
     log,
-    { role: 'core', audience: coreId, ...(control && { bus: control.bus }) },
+    {
+      role: 'core',
+      audience: coreId,
+      ...(control && { bus: control.bus }),
+      ...(config.federation?.domain && { domain: config.federation.domain }),
+    },
     metrics,
   ).catch(async (err: unknown) => {
     await control?.close();

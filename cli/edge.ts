@@ -25,6 +25,7 @@ import { apiKeyStoreFor } from './api-keys.js';
 import { openAuditTrail } from './stores.js';
 import { forwardAuditor } from '../edge/forward/forward-audit.js';
 import { mountEdgeAdminApi } from './edge-admin.js';
+import { federatedAggregate, followRemoteCatalog } from './federated-aggregate.js';
 
 export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = {}): Promise<RunningTier> {
   const log = opts.log ?? createLogger(config.log.level);
@@ -47,7 +48,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   // The calls this edge forwards, audited on this side too (the core records them on its own).
   const audit = await openAuditTrail(config, { baseDir: opts.baseDir ?? process.cwd(), log });
   let federation: FederationNode | undefined;
-  const core = new RemoteCore({
+  const remote = new RemoteCore({
     cores: config.cores.map(coreTarget),
     region: config.region,
     instance,
@@ -62,6 +63,10 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       drWaitMs: 3 * config.federation.downAfterMs,
     }),
   });
+  // /mcp across the federation: other regions' and domains' scopes merged into this region's aggregate.
+  const merged =
+    config.federation?.mergeRemote === true ? federatedAggregate(config, remote, log) : undefined;
+  const core = merged ?? remote;
   let stopDiscovery: (() => void) | undefined;
   // Policies and quotas are enforced by the cores (each follows the control plane itself).
   if (
@@ -72,6 +77,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       {},
       'federation.controlPlane on an edge: nothing to apply here, its cores enforce policies and quotas',
     );
+  let stopMerge: (() => void) | undefined;
   if (config.federation) {
     // An edge is reached by clients, not by gateways: its advertised URL is informational.
     const own = `${config.listen.tls ? 'https' : 'http'}://${config.listen.host}:${config.listen.port}`;
@@ -80,12 +86,14 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       const tls = config.federation.coreTls;
       stopDiscovery = await coreDiscovery(
         federation.index,
-        core,
+        remote,
         tls && coreTarget({ region: config.region, url: own, tls }),
       );
     }
+    if (federation && merged)
+      stopMerge = followRemoteCatalog(federation.index, remote, merged, config.region, log);
   }
-  await core.start();
+  await remote.start();
 
   const tls = config.listen.tls;
   // API keys are checked here, at the edge (with `store: redis`, every edge sees a revocation at once).
@@ -105,7 +113,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
   const closeAdmin = await mountEdgeAdminApi(app, {
     config,
     log,
-    core,
+    core: remote,
     ...(apiKeys && { apiKeys }),
     baseDir: opts.baseDir ?? process.cwd(),
   });
@@ -125,6 +133,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       (closed ??= (async () => {
         tlsWatch?.close();
         stopDiscovery?.();
+        stopMerge?.();
         await federation?.close();
         await app.close();
         await core.close();
@@ -138,7 +147,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
 }
 
 /** A configured core as the forward stage sees it: its token audience and TLS material (re-read on change). */
-function coreTarget(c: GatewayConfig['cores'][number]): CoreTarget {
+export function coreTarget(c: GatewayConfig['cores'][number]): CoreTarget {
   const t = c.tls;
   const files = t ? [t.ca, t.cert, t.key].filter((f): f is string => f !== undefined) : [];
   return {

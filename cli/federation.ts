@@ -14,6 +14,7 @@ import type { GatewayCore } from '../core/mcp/gateway-core.js';
 import type { SessionOwner } from '../core/backends/server-backend.js';
 import type { ListKind } from '../core/mcp/catalog.js';
 import { startFederationNode, type FederationNode } from '../federation/federation-node.js';
+import type { CapabilityIndex } from '../federation/capability-index.js';
 import { definitionHash, type LocalServer, type RegistrySource } from '../federation/registry-publisher.js';
 import type { CapabilityRef } from '../federation/codec.js';
 
@@ -30,7 +31,12 @@ export async function startFederation(
   core: GatewayCore | undefined,
   url: string,
   log: Logger,
-  as: { role?: 'single' | 'edge' | 'core'; audience?: string; bus?: FederationBus } = {},
+  as: {
+    role?: 'single' | 'edge' | 'core';
+    audience?: string;
+    bus?: FederationBus;
+    domain?: string;
+  } = {},
   metrics?: GatewayMetrics,
 ): Promise<FederationNode | undefined> {
   const f = config.federation;
@@ -56,7 +62,20 @@ export async function startFederation(
       drPartners: f.drPartners,
       log,
     });
-    log.info({ region, gatewayId, bus: f.bus }, 'federation started');
+    // Names must stay unambiguous: a domain owns the prefix `<domain>__` at every edge.
+    const clash = namespaceCollisions(node.index, {
+      gatewayId,
+      ...(as.domain && { domain: as.domain }),
+      servers: core ? core.backendList().map((b) => b.name) : [],
+    });
+    if (clash.length > 0) {
+      await node.close();
+      throw new Error(`refused to join the federation: ${clash.join('; ')}`);
+    }
+    log.info(
+      { region, gatewayId, bus: f.bus, ...(as.domain && { domain: as.domain }) },
+      'federation started',
+    );
     const stopMetrics = metrics && federationMetrics(node, metrics);
     return {
       ...node,
@@ -156,4 +175,30 @@ export function coreRegistrySource(core: GatewayCore): RegistrySource {
         };
       }),
     );
+}
+
+/**
+ * Why this gateway may not join as it is: a domain named like a server some region serves, or a server
+ * named like a domain already in the federation (from what the index holds at start). A domain's tools
+ * are `<domain>__<server>__<tool>` at every edge, so either would make `<name>__...` ambiguous.
+ */
+export function namespaceCollisions(
+  index: CapabilityIndex,
+  self: { gatewayId: string; domain?: string; servers: readonly string[] },
+): string[] {
+  const out: string[] = [];
+  for (const g of index.gateways()) {
+    if (!g.up || g.gateway === self.gatewayId || g.body.role === 'edge') continue;
+    const where = `gateway "${g.gateway}" (region ${g.region}${g.body.domain ? `, domain ${g.body.domain}` : ''})`;
+    if (self.domain !== undefined && g.body.domain === undefined && g.body.servers.includes(self.domain))
+      out.push(
+        `federation.domain "${self.domain}" is the name of a server of ${where}; rename the domain or that server`,
+      );
+    // A domain core's own servers live inside its namespace: only a region's servers can clash.
+    if (self.domain === undefined && g.body.domain !== undefined && self.servers.includes(g.body.domain))
+      out.push(
+        `server "${g.body.domain}" is the name of the domain served by ${where}; rename the server or that domain`,
+      );
+  }
+  return out;
 }

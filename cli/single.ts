@@ -47,6 +47,7 @@ import { serverTlsOptions, watchServerTls } from '../shared/tls/server-tls.js';
 import { listenUrl } from './listen.js';
 import type { FederationNode } from '../federation/federation-node.js';
 import { gatewayIdOf, startFederation } from './federation.js';
+import { federatedSingle } from './federated-aggregate.js';
 import { serverId } from '../shared/mcp/server-versions.js';
 
 export interface RunningNode {
@@ -186,9 +187,11 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
   const ownKeys = opts.apiKeys ? undefined : apiKeyStoreFor(config);
   const apiKeys = opts.apiKeys ?? ownKeys;
   const tls = config.listen.tls;
+  // /mcp across the federation (other regions' and domains' scopes), when this node may reach cores.
+  const merged = federatedSingle(config, core, log);
   const { app, endpoint, security, drain } = buildEdgeApp({
     config,
-    core,
+    core: merged?.core ?? core,
     sessions,
     events,
     replicas,
@@ -270,8 +273,10 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
       { ...(control && { bus: control.bus }) },
       metrics,
     );
+    if (federation) await merged?.attach(federation);
   } catch (err) {
     await control?.close();
+    await merged?.close();
     await app.close();
     await core.close();
     throw new Error(`federation: ${(err as Error).message}`, { cause: err });
@@ -308,6 +313,8 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
         fileWatch?.close();
         tlsWatch?.close();
         await app.close();
+        // After the sessions ended: their sessions on other regions' cores are closed through it.
+        await merged?.close();
         await Promise.all(applying.values());
         await core.close();
         await Promise.all([

@@ -30,6 +30,12 @@ const bodies = {
       role: z.enum(['single', 'edge', 'core']).optional(),
       /** role core: the audience of internal tokens addressed to it. */
       audience: z.string().max(64).optional(),
+      /**
+       * role core: the domain team namespace it joins under (`federation.domain`). Its servers are
+       * served at every edge as the one scope `<domain>` (tools `<domain>__<server>__<tool>`), never
+       * as this region's own servers.
+       */
+      domain: name.optional(),
     })
     .strict(),
   /** One backend server of a gateway: what it offers, how healthy it is, where its data may go. */

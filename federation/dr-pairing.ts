@@ -199,7 +199,11 @@ export class DrPairing {
     const gateways = this.o.index.gateways();
     for (const [region, w] of this.wards) {
       const cores = gateways.filter(
-        (g) => g.region === region && (g.body.role === 'core' || g.body.role === 'single'),
+        // A domain team's core lives in a region but does not serve that region's servers.
+        (g) =>
+          g.region === region &&
+          g.body.domain === undefined &&
+          (g.body.role === 'core' || g.body.role === 'single'),
       );
       const live = cores.some((g) => g.up);
       if (live) w.seenCore = true;

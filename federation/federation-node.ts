@@ -24,6 +24,8 @@ export interface FederationNodeOptions {
   antiEntropyMs: number;
   role?: 'single' | 'edge' | 'core';
   audience?: string;
+  /** role core: the domain namespace it joins under. */
+  domain?: string;
   /** DR pairing, active -> passive region (`federation.drPartners`); used by cores only. */
   drPartners?: Readonly<Record<string, string>>;
   log: Logger;

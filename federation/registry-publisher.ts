@@ -29,6 +29,8 @@ export interface RegistryPublisherOptions {
   /** What this gateway runs, and (role core) the audience of internal tokens for it. */
   role?: 'single' | 'edge' | 'core';
   audience?: string;
+  /** role core: the domain namespace this core joins under (docs/federation.md, "Domain teams"). */
+  domain?: string;
   log: Logger;
   now?: () => number;
 }
@@ -156,6 +158,7 @@ export class RegistryPublisher {
         servers: this.servers,
         ...(this.opts.role && { role: this.opts.role }),
         ...(this.opts.audience && { audience: this.opts.audience }),
+        ...(this.opts.domain && { domain: this.opts.domain }),
       },
       this.now(),
     );

@@ -29,6 +29,7 @@ import type {
   OpenSessionOptions,
   ReadinessReport,
 } from '../../shared/ports/core-service.js';
+import type { FederatedScope } from './federated-aggregate.js';
 
 const INFO_EVERY_MS = 5_000;
 /**
@@ -63,6 +64,11 @@ export interface CoreTarget {
   id: string;
   region: string;
   url: string;
+  /**
+   * A domain team's core (`federation.domain`): it serves the one scope named after its domain (its
+   * own aggregate), never this region's servers or aggregate.
+   */
+  domain?: string;
   /** undici connect options (ca, cert, key, servername...); called again when `watch` fires. */
   connect?: () => Record<string, unknown>;
   /** Calls back when the TLS files change, so that new connections use them. Returns an unwatch. */
@@ -315,7 +321,67 @@ export class RemoteCore implements CoreService {
     // A virtual server is the deployment's (its store), changed live: the core decides at every request
     // (GW_UNKNOWN_VIRTUAL_SERVER), not a listing here that would lag behind.
     if (scope === 'aggregate' || scope.startsWith(VIRTUAL_SCOPE_PREFIX)) return true;
-    return this.links.some((l) => l.info?.servers.includes(scope));
+    if (this.isDomain(scope)) return true;
+    return this.links.some((l) => l.target.domain === undefined && l.info?.servers.includes(scope));
+  }
+
+  /** A domain some discovered core joined under, and no core serves a server of that name. */
+  private isDomain(scope: string): boolean {
+    return (
+      this.links.some((l) => l.target.domain === scope) &&
+      !this.links.some((l) => l.target.domain === undefined && l.info?.servers.includes(scope))
+    );
+  }
+
+  /** The scope as the serving core knows it: a domain is its core's own aggregate. */
+  wireScope(scope: string): string {
+    return scope !== 'aggregate' && this.isDomain(scope) ? 'aggregate' : scope;
+  }
+
+  /**
+   * What other regions' cores and domain cores serve that this region's cores do not, and whether
+   * `principal`'s residency lets it reach them (the federated aggregate, federated-aggregate.ts). A
+   * domain named like a server is ambiguous: it is left out (and logged once).
+   */
+  federatedScopes(principal: Principal): FederatedScope[] {
+    const local = new Set<string>();
+    const remote = new Set<string>();
+    const domains = new Set<string>();
+    for (const l of this.links) {
+      if (l.target.domain !== undefined) domains.add(l.target.domain);
+      else if (l.info)
+        for (const s of l.info.servers) (l.target.region === this.o.region ? local : remote).add(s);
+    }
+    const out: FederatedScope[] = [];
+    const reachable = (scope: string) => {
+      try {
+        return this.placed({ scope, principal }, true).length > 0;
+      } catch {
+        return false;
+      }
+    };
+    for (const s of remote) if (!local.has(s)) out.push({ scope: s, domain: false, allowed: reachable(s) });
+    for (const d of domains) {
+      if (local.has(d) || remote.has(d)) {
+        if (!this.ambiguous.has(d)) {
+          this.ambiguous.add(d);
+          this.o.log.error(
+            { domain: d },
+            `federation: domain "${d}" is also the name of a server; the domain is not served here until one is renamed`,
+          );
+        }
+        continue;
+      }
+      out.push({ scope: d, domain: true, allowed: reachable(d) });
+    }
+    return out;
+  }
+
+  private readonly ambiguous = new Set<string>();
+
+  /** Reads every core's info now (what it serves), e.g. when the federation's registry changed. */
+  refresh(): Promise<void> {
+    return this.refreshInfo();
   }
 
   /**
@@ -381,6 +447,7 @@ export class RemoteCore implements CoreService {
       this,
       wireId,
       o.scope,
+      this.wireScope(o.scope),
       o.identity ?? principalFromKey(o.principal),
       o.unrelated,
       () => this.sessions.delete(wireId),
@@ -541,7 +608,7 @@ export class RemoteCore implements CoreService {
    * region by rendezvous hash of the session id; up first.
    */
   private order(wireId: string | undefined, route?: Route): Choice[] {
-    const c: Choice[] = route ? this.placed(route) : this.candidates().map((link) => ({ link }));
+    const c: Choice[] = route ? this.placed(route, route.quiet) : this.candidates().map((link) => ({ link }));
     // One core (the common case of an edge in front of its region's core): nothing to rank.
     if (c.length === 1) return c;
     const tier = new Map<string, number>();
@@ -570,13 +637,19 @@ export class RemoteCore implements CoreService {
    * this region serve; then this region; then the others (cross-region, and DR when a region is down).
    * With a DR pair for the first region: its cores, then its partner's, nothing else.
    */
-  private placed(route: Route): Choice[] {
-    const serving = this.links.filter(
-      (l) =>
-        route.scope === 'aggregate' ||
-        route.scope.startsWith(VIRTUAL_SCOPE_PREFIX) ||
-        l.info === undefined ||
-        l.info.servers.includes(route.scope),
+  private placed(route: Route, quiet = false): Choice[] {
+    const domain =
+      route.scope !== 'aggregate' &&
+      !route.scope.startsWith(VIRTUAL_SCOPE_PREFIX) &&
+      this.isDomain(route.scope);
+    const serving = this.links.filter((l) =>
+      domain
+        ? l.target.domain === route.scope
+        : l.target.domain === undefined &&
+          (route.scope === 'aggregate' ||
+            route.scope.startsWith(VIRTUAL_SCOPE_PREFIX) ||
+            l.info === undefined ||
+            l.info.servers.includes(route.scope)),
     );
     // A core whose info is unknown may serve it; those that are known to serve it come first.
     const known = serving.filter((l) => l.info !== undefined);
@@ -587,6 +660,7 @@ export class RemoteCore implements CoreService {
     if (ok.length === 0 && pool.length > 0) {
       const regions = [...new Set(pool.map((l) => l.target.region))].sort();
       const reason = `"${route.scope}" is served in ${regions.join(', ')}; tenant "${route.principal.tenant}" may use ${allowed!.length > 0 ? allowed!.join(', ') : 'no region'}`;
+      if (quiet) throw new GatewayError('GW_RESIDENCY_DENIED', `Data residency: ${reason}`);
       this.o.log.warn(
         {
           audit: 'residency_denied',
@@ -605,7 +679,8 @@ export class RemoteCore implements CoreService {
     const rank = (l: CoreLink) => (l.target.region === first ? 0 : l.target.region === own ? 1 : 2);
     const ranked = [...ok].sort((a, b) => rank(a) - rank(b));
     const primary = ranked[0]?.target.region;
-    const partner = primary === undefined ? undefined : this.o.drPartners?.[primary];
+    // A domain's cores stand in for no region (DR pairs are between regions' own cores).
+    const partner = primary === undefined || domain ? undefined : this.o.drPartners?.[primary];
     if (!partner) return ranked.map((link) => ({ link }));
     // Active-passive: the partner runs the primary's sessions only under its DR lease (it refuses
     // otherwise); a third region would run them under none.
@@ -616,8 +691,9 @@ export class RemoteCore implements CoreService {
   }
 
   private candidates(): CoreLink[] {
-    const own = this.links.filter((l) => l.target.region === this.o.region);
-    return own.length > 0 ? own : this.links;
+    const regional = this.links.filter((l) => l.target.domain === undefined);
+    const own = regional.filter((l) => l.target.region === this.o.region);
+    return own.length > 0 ? own : regional;
   }
 
   private async refreshInfo(links: readonly CoreLink[] = this.links): Promise<void> {
@@ -708,6 +784,8 @@ class RemoteSession implements CoreSessionHandle {
     private readonly remote: RemoteCore,
     readonly id: string,
     private readonly scope: string,
+    /** The scope the core serves it under (a domain is its core's aggregate). */
+    private readonly wire: string,
     private readonly principal: Principal,
     readonly unrelated: MessageSink,
     private readonly forget: () => void,
@@ -742,7 +820,7 @@ class RemoteSession implements CoreSessionHandle {
     const res = await this.remote.call(
       this.id,
       `${this.base}request`,
-      JSON.stringify({ scope: this.scope, message: request }),
+      JSON.stringify({ scope: this.wire, message: request }),
       this.principal,
       { route: this.route, retrySafe: this.safe(request), ...(served && { served }) },
     );
@@ -781,7 +859,7 @@ class RemoteSession implements CoreSessionHandle {
   }
 
   notify(notification: JsonRpcNotification): void {
-    this.fireAndForget('notify', { scope: this.scope, message: notification });
+    this.fireAndForget('notify', { scope: this.wire, message: notification });
   }
 
   respond(response: JsonRpcResponse): boolean {
@@ -807,9 +885,9 @@ class RemoteSession implements CoreSessionHandle {
       res = await this.remote.call(
         this.id,
         `${this.base}${op}`,
-        JSON.stringify({ scope: this.scope }),
+        JSON.stringify({ scope: this.wire }),
         this.principal,
-        { route: this.route },
+        { route: { ...this.route, quiet: true } },
       );
     } catch (err) {
       // Residency never let the session reach a core, or no core is left to hold it: nothing to end.
@@ -837,6 +915,8 @@ class RemoteSession implements CoreSessionHandle {
 interface Route {
   scope: string;
   principal: Principal;
+  /** A refusal by residency is not logged (ending a session residency never let reach a core). */
+  quiet?: boolean;
 }
 
 type Frame = { m?: JsonRpcMessage; r?: JsonRpcResponse; c?: 1 };

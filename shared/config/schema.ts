@@ -1444,6 +1444,17 @@ export const configSchema = z
           .describe(
             'Data residency and home region per tenant (the `regions` claim of a JWT, `auth.jwt.claims.regions`, narrows it further).',
           ),
+        domain: serverName
+          .optional()
+          .describe(
+            "role core: join the federation as a domain team's core under this namespace (e.g. `finance`): every edge serves its servers as the one scope `<domain>`, its tools as `<domain>__<server>__<tool>` on /mcp, and `/servers/<domain>/mcp` as this core's aggregate. Must not be the name of any region's server.",
+          ),
+        mergeRemote: z
+          .boolean()
+          .default(true)
+          .describe(
+            "role edge: `/mcp` also lists the tools and prompts only other regions' cores and domain cores serve (residency and `policy` applied), and routes their calls there.",
+          ),
         drPartners: z
           .record(regionId, regionId)
           .default({})
@@ -1533,6 +1544,12 @@ export const configSchema = z
           code: 'custom',
           path: ['federation', 'natsUrls'],
           message: 'federation.bus "nats" needs natsUrls',
+        });
+      if (f.domain !== undefined && cfg.role !== 'core')
+        ctx.addIssue({
+          code: 'custom',
+          path: ['federation', 'domain'],
+          message: "federation.domain is for role core (a domain team's core gateway)",
         });
       if (f.heartbeatMs >= f.downAfterMs)
         ctx.addIssue({
