@@ -48,7 +48,11 @@ export async function startControlPlane(
     if (c.policies && !core) o.log.warn({}, 'control plane: policies are enforced by cores; none here');
     const plane = new BusControlPlane({
       bus,
-      bucket: await bus.bucket(c.bucket, { history: CONTROL_HISTORY }),
+      // One control plane for the federation lives in one region's JetStream (federation.controlPlane.region).
+      bucket: await bus.bucket(c.bucket, {
+        history: CONTROL_HISTORY,
+        ...(c.region !== undefined && c.region !== config.region && { region: c.region }),
+      }),
       gatewayId: o.gatewayId,
       ...(core && {
         policies: { baseline: config.policy, apply: (g, t) => core.applyPolicies(g, t) },

@@ -1482,6 +1482,13 @@ export const configSchema = z
               .describe(
                 "The KV bucket of this region's control plane (shared by every gateway of the region).",
               ),
+            region: z
+              .string()
+              .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, "-" and "_", at most 64 characters')
+              .optional()
+              .describe(
+                "The region whose JetStream holds the control plane's bucket. Give every region's gateways the same one and a change written anywhere reaches every gateway of every region; absent: this region's own bucket (one control plane per region). While that region is unreachable, gateways elsewhere keep the values last applied and writes answer 503.",
+              ),
           })
           .strict()
           .optional()

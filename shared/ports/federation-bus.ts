@@ -63,6 +63,12 @@ export interface KvBucket extends KvReader {
 export interface BucketOptions {
   /** Values kept per key (1-64; default 1). Applies when the bucket is created; an existing one keeps its own. */
   history?: number;
+  /**
+   * The region (JetStream domain) the bucket lives in, when not this gateway's own: every read, watch
+   * and write goes there through the NATS topology (leaf nodes or gateways), so they fail while that
+   * region is unreachable. Absent: this region's bucket. The in-process bus has one region only.
+   */
+  region?: string;
 }
 
 /** The bus's link to its broker: `down` while disconnected (a reconnect follows with `up`). */

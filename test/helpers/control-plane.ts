@@ -17,6 +17,10 @@ export interface ControlPlaneRun {
   bucket: string;
   region: string;
   run: string;
+  /** federation.controlPlane.region: the region whose JetStream holds the bucket (default: own). */
+  controlRegion?: string;
+  /** federation.antiEntropyMs (how often the whole bucket is read again). */
+  antiEntropyMs?: number;
 }
 
 export interface Gateway {
@@ -50,7 +54,13 @@ export async function startGateway(name: string, r: ControlPlaneRun): Promise<Ga
       bus: 'nats',
       natsUrls: [r.nats],
       gatewayId: `${name}-${r.run}`,
-      controlPlane: { policies: true, quotas: true, bucket: r.bucket },
+      ...(r.antiEntropyMs !== undefined && { antiEntropyMs: r.antiEntropyMs }),
+      controlPlane: {
+        policies: true,
+        quotas: true,
+        bucket: r.bucket,
+        ...(r.controlRegion !== undefined && { region: r.controlRegion }),
+      },
     },
   });
   const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);

@@ -142,14 +142,20 @@ export class NatsBus implements FederationBus {
 
   async bucket(name: string, options: BucketOptions = {}): Promise<KvBucket> {
     checkBucketName(name);
-    let b = this.buckets.get(name);
+    const region = options.region;
+    if (region !== undefined) checkBucketName(region);
+    const id = region === undefined ? name : `${name}@${region}`;
+    let b = this.buckets.get(id);
     if (!b) {
       b = (async () => {
-        const kv = await new Kvm(this.js).create(name, { history: options.history ?? 1 });
-        return new NatsBucket(name, kv, this.reader(`KV_${name}`, name));
+        // Another region's bucket: its domain's JetStream API, through the topology.
+        const js = region === undefined ? this.js : jetstream(this.nc, { domain: region });
+        const jsm = region === undefined ? this.jsm : await jetstreamManager(this.nc, { domain: region });
+        const kv = await new Kvm(js).create(name, { history: options.history ?? 1 });
+        return new NatsBucket(name, kv, new StreamReader(js, jsm, `KV_${name}`, name, this.stops));
       })();
-      b.catch(() => this.buckets.delete(name));
-      this.buckets.set(name, b);
+      b.catch(() => this.buckets.delete(id));
+      this.buckets.set(id, b);
     }
     return b;
   }
