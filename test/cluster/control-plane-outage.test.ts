@@ -31,7 +31,7 @@ const denying = (tool: string) => ({
   rules: [{ effect: 'deny', servers: ['alpha'], tools: [tool] }],
 });
 
-describe('control plane: NATS down, then back', () => {
+describe('control plane: NATS down, then back', { timeout: 180_000 }, () => {
   let nats: NatsTopology;
   const gateways: Gateway[] = [];
   const clients: SdkClient[] = [];

@@ -30,7 +30,7 @@ const denying = (tool: string) => ({
   rules: [{ effect: 'deny', servers: ['alpha'], tools: [tool] }],
 });
 
-describe('control plane: one bucket for two regions', () => {
+describe('control plane: one bucket for two regions', { timeout: 180_000 }, () => {
   let nats: NatsTopology;
   let ga: Gateway;
   let gb: Gateway;
