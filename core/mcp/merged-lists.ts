@@ -20,7 +20,7 @@ export interface MergedList {
   readonly origins: JsonObject[];
 }
 
-/** Whether a list made from `deps` is still good for `now`. */
+/** Whether two lists were made from the same inputs (each compared by identity). */
 export function sameDeps(a: readonly unknown[], b: readonly unknown[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
