@@ -60,6 +60,7 @@ export async function startFederation(
       downAfterMs: f.downAfterMs,
       antiEntropyMs: f.antiEntropyMs,
       drPartners: f.drPartners,
+      ...(f.drWitness !== undefined && { drWitness: f.drWitness }),
       log,
     });
     // Names must stay unambiguous: a domain owns the prefix `<domain>__` at every edge.

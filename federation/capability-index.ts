@@ -158,6 +158,16 @@ export class CapabilityIndex {
    * Who serves a capability: a server name, a qualified tool or prompt name (`{server}__{name}`, the
    * backend's own name unshortened) or a resource URI. Reachable entries first, this region's first.
    */
+  /**
+   * Whether `region`'s last known registry has a server named `capability`, its gateways heard lately or
+   * not (DR fencing must not forget what a partner serves because the partner went quiet).
+   */
+  knownIn(capability: string, region: string): boolean {
+    for (const [id, kind] of this.byName.get(capability) ?? [])
+      if (kind === 'server' && id.startsWith(`${region}\0`)) return true;
+    return false;
+  }
+
   whoServes(capability: string): ServedBy[] {
     const out: ServedBy[] = [];
     for (const [id, kind] of this.byName.get(capability) ?? []) {

@@ -12,6 +12,15 @@
  * - a core of a refuses the calls of a's servers that b also serves while it sees (in its mirror of
  *   `reg_b`) that lease held and renewed within the ttl: during failback, until b has let go.
  * So a call runs in one region at a time; an edge that meets a refusal tries the other one (nothing ran).
+ *
+ * With a witness (`federation.drWitness: w`), a partition between two live regions cannot make both
+ * serve. The DR leases live in a bucket of w's JetStream (`dr_witness`), and every core of an active
+ * region puts its presence there (`home.<region>.<gateway>`) every ttl/4:
+ * - a core of a runs the servers its partner also serves only while its last presence write reached
+ *   the witness within the ttl (cut off from w, it stops before b can take over);
+ * - b takes `lease.dr-a` only once, besides a having no live core in its index, no presence of a has
+ *   moved on the witness for a ttl (on b's clock, after it saw the last one).
+ * Losing the witness while a is cut off from it too stops those servers: the price of no split brain.
  */
 import { GatewayError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
@@ -31,9 +40,15 @@ export interface DrPairingOptions {
   partners: Readonly<Record<string, string>>;
   /** Lease ttl: a holder not renewed for this long is not believed (the federation's `downAfterMs`). */
   ttlMs: number;
+  /** The witness region (`federation.drWitness`): leases and presences live in its JetStream. */
+  witness?: string;
   log: Logger;
   now?: () => number;
 }
+
+/** The witness's bucket (in the witness region's JetStream domain). */
+export const WITNESS_BUCKET = 'dr_witness';
+const presencePrefix = (region: string): string => `home.${region}.`;
 
 /** A lease entry as a reader sees it: renewed when its revision moves. */
 interface LeaseView {
@@ -57,6 +72,13 @@ export class DrPairing {
   private readonly stops: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private readTimer: NodeJS.Timeout | undefined;
+  private presenceTimer: NodeJS.Timeout | undefined;
+  /** This clock when this core's presence last reached the witness (0: never). */
+  private presentAt = 0;
+  /** Presences of the wards' cores on the witness (`home.<ward>.<gateway>`), as last seen moving. */
+  private readonly presences = new Map<string, LeaseView>();
+  /** Scopes the partner was seen to serve (partnerServes). */
+  private readonly partnerScopes = new Set<string>();
 
   constructor(private readonly o: DrPairingOptions) {
     this.now = o.now ?? Date.now;
@@ -64,7 +86,11 @@ export class DrPairing {
   }
 
   async start(): Promise<void> {
-    const bucket = await this.o.bus.bucket(registryBucket(this.o.region));
+    const witness = this.o.witness;
+    const bucket =
+      witness === undefined
+        ? await this.o.bus.bucket(registryBucket(this.o.region))
+        : await this.o.bus.bucket(WITNESS_BUCKET, witness === this.o.region ? {} : { region: witness });
     for (const [active, passive] of Object.entries(this.o.partners))
       if (passive === this.o.region)
         this.wards.set(active, {
@@ -87,7 +113,55 @@ export class DrPairing {
         for (const e of await bucket.entries('lease.dr-')) this.track(this.own, e.key, e);
       });
     }
-    if (this.partner) {
+    if (witness !== undefined && this.wards.size > 0) {
+      const seen = (k: string, e: KvEntry | undefined) => {
+        if (!e) return void this.presences.delete(k);
+        // A presence is renewed when its revision moves (its content is not needed).
+        if (this.presences.get(k)?.revision !== e.revision)
+          this.presences.set(k, { holder: k, revision: e.revision, seenAt: this.now() });
+      };
+      for (const ward of this.wards.keys()) {
+        this.stops.push(await bucket.watch(presencePrefix(ward), seen));
+        reads.push(async () => {
+          for (const e of await bucket.entries(presencePrefix(ward))) seen(e.key, e);
+        });
+      }
+    }
+    if (this.partner && witness !== undefined) {
+      // The witness holds this region's lease: read there, not through a mirror of the partner.
+      const key = leaseKey(drLeaseName(this.o.region));
+      const view = new Map<string, LeaseView>();
+      const seen = (k: string, e: KvEntry | undefined) => {
+        this.track(view, k, e);
+        this.partnerView = view.get(k);
+      };
+      this.stops.push(await bucket.watch(key, seen));
+      reads.push(async () => {
+        const e = await bucket.get(key);
+        if (e) seen(key, e);
+      });
+      const me = `${presencePrefix(this.o.region)}${this.o.gatewayId}`;
+      const present = async () => {
+        const at = this.now();
+        try {
+          await bucket.put(me, { v: 1, region: this.o.region, gateway: this.o.gatewayId, at });
+          this.presentAt = at;
+        } catch (err) {
+          this.o.log.debug({ err }, 'federation: DR witness unreachable');
+        }
+      };
+      await present();
+      let putting = false;
+      this.presenceTimer = setInterval(
+        () => {
+          if (putting) return;
+          putting = true;
+          void present().finally(() => (putting = false));
+        },
+        Math.max(20, Math.floor(this.o.ttlMs / 4)),
+      );
+      this.presenceTimer.unref();
+    } else if (this.partner) {
       const key = leaseKey(drLeaseName(this.o.region));
       const partnerView = new Map<string, LeaseView>();
       const mirror: KvReader = await this.o.bus.mirror(registryBucket(this.partner), this.partner);
@@ -126,6 +200,7 @@ export class DrPairing {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     clearInterval(this.readTimer);
+    clearInterval(this.presenceTimer);
     for (const s of this.stops.splice(0)) s();
     await Promise.all([...this.wards.values()].map((w) => w.lease.stop()));
   }
@@ -161,6 +236,17 @@ export class DrPairing {
       return;
     }
     if (scope === 'aggregate') return;
+    // Cut off from the witness for a ttl: the partner may be taking over; its servers stop here.
+    if (
+      this.o.witness !== undefined &&
+      this.partner &&
+      this.now() - this.presentAt >= this.o.ttlMs &&
+      this.partnerServes(scope)
+    )
+      throw new GatewayError(
+        'GW_DR_FENCED',
+        `Region ${this.o.region} cannot reach its DR witness ${this.o.witness}: "${scope}" is left to its DR partner ${this.partner}`,
+      );
     const by = this.supersededBy();
     if (by && this.o.index.whoServes(scope).some((s) => s.kind === 'server' && s.region === by))
       throw new GatewayError(
@@ -172,6 +258,25 @@ export class DrPairing {
   /** The regions this region is the DR partner of. */
   get wardRegions(): string[] {
     return [...this.wards.keys()];
+  }
+
+  /**
+   * Whether the partner serves `scope` as far as this core ever knew: its last known registry, or any
+   * earlier sighting (remembered, so that a partner gone quiet is not taken to serve nothing).
+   */
+  private partnerServes(scope: string): boolean {
+    if (this.partnerScopes.has(scope)) return true;
+    if (!this.partner || !this.o.index.knownIn(scope, this.partner)) return false;
+    this.partnerScopes.add(scope);
+    return true;
+  }
+
+  /** Whether a core of `region` put its presence on the witness within the ttl (as this clock saw it). */
+  private presentOnWitness(region: string): boolean {
+    const prefix = presencePrefix(region);
+    for (const [key, v] of this.presences)
+      if (key.startsWith(prefix) && this.now() - v.seenAt < this.o.ttlMs) return true;
+    return false;
   }
 
   private fresh(v: LeaseView | undefined): boolean {
@@ -208,7 +313,11 @@ export class DrPairing {
       const live = cores.some((g) => g.up);
       if (live) w.seenCore = true;
       // Never seen a core of it and its region not known down: it may still be starting.
-      const down = !live && (w.seenCore || this.o.index.regionStatus(region).state === 'down');
+      const down =
+        !live &&
+        (w.seenCore || this.o.index.regionStatus(region).state === 'down') &&
+        // With a witness: none of the region's cores reached it within the ttl either.
+        !(this.o.witness !== undefined && this.presentOnWitness(region));
       if (down && !w.active) {
         w.active = true;
         const status = this.o.index.regionStatus(region);

@@ -28,6 +28,8 @@ export interface FederationNodeOptions {
   domain?: string;
   /** DR pairing, active -> passive region (`federation.drPartners`); used by cores only. */
   drPartners?: Readonly<Record<string, string>>;
+  /** The DR witness region (`federation.drWitness`). */
+  drWitness?: string;
   log: Logger;
   now?: () => number;
 }
@@ -72,6 +74,7 @@ export async function startFederationNode(o: FederationNodeOptions): Promise<Fed
           gatewayId: o.gatewayId,
           partners: pairs,
           ttlMs: o.downAfterMs,
+          ...(o.drWitness !== undefined && { witness: o.drWitness }),
           log,
           ...(o.now && { now: o.now }),
         })

@@ -35,6 +35,16 @@ export interface NatsTopologyOptions {
   ports?: Readonly<Record<string, number>>;
   /** The hub's leaf-node port (default: a free port). */
   leafPort?: number;
+  /**
+   * Per spoke, the port it dials for its leaf link instead of the hub's (a proxy in front of the hub's
+   * leaf port that a test can cut: a partition with both sides alive).
+   */
+  leafVia?: Readonly<Record<string, number>>;
+  /**
+   * The leaf-node address the hub tells its spokes (they dial it when a link drops): with `leafVia`,
+   * the proxy's port, or a spoke would come back around the cut link. Default: the hub's own.
+   */
+  leafAdvertise?: number;
 }
 
 export async function startNatsTopology(
@@ -57,7 +67,13 @@ export async function startNatsTopology(
           region,
           port,
           storeDir: dir,
-          leaf: region === hub ? { listen: leafPort } : { hub: leafPort },
+          leaf:
+            region === hub
+              ? {
+                  listen: leafPort,
+                  ...(options.leafAdvertise !== undefined && { advertise: options.leafAdvertise }),
+                }
+              : { hub: options.leafVia?.[region] ?? leafPort },
         }),
       );
       // The hub sees one leaf link per spoke; a spoke sees its one link to the hub.
@@ -93,11 +109,11 @@ export function natsConfig(o: {
   region: string;
   port: number;
   storeDir: string;
-  leaf: { listen: number } | { hub: number };
+  leaf: { listen: number; advertise?: number } | { hub: number };
 }): string {
   const leaf =
     'listen' in o.leaf
-      ? `leafnodes { listen: 127.0.0.1:${o.leaf.listen} }`
+      ? `leafnodes { listen: 127.0.0.1:${o.leaf.listen}${o.leaf.advertise !== undefined ? `, advertise: "127.0.0.1:${o.leaf.advertise}"` : ''} }`
       : `leafnodes { reconnect: 1, remotes: [ { url: "nats-leaf://127.0.0.1:${o.leaf.hub}" } ] }`;
   return [
     `server_name: ${o.region}`,

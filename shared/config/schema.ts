@@ -1461,6 +1461,11 @@ export const configSchema = z
           .describe(
             "DR pairing, active -> passive: `{ a: b }` has region b serve region a's servers (where b has them and residency allows) while a has no live core, under a lease fenced by KV revision; a's sessions never go to a third region.",
           ),
+        drWitness: regionId
+          .optional()
+          .describe(
+            "DR pairing with a witness: the region (its NATS JetStream, which both partners reach) that holds the DR leases and the active region's presences, so that a partition between two live regions never has both serve (docs/federation.md). Give every core the same one; a NATS topology where both partners reach it without each other (e.g. the witness as the leaf-node hub).",
+          ),
         controlPlane: z
           .object({
             policies: z
