@@ -24,7 +24,7 @@
  */
 import { GatewayError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
-import type { FederationBus, KvEntry, KvReader } from '../shared/ports/federation-bus.js';
+import type { FederationBus, KvBucket, KvEntry, KvReader } from '../shared/ports/federation-bus.js';
 import type { CapabilityIndex } from './capability-index.js';
 import { decodeEnvelope, EnvelopeError } from './codec.js';
 import { RegionLease } from './region-lease.js';
@@ -127,53 +127,23 @@ export class DrPairing {
         });
       }
     }
-    if (this.partner && witness !== undefined) {
-      // The witness holds this region's lease: read there, not through a mirror of the partner.
+    if (this.partner) {
+      // This region's lease, held by the partner: in the witness's bucket, or the partner's own (read
+      // through this region's mirror of it).
       const key = leaseKey(drLeaseName(this.o.region));
       const view = new Map<string, LeaseView>();
+      const leases: KvReader =
+        witness !== undefined ? bucket : await this.o.bus.mirror(registryBucket(this.partner), this.partner);
       const seen = (k: string, e: KvEntry | undefined) => {
         this.track(view, k, e);
         this.partnerView = view.get(k);
       };
-      this.stops.push(await bucket.watch(key, seen));
+      this.stops.push(await leases.watch(key, seen));
       reads.push(async () => {
-        const e = await bucket.get(key);
+        const e = await leases.get(key);
         if (e) seen(key, e);
       });
-      const me = `${presencePrefix(this.o.region)}${this.o.gatewayId}`;
-      const present = async () => {
-        const at = this.now();
-        try {
-          await bucket.put(me, { v: 1, region: this.o.region, gateway: this.o.gatewayId, at });
-          this.presentAt = at;
-        } catch (err) {
-          this.o.log.debug({ err }, 'federation: DR witness unreachable');
-        }
-      };
-      await present();
-      let putting = false;
-      this.presenceTimer = setInterval(
-        () => {
-          if (putting) return;
-          putting = true;
-          void present().finally(() => (putting = false));
-        },
-        Math.max(20, Math.floor(this.o.ttlMs / 4)),
-      );
-      this.presenceTimer.unref();
-    } else if (this.partner) {
-      const key = leaseKey(drLeaseName(this.o.region));
-      const partnerView = new Map<string, LeaseView>();
-      const mirror: KvReader = await this.o.bus.mirror(registryBucket(this.partner), this.partner);
-      const seen = (k: string, e: KvEntry | undefined) => {
-        this.track(partnerView, k, e);
-        this.partnerView = partnerView.get(k);
-      };
-      this.stops.push(await mirror.watch(key, seen));
-      reads.push(async () => {
-        const e = await mirror.get(key);
-        if (e) seen(key, e);
-      });
+      if (witness !== undefined) await this.startPresence(bucket);
     }
     // Fresh reads besides the watches: a watch on a mirror that is rebuilt goes quiet, and a missed
     // renewal must not make a lease look free (nor a missed one look held: freshness needs movement).
@@ -194,6 +164,31 @@ export class DrPairing {
     this.timer = setInterval(() => this.check(), Math.max(20, Math.floor(this.o.ttlMs / 10)));
     this.timer.unref();
     this.check();
+  }
+
+  /** Puts this core's presence on the witness now and every ttl/4 (`presentAt` when one lands). */
+  private async startPresence(bucket: KvBucket): Promise<void> {
+    const me = `${presencePrefix(this.o.region)}${this.o.gatewayId}`;
+    const present = async () => {
+      const at = this.now();
+      try {
+        await bucket.put(me, { v: 1, region: this.o.region, gateway: this.o.gatewayId, at });
+        this.presentAt = at;
+      } catch (err) {
+        this.o.log.debug({ err }, 'federation: DR witness unreachable');
+      }
+    };
+    await present();
+    let putting = false;
+    this.presenceTimer = setInterval(
+      () => {
+        if (putting) return;
+        putting = true;
+        void present().finally(() => (putting = false));
+      },
+      Math.max(20, Math.floor(this.o.ttlMs / 4)),
+    );
+    this.presenceTimer.unref();
   }
 
   /** Stops contending; held leases are released (fenced writes). */

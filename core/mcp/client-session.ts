@@ -618,8 +618,10 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     v: VirtualView | undefined,
   ): Promise<JsonObject[]> {
     const budget = this.core.mergedLists;
+    // A family's default version is listed under the plain name; when the default moves, names follow.
+    const prefixes = sources.map((s) => this.core.prefixOf(s.b.name));
     const deps: unknown[] = [this.access, v, this.core.governance.generation];
-    for (const s of sources) deps.push(s.b, this.core.prefixOf(s.b.name), s.client, s.items);
+    sources.forEach((s, i) => deps.push(s.b, prefixes[i], s.client, s.items));
     const kept = this.merged.get(kind);
     if (kept && sameDeps(kept.deps, deps)) {
       budget.touch(kept);
@@ -643,16 +645,14 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       }),
     );
     let items: JsonObject[];
-    const origins: JsonObject[] = [];
     if (v) {
       // A virtual server: only the chosen items, under their aliases (no prefixes).
       items = v.select(kind, perServer, (ref) => this.core.resolveServer(ref));
     } else {
       const names = kind === 'tools' ? this.tools : this.prompts;
-      // A family's default version is listed under the plain name; when the default moves, names follow.
-      const prefixes = perServer.map(({ server }) => this.core.prefixOf(server));
       perServer.forEach(({ server }, i) => names.keepPrefix(server, prefixes[i]!));
       items = [];
+      const origins: JsonObject[] = [];
       perServer.forEach(({ server, items: own }, i) => {
         for (const it of own) {
           origins.push(it);
@@ -670,7 +670,6 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
       const slot: KeptList = {
         deps,
         items,
-        origins,
         size: items.length,
         drop: () => this.dropMerged(kind, slot),
       };

@@ -16,8 +16,6 @@ export interface MergedList {
   /** What the list was made from, compared by identity (`Object.is`). */
   readonly deps: readonly unknown[];
   readonly items: JsonObject[];
-  /** Each item's original (backend) definition, same order: for the list's version name. */
-  readonly origins: JsonObject[];
 }
 
 /** Whether two lists were made from the same inputs (each compared by identity). */

@@ -18,6 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { NatsBus } from '../../shared/adapters/nats/federation-bus.js';
 import type { AuditRecord } from '../../shared/ports/audit-sink.js';
 import { mcpgw } from '../helpers/cli.js';
+import { eventually as retry } from '../helpers/federation.js';
 import { freePort, ROOT, spawnUntil, stopChild } from '../helpers/net.js';
 import { collectOutput, type Output } from '../helpers/output.js';
 import { makeSigningKey } from '../helpers/pki.js';
@@ -141,17 +142,7 @@ describe('the aggregate /mcp across regions and domains', { timeout: 180_000 }, 
   }
 
   /** Retries `fn` until it stops throwing (edges learn cores and catalogs within a few heartbeats). */
-  async function eventually<T>(fn: () => Promise<T>, ms = 45_000): Promise<T> {
-    const end = Date.now() + ms;
-    for (;;) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    }
-  }
+  const eventually = <T>(fn: () => Promise<T>, ms = 45_000) => retry(fn, ms, 250);
 
   /** The aggregate's tool names once they include every one of `want`. */
   async function listing(c: SdkClient, want: string[]): Promise<string[]> {

@@ -8,12 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { request } from 'undici';
 import { InternalTokenSigner } from '../../shared/identity/internal-token.js';
 import { ANONYMOUS } from '../../shared/identity/principal.js';
 import { freePort, ROOT, spawnUntil, stopChild } from '../helpers/net.js';
@@ -21,7 +20,7 @@ import { collectOutput, type Output } from '../helpers/output.js';
 import { makeSigningKey } from '../helpers/pki.js';
 import { connectSdk, type SdkClient } from '../helpers/sdk-clients.js';
 import { startNatsTopology, type NatsTopology } from '../helpers/nats-cluster.js';
-import { silent } from '../helpers/federation.js';
+import { eventually, initializeAtCore, silent } from '../helpers/federation.js';
 
 const REDIS_URL = process.env.MCPGW_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const MAIN = `${ROOT}dist/cli/main.js`;
@@ -116,42 +115,7 @@ describe('federation DR pairing: takeover under a fenced lease, failback', { tim
 
   /** One `initialize` sent straight to b's core asking it to stand in for region a: its status. */
   async function asksBForA(): Promise<{ status: number; refused: unknown; text: string }> {
-    const token = await signer.tokenFor(ANONYMOUS, 'core-b');
-    const res = await request(`${coreB.url}/internal/v1/sessions/${randomUUID()}/request`, {
-      method: 'POST',
-      headers: {
-        authorization: `Bearer ${token}`,
-        'content-type': 'application/json',
-        'x-mcpgw-edge-instance': 'probe',
-        'x-mcpgw-dr-for': 'a',
-      },
-      body: JSON.stringify({
-        scope: 'shared',
-        message: {
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'initialize',
-          params: {
-            protocolVersion: '2025-06-18',
-            capabilities: {},
-            clientInfo: { name: 'probe', version: '1' },
-          },
-        },
-      }),
-    });
-    return { status: res.statusCode, refused: res.headers['x-mcpgw-refused'], text: await res.body.text() };
-  }
-
-  async function eventually<T>(fn: () => Promise<T>, ms = 20_000): Promise<T> {
-    const end = Date.now() + ms;
-    for (;;) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
+    return initializeAtCore(coreB.url, await signer.tokenFor(ANONYMOUS, 'core-b'), 'shared', 'a');
   }
 
   before(async () => {

@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { eventually } from '../helpers/federation.js';
 import { freePort, ROOT, spawnUntil, stopChild } from '../helpers/net.js';
 import { collectOutput, type Output } from '../helpers/output.js';
 import { makeSigningKey } from '../helpers/pki.js';
@@ -107,17 +108,6 @@ describe('federated tiers: discovery, cross-region routing, residency', { timeou
   }
 
   /** Retries `fn` until it stops throwing (the edge learns the cores within a few heartbeats). */
-  async function eventually<T>(fn: () => Promise<T>, ms = 20_000): Promise<T> {
-    const end = Date.now() + ms;
-    for (;;) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (Date.now() > end) throw err;
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    }
-  }
 
   before(async () => {
     topo = await startNatsTopology(['a', 'b']);

@@ -8,15 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { request } from 'undici';
 import { InternalTokenSigner } from '../../shared/identity/internal-token.js';
 import { ANONYMOUS } from '../../shared/identity/principal.js';
-import { silent } from '../helpers/federation.js';
+import { eventually, initializeAtCore, silent } from '../helpers/federation.js';
 import { startNatsTopology, type NatsTopology } from '../helpers/nats-cluster.js';
 import { freePort, ROOT, spawnUntil, stopChild } from '../helpers/net.js';
 import { collectOutput, type Output } from '../helpers/output.js';
@@ -87,32 +86,8 @@ describe(
 
     /** An `initialize` of scope `shared` sent straight to a core (as itself, or standing in for a). */
     async function probe(core: 'core-a' | 'core-b', drFor?: string): Promise<number> {
-      const token = await signer.tokenFor(ANONYMOUS, core);
-      const res = await request(`${urls[core]}/internal/v1/sessions/${randomUUID()}/request`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': 'application/json',
-          'x-mcpgw-edge-instance': 'probe',
-          ...(drFor && { 'x-mcpgw-dr-for': drFor }),
-        },
-        body: JSON.stringify({
-          scope: 'shared',
-          message: {
-            jsonrpc: '2.0',
-            id: 1,
-            method: 'initialize',
-            params: {
-              protocolVersion: '2025-06-18',
-              capabilities: {},
-              clientInfo: { name: 'probe', version: '1' },
-            },
-          },
-        }),
-        headersTimeout: 5_000,
-      });
-      await res.body.text();
-      return res.statusCode;
+      return (await initializeAtCore(urls[core]!, await signer.tokenFor(ANONYMOUS, core), 'shared', drFor))
+        .status;
     }
 
     async function client(server: string): Promise<SdkClient> {
@@ -124,18 +99,6 @@ describe(
     async function where(c: SdkClient): Promise<string> {
       const r = await c.readResource({ uri: WHERE });
       return /from (region-\w+)/.exec(JSON.stringify(r.contents))?.[1] ?? 'unknown';
-    }
-
-    async function eventually<T>(fn: () => Promise<T>, ms = 20_000): Promise<T> {
-      const end = Date.now() + ms;
-      for (;;) {
-        try {
-          return await fn();
-        } catch (err) {
-          if (Date.now() > end) throw err;
-          await new Promise((r) => setTimeout(r, 200));
-        }
-      }
     }
 
     before(async () => {

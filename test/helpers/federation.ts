@@ -2,6 +2,8 @@
  * Federation test support: gateways (a FederationNode on a bus, with a server list the test edits) and
  * waiting on a capability index without sleeping.
  */
+import { randomUUID } from 'node:crypto';
+import { request } from 'undici';
 import { createLogger } from '../../shared/log.js';
 import type { FederationBus } from '../../shared/ports/federation-bus.js';
 import type { CapabilityIndex } from '../../federation/capability-index.js';
@@ -82,6 +84,56 @@ export function until(
       resolve();
     });
   });
+}
+
+/** `fn()`'s value once it stops throwing; its last error after `ms` (tried every `everyMs`). */
+export async function eventually<T>(fn: () => Promise<T>, ms = 20_000, everyMs = 200): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > end) throw err;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  }
+}
+
+/**
+ * An `initialize` of `scope` sent straight to a core's internal API as an edge would (a signed token),
+ * optionally asking it to stand in for region `drFor` (DR pairing): the status, the refusal header and
+ * the body.
+ */
+export async function initializeAtCore(
+  coreUrl: string,
+  token: string,
+  scope: string,
+  drFor?: string,
+): Promise<{ status: number; refused: unknown; text: string }> {
+  const res = await request(`${coreUrl}/internal/v1/sessions/${randomUUID()}/request`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      'x-mcpgw-edge-instance': 'probe',
+      ...(drFor !== undefined && { 'x-mcpgw-dr-for': drFor }),
+    },
+    body: JSON.stringify({
+      scope,
+      message: {
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: {
+          protocolVersion: '2025-06-18',
+          capabilities: {},
+          clientInfo: { name: 'probe', version: '1' },
+        },
+      },
+    }),
+    headersTimeout: 5_000,
+  });
+  return { status: res.statusCode, refused: res.headers['x-mcpgw-refused'], text: await res.body.text() };
 }
 
 export function percentile(values: number[], p: number): number {
