@@ -1,7 +1,7 @@
 /**
  * What observability costs in throughput: gateways on the same fast-http backend and the same store, one
- * per setting: `off`, `on` (tracing with every request sampled, exported over OTLP/HTTP to a sink in this
- * process; metrics; the audit trail, buffered and hash-chained), and optionally `tracing`, `metrics`,
+ * per setting: `off`, `on` (tracing at --sample-ratio, default 0.01 as in the config, exported over OTLP/HTTP
+ * to a sink in this process; metrics; the audit trail, buffered and hash-chained), and optionally `tracing`, `metrics`,
  * `audit` alone. Measured in turn at each concurrency (the order reversed every other round) with the load
  * generator (tools/call echo on /servers/fasthttp/mcp). Reports req/s, p50, p99 and CPU per request per
  * setting, the on/off ratio (of the medians and per round) and the load average. Results go to stdout and
@@ -9,7 +9,7 @@
  *
  *   node dist/bench/telemetry.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 64]
  *                                [--settings off,on[,tracing,metrics,audit]] [--store postgres|embedded]
- *                                [--out bench/results] [--gateway-main dist/cli/main.js]
+ *                                [--sample-ratio 0.01] [--out bench/results] [--gateway-main dist/cli/main.js]
  *
  * Exit status: 0 when every setting ran without error; 1 otherwise (what could be measured is still written).
  */
@@ -37,6 +37,7 @@ const { values: opt } = parseArgs({
     'gateway-main': { type: 'string', default: join(root, 'dist', 'cli', 'main.js') },
     settings: { type: 'string', default: 'off,on' },
     store: { type: 'string', default: 'postgres' },
+    'sample-ratio': { type: 'string', default: '0.01' },
   },
 });
 const durationMs = Number(opt.duration) * 1000;
@@ -45,6 +46,9 @@ const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
 const settings = opt.settings.split(',') as Setting[];
 const auditStore = opt.store;
+const sampleRatio = Number(opt['sample-ratio']);
+if (!(sampleRatio >= 0 && sampleRatio <= 1))
+  throw new Error(`--sample-ratio must be in [0, 1], not ${opt['sample-ratio']}`);
 if (auditStore !== 'postgres' && auditStore !== 'embedded')
   throw new Error(`--store must be postgres or embedded, not ${auditStore}`);
 const pgUrl = process.env.MCPGW_BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test';
@@ -110,7 +114,7 @@ async function startGateway(
       store,
       `audit: { enabled: ${f.audit}, sink: postgres }`,
       'telemetry:',
-      `  tracing: { enabled: ${f.tracing}, exporter: otlp, endpoint: ${JSON.stringify(otlpUrl)}, sampleRatio: 1 }`,
+      `  tracing: { enabled: ${f.tracing}, exporter: otlp, endpoint: ${JSON.stringify(otlpUrl)}, sampleRatio: ${sampleRatio} }`,
       `  metrics: { enabled: ${f.metrics} }`,
       'servers:',
       '  - name: fasthttp',
@@ -213,7 +217,7 @@ async function main(): Promise<number> {
           .join(
             ' ',
           )} · ${rounds} round(s), median · ${opt.warmup} s warm-up + ${opt.duration} s measured · ` +
-        `tools/call echo via /servers/fasthttp/mcp · store ${auditStore}`,
+        `tools/call echo via /servers/fasthttp/mcp · store ${auditStore} · sampleRatio ${sampleRatio}`,
       '',
       '| conc | off req/s | on req/s | on/off | on/off per round | off p50 ms | on p50 ms | off p99 ms | on p99 ms | off CPU ms/req | on CPU ms/req |',
       '|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',

@@ -368,6 +368,7 @@ export function observer(
         {
           sessionId: o.sessionId,
           requestId: o.rpcId,
+          ...(o.traceId !== undefined && { traceId: o.traceId }),
           method: o.method,
           tool: o.tool,
           server: o.server,

@@ -32,7 +32,7 @@ export async function startTracing(
     import('@opentelemetry/sdk-trace-base'),
     import('@opentelemetry/sdk-trace-node'),
   ]);
-  const { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } = base;
+  const { AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler } = base;
   const resource = {
     'service.name': t.serviceName,
     'mcpgw.role': config.role,
@@ -62,12 +62,15 @@ export async function startTracing(
   }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes(resource),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(t.sampleRatio) }),
+    // The gateway decides at each request's root whether it is sampled (sampledParent): a request that
+    // is not makes no span at all, so the SDK only ever sees parents to follow and roots to record.
+    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     spanProcessors,
   });
-  // Sets the global tracer provider, the AsyncLocalStorage context manager and the W3C propagator.
-  provider.register();
-  enableTracing(true);
+  // The global tracer provider and the W3C propagator; no context manager: contexts are passed
+  // explicitly (shared/telemetry/tracing.ts), so the AsyncLocalStorage promise hooks are not installed.
+  provider.register({ contextManager: null });
+  enableTracing(true, t.sampleRatio);
   log.info(
     {
       exporter: t.exporter,

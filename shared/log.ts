@@ -4,7 +4,6 @@
  * Tool arguments are never logged (at most a hash of them); the redaction of `arguments` is the backstop.
  */
 import { pino } from 'pino';
-import { activeTraceIds } from './telemetry/tracing.js';
 
 export interface Logger {
   trace(obj: object, msg?: string): void;
@@ -59,8 +58,6 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       level,
       base: { svc: 'mcpgw' },
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      // Lines written inside a traced request carry its ids (nothing when tracing is off).
-      mixin: () => activeTraceIds() ?? {},
     },
     destination as never,
   ) as unknown as Logger;

@@ -29,7 +29,8 @@ import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { InternalIdentity } from '../../shared/identity/internal-token.js';
 import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
-import { tracingActive, withContext } from '../../shared/telemetry/tracing.js';
+import { ROOT_CONTEXT } from '@opentelemetry/api';
+import { sampledParent, setMessageTrace, tracingActive } from '../../shared/telemetry/tracing.js';
 import {
   classify,
   type JsonRpcMessage,
@@ -307,7 +308,9 @@ export class InternalApi {
     const answer = new NdjsonAnswer(res, { send: (m) => this.toEdge(s, m) });
     let response: JsonRpcResponse | undefined;
     try {
-      response = await withContext(caller.trace, () => s.handle.request(request, answer));
+      // The edge's sampled trace (its `traceparent`), else this tier's own decision for a new trace.
+      setMessageTrace(request, sampledParent(caller.trace ?? ROOT_CONTEXT));
+      response = await s.handle.request(request, answer);
     } catch (err) {
       response = toRpcError(request.id, err);
     } finally {

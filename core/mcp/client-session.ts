@@ -49,7 +49,6 @@ import {
   SpanKind,
   STAGE,
   startStage,
-  tracingActive,
   withTraceMeta,
   type StageSpan,
 } from '../../shared/telemetry/tracing.js';
@@ -251,6 +250,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
           );
         const notice = await inStage(
           STAGE.authorize,
+          this.core.noteOf(req)?.trace,
           () => this.admitToolCall(target.server, target.name, params.arguments, unknown),
           () => ({ 'mcpgw.server': target.server, 'mcp.tool.name': target.name }),
         );
@@ -918,25 +918,25 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
     const backend = this.core.backend(server);
     if (!backend) throw new GatewayError('GW_UNKNOWN_SERVER', `Unknown server: ${server}`, { server });
     this.core.beforeForward(this, req, server);
+    const note = this.core.noteOf(req);
+    const trace = note?.trace;
     const ctx: CallContext = { session: this, sink, server, clientRequestId: req.id };
     const handle: CallHandle = {};
     this.inflight.set(req.id, handle);
     const untrack = this.core.trackCall(ctx);
-    const note = this.core.noteOf(req);
     if (note) note.server = server;
-    const traced = tracingActive();
     // select_backend lasts until the pool hands an attempt a client; backend_call from then on.
-    let select = traced
-      ? startStage(STAGE.selectBackend, { attributes: () => ({ 'mcpgw.server': server }) })
+    let select = trace
+      ? startStage(STAGE.selectBackend, trace, { attributes: () => ({ 'mcpgw.server': server }) })
       : undefined;
     let stage: StageSpan | undefined;
     const callStage = (): StageSpan | undefined => {
-      if (!traced) return undefined;
+      if (!trace) return undefined;
       if (select) {
         endStage(select);
         select = undefined;
       }
-      return (stage ??= startStage(STAGE.backendCall, {
+      return (stage ??= startStage(STAGE.backendCall, trace, {
         kind: SpanKind.CLIENT,
         attributes: () => ({
           'rpc.method': req.method,
@@ -953,6 +953,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         method: req.method,
         params,
         context: ctx,
+        trace,
         handle,
         prepare: (client, p) => this.core.mapProgress(p, ctx, client),
         attempt: (client, p, options) =>

@@ -3,6 +3,7 @@
  * routing of everything backends send (responses, progress, server-to-client requests, list changes,
  * resource updates, log messages) to the client session it belongs to.
  */
+import type { Context } from '@opentelemetry/api';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { GatewayConfig, ServerConfig } from '../../shared/config/schema.js';
 import { canonicalJson } from '../../shared/canonical-json.js';
@@ -50,7 +51,7 @@ import type { PolicyConfig } from '../../shared/config/security-schema.js';
 import { PiiMasker } from '../policy/pii-mask.js';
 import { ToolArgumentValidator } from '../policy/tool-arguments.js';
 import type { Outcome, RequestObservation } from '../../shared/telemetry/metrics.js';
-import { endStage, STAGE, startStage, tracingActive, withContext } from '../../shared/telemetry/tracing.js';
+import { endStage, messageTrace, STAGE, startStage, traceIdOf } from '../../shared/telemetry/tracing.js';
 import { ServerPool, type PoolDeps } from '../pool/server-pool.js';
 import { ToolResponseCache } from '../pool/tool-cache.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
@@ -116,6 +117,8 @@ export interface CoreObservation extends RequestObservation {
   /** The session's principal key (`tenant:subject`, or `anonymous`). */
   principal: string;
   rpcId: string | number;
+  /** The trace the request was recorded in, for the access log line; undefined when not traced. */
+  traceId?: string;
   /** The result of a tools/call that reached a server, as the client got it (for its token count). */
   result?: JsonObject;
 }
@@ -124,6 +127,8 @@ export interface CoreObservation extends RequestObservation {
 export interface BackendNote {
   server: string | undefined;
   backendMs: number | undefined;
+  /** The route stage's context, the parent of the stages within the call; undefined when not traced. */
+  trace?: Context;
 }
 
 export class GatewayCore implements CoreService {
@@ -363,7 +368,7 @@ export class GatewayCore implements CoreService {
     request: JsonRpcRequest,
     dispatch: Dispatch,
   ): Promise<JsonRpcResponse | undefined> {
-    if (!this.opts.observe && !tracingActive()) return this.auditedStages(session, request, dispatch);
+    if (!this.opts.observe && !messageTrace(request)) return this.auditedStages(session, request, dispatch);
     return this.runObserved(session, request, dispatch);
   }
 
@@ -384,7 +389,7 @@ export class GatewayCore implements CoreService {
       request.method === 'tools/call' && typeof request.params?.name === 'string'
         ? request.params.name
         : undefined;
-    const stage = startStage(STAGE.route, {
+    const stage = startStage(STAGE.route, messageTrace(request), {
       attributes: () => ({
         'rpc.system': 'jsonrpc',
         'rpc.method': request.method,
@@ -397,7 +402,8 @@ export class GatewayCore implements CoreService {
       if (req !== request) this.notes.set(req, note);
       return dispatch(req);
     };
-    const res = await withContext(stage?.ctx, () => this.auditedStages(session, request, noted));
+    if (stage) note.trace = stage.ctx;
+    const res = await this.auditedStages(session, request, noted);
     const outcome: Outcome =
       res === undefined
         ? 'cancelled'
@@ -432,6 +438,7 @@ export class GatewayCore implements CoreService {
       sessionId: session.id,
       principal: session.principal,
       rpcId: request.id,
+      traceId: traceIdOf(stage?.ctx),
       ...(tool !== undefined &&
         note.server !== undefined &&
         res &&
@@ -471,6 +478,7 @@ export class GatewayCore implements CoreService {
           server,
           classification: this.classification(server),
           latencyMs: performance.now() - started,
+          traceId: traceIdOf(this.notes.get(request)?.trace),
         }),
       );
       return response;

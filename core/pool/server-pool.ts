@@ -13,6 +13,7 @@
  *   may have run and is not safe to repeat fails with GW_BACKEND_OUTCOME_UNKNOWN.
  * - Read-only tools may be answered from the response cache, also while every replica fails.
  */
+import type { Context } from '@opentelemetry/api';
 import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { ServerConfig, ToolPolicy } from '../../shared/config/schema.js';
 import type { JsonObject, JsonRpcRequest, JsonRpcResponse } from '../../shared/mcp/jsonrpc.js';
@@ -71,7 +72,7 @@ export interface PoolDeps {
   replicaQuota?(
     server: string,
     replica: string,
-    ask: { principal: string; tool?: string },
+    ask: { principal: string; tool?: string; trace?: Context | undefined },
   ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   random?: () => number;
 }
@@ -87,6 +88,8 @@ export interface PoolCall {
   params: JsonObject | undefined;
   /** Handed to the backend client, so that what the backend sends about the call finds its caller. */
   context: CallContext;
+  /** The call's route stage, the parent of the quota stage; undefined when the call is not traced. */
+  trace?: Context | undefined;
   /** Filled with the cancellation of whatever attempt is current. */
   handle: CallHandle;
   /** Rewrites params for the client an attempt uses (progress tokens); release when the attempt ends. */
@@ -419,6 +422,7 @@ export class ServerPool implements ServerBackend {
         const refusal = await this.deps.replicaQuota(this.name, r.id, {
           principal: call.owner.principal,
           ...(!toolCharged && { tool }),
+          trace: call.trace,
         });
         if (refusal && !refusal.reroute) {
           if (!this.shared) this.unassign(call.owner, r);

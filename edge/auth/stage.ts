@@ -35,9 +35,7 @@ export function registerAuthentication(
     if (adminToken && req.url.startsWith('/admin/') && bearerMatches(req.headers.authorization, adminToken))
       return;
     // A span of its own under the request's root (made here from the headers: the body is not read yet).
-    const stage = tracingActive()
-      ? startStage(STAGE.authenticate, { parent: requestStage(req, reply)?.ctx })
-      : undefined;
+    const stage = tracingActive() ? startStage(STAGE.authenticate, requestStage(req, reply)?.ctx) : undefined;
     const outcome = await o.authenticator.authenticate(req.raw);
     if (stage?.span.isRecording())
       stage.span.setAttribute('mcpgw.auth.outcome', outcome.ok ? outcome.principal.authMethod : outcome.code);

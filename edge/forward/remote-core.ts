@@ -15,7 +15,8 @@ import { DRAINING_HEADER } from '../../shared/lifecycle/drain.js';
 import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
-import { activeTraceHeaders } from '../../shared/telemetry/tracing.js';
+import type { Context } from '@opentelemetry/api';
+import { messageTrace, traceHeadersOfContext } from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,
@@ -140,6 +141,8 @@ interface CallExtra {
   retrySafe?: boolean;
   /** Told which core answered. */
   served?: (core: CoreTarget) => void;
+  /** The forward stage the call belongs to: its span is the parent of the core's (W3C headers). */
+  trace?: Context;
 }
 
 /** Where a caller's session may and should go. */
@@ -518,7 +521,7 @@ export class RemoteCore implements CoreService {
           res = await link.pool.request({
             path,
             method: extra.method ?? 'POST',
-            headers: await this.headers(link, principal, body !== undefined, drFor),
+            headers: await this.headers(link, principal, body !== undefined, drFor, extra.trace),
             body,
             headersTimeout: 0,
             bodyTimeout: 0,
@@ -585,13 +588,14 @@ export class RemoteCore implements CoreService {
     principal: Principal,
     json: boolean,
     drFor?: string,
+    traced?: Context,
   ): Promise<Record<string, string>> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
     if (drFor) h['x-mcpgw-dr-for'] = drFor;
     // The forward stage's span is the parent of the core's spans (W3C trace context across the hop, on
     // the request the token authenticates; the token itself stays cached across traces).
-    const trace = activeTraceHeaders();
+    const trace = traceHeadersOfContext(traced);
     if (trace) Object.assign(h, trace);
     if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
     else
@@ -822,7 +826,12 @@ class RemoteSession implements CoreSessionHandle {
       `${this.base}request`,
       JSON.stringify({ scope: this.wire, message: request }),
       this.principal,
-      { route: this.route, retrySafe: this.safe(request), ...(served && { served }) },
+      {
+        route: this.route,
+        retrySafe: this.safe(request),
+        ...(served && { served }),
+        trace: messageTrace(request),
+      },
     );
     if (res.statusCode !== 200) throw await refusalOf(res);
     // The common case: the response alone, in one body of known length.

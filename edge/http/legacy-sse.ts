@@ -20,7 +20,7 @@ import {
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import { principalKey } from '../../shared/identity/principal.js';
 import { requestPrincipal } from '../auth/request-principal.js';
-import { inStage, STAGE, withContext } from '../../shared/telemetry/tracing.js';
+import { inStage, setMessageTrace, STAGE } from '../../shared/telemetry/tracing.js';
 import { requestStage } from './request-trace.js';
 import { openSse, sseEvent } from './sse.js';
 
@@ -123,7 +123,10 @@ export class LegacySseEndpoint {
     // The answer travels on the stream, after this POST's 202: the request span ends first, its stages later.
     const stage = requestStage(req, reply, request.params);
     reply.code(202).send();
-    void withContext(stage?.ctx, () => inStage(STAGE.forward, () => this.dispatch(session, request)));
+    void inStage(STAGE.forward, stage?.ctx, (trace) => {
+      setMessageTrace(request, trace);
+      return this.dispatch(session, request);
+    });
   }
 
   async close(): Promise<void> {

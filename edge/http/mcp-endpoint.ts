@@ -26,7 +26,7 @@ import type { SessionStore } from '../../shared/ports/session-store.js';
 import { principalKey, type Principal } from '../../shared/identity/principal.js';
 import { requestPrincipal } from '../auth/request-principal.js';
 import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
-import { inStage, STAGE, withContext } from '../../shared/telemetry/tracing.js';
+import { inStage, setMessageTrace, STAGE } from '../../shared/telemetry/tracing.js';
 import { requestStage } from './request-trace.js';
 import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
@@ -114,9 +114,7 @@ export class McpEndpoint {
     const stage = kind === 'request' ? requestStage(req, reply, (msg as JsonRpcRequest).params) : undefined;
     // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
     if (hasModernEnvelope(msg))
-      return withContext(stage?.ctx, () =>
-        this.modern.post(req, reply, scope, msg as JsonRpcMessage, identity),
-      );
+      return this.modern.post(req, reply, scope, msg as JsonRpcMessage, identity, stage?.ctx);
     if (isModernVersion(req.headers['mcp-protocol-version']))
       return this.refuse(
         reply,
@@ -128,9 +126,10 @@ export class McpEndpoint {
 
     if (kind === 'request' && (msg as JsonRpcRequest).method === 'initialize') {
       if (sid !== undefined) return this.refuse(reply, 'GW_ALREADY_INITIALIZED', (msg as JsonRpcRequest).id);
-      return withContext(stage?.ctx, () =>
-        inStage(STAGE.forward, () => this.initialize(msg as JsonRpcRequest, reply, scope, identity)),
-      );
+      return inStage(STAGE.forward, stage?.ctx, (trace) => {
+        setMessageTrace(msg as JsonRpcRequest, trace);
+        return this.initialize(msg as JsonRpcRequest, reply, scope, identity);
+      });
     }
     const live = typeof sid === 'string' ? this.live.get(sid) : undefined;
     const session =
@@ -165,9 +164,10 @@ export class McpEndpoint {
     );
     session.inflight++;
     try {
-      const res = await withContext(stage?.ctx, () =>
-        inStage(STAGE.forward, () => session.core.request(request, responder)),
-      );
+      const res = await inStage(STAGE.forward, stage?.ctx, (trace) => {
+        setMessageTrace(request, trace);
+        return session.core.request(request, responder);
+      });
       // The session's scope gone meanwhile (a virtual server deleted, a server hidden: a remote core
       // says so in its answer): the 404 this endpoint gives a request for a scope that does not exist.
       responder.finish(res, res && 'error' in res && isScopeRefusal(res.error, scope) ? 404 : 200);

@@ -19,6 +19,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
+import type { Context as TraceContext } from '@opentelemetry/api';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { GatewayError, toRpcError, type ErrorCode } from '../../shared/errors.js';
 import { isScopeRefusal } from '../../shared/mcp/scopes.js';
@@ -36,6 +37,7 @@ import { LATEST_PROTOCOL_VERSION, MODERN_PROTOCOL_VERSIONS } from '../../shared/
 import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/ports/core-service.js';
 import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
 import { MODERN_REQUESTS } from '../../shared/mcp/eras.js';
+import { setMessageTrace } from '../../shared/telemetry/tracing.js';
 import { ModernCall, type CallEvent } from './modern-call.js';
 import { honoredFilter, openListenStream, type ListenStream } from './modern-listen.js';
 import { openSse, sseEvent } from './sse.js';
@@ -135,6 +137,7 @@ export class ModernEndpoint {
     scope: string,
     msg: JsonRpcMessage,
     identity: Principal,
+    trace?: TraceContext,
   ): Promise<void> {
     const principal = principalKey(identity);
     // Notifications (a cancellation also closes its stream) and stray responses: accepted, nothing to do.
@@ -220,7 +223,7 @@ export class ModernEndpoint {
         );
       entry = found;
     } else {
-      entry = this.forward(ctx, request, principal, scope);
+      entry = this.forward(ctx, request, principal, scope, trace);
     }
 
     const answer = new ModernResponder(res, scope);
@@ -459,7 +462,13 @@ export class ModernEndpoint {
   }
 
   /** Sends a request into the core context with an id of its own, followed by a ModernCall. */
-  private forward(ctx: Context, request: JsonRpcRequest, principal: string, scope: string): Parked {
+  private forward(
+    ctx: Context,
+    request: JsonRpcRequest,
+    principal: string,
+    scope: string,
+    trace: TraceContext | undefined,
+  ): Parked {
     // Fresh ids inside the shared context: concurrent clients (or one client's parallel requests) may
     // reuse the same id, and each call must be cancellable on its own.
     const internalId = `m${++this.nextId}`;
@@ -479,10 +488,14 @@ export class ModernEndpoint {
     );
     ctx.inflight++;
     ctx.lastUsed = Date.now();
-    const answer = ctx.handle.request(
-      { jsonrpc: '2.0', id: internalId, method: request.method, params: withoutEnvelope(request.params!) },
-      call.sink,
-    );
+    const inner: JsonRpcRequest = {
+      jsonrpc: '2.0',
+      id: internalId,
+      method: request.method,
+      params: withoutEnvelope(request.params!),
+    };
+    setMessageTrace(inner, trace);
+    const answer = ctx.handle.request(inner, call.sink);
     call.run(answer);
     void answer
       .catch(() => undefined)

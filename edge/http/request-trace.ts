@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   endStage,
   incomingContext,
+  sampledParent,
   SpanKind,
   STAGE,
   startStage,
@@ -17,8 +18,13 @@ import {
 } from '../../shared/telemetry/tracing.js';
 
 const spans = new WeakMap<IncomingMessage, StageSpan>();
+/** Requests decided not sampled: asked again, the answer stays the same. */
+const unsampled = new WeakSet<IncomingMessage>();
 
-/** The request's root stage; undefined when tracing is off. `params` is the parsed message's, if known. */
+/**
+ * The request's root stage; undefined when tracing is off or the request is not sampled (decided here,
+ * once: `sampledParent`). `params` is the parsed message's, if known.
+ */
 export function requestStage(
   req: FastifyRequest,
   reply: FastifyReply,
@@ -26,9 +32,13 @@ export function requestStage(
 ): StageSpan | undefined {
   if (!tracingActive()) return undefined;
   let stage = spans.get(req.raw);
-  if (stage) return stage;
-  stage = startStage(STAGE.request, {
-    parent: incomingContext(req.headers, params),
+  if (stage || unsampled.has(req.raw)) return stage;
+  const parent = sampledParent(incomingContext(req.headers, params));
+  if (!parent) {
+    unsampled.add(req.raw);
+    return undefined;
+  }
+  stage = startStage(STAGE.request, parent, {
     kind: SpanKind.SERVER,
     attributes: () => ({
       'http.request.method': req.method,

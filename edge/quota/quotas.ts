@@ -2,6 +2,7 @@
  * Quotas and admission control as one unit the composition root wires in: the HTTP hook (caller
  * dimensions, per-address connections), the pipeline's `quota` and `admission` stages, and the stats.
  */
+import type { Context } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { QuotaLimits, QuotasConfig } from '../../shared/config/schema.js';
 import type { Principal } from '../../shared/identity/principal.js';
@@ -29,7 +30,7 @@ export interface Quotas {
   replicaQuota(
     server: string,
     replica: string,
-    ask: { principal: string; tool?: string },
+    ask: { principal: string; tool?: string; trace?: Context | undefined },
   ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   stats(): QuotaStats & { backends: Record<string, { inFlight: number; waiting: number }> };
   /**
@@ -67,6 +68,7 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
       if (dims.length === 0) return undefined;
       const v = await inStage(
         STAGE.quota,
+        ask.trace,
         () => guard.decide(dims),
         () => ({
           'mcpgw.server': server,

@@ -24,6 +24,8 @@ export function auditEvent(c: {
   server: string | undefined;
   classification: Classification;
   latencyMs: number;
+  /** The trace the gateway recorded the call in; absent: the one the client's `_meta` names, if any. */
+  traceId?: string;
 }): AuditEvent {
   const params = c.request.params ?? {};
   const colon = c.principal.indexOf(':');
@@ -47,7 +49,8 @@ export function auditEvent(c: {
   if (c.server !== undefined) event.server = c.server;
   if (c.request.method !== 'resources/read') event.args = params.arguments ?? {};
   const traceparent = (params._meta as JsonObject | undefined)?.traceparent;
-  const trace = typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent)?.[1] : undefined;
+  const trace =
+    c.traceId ?? (typeof traceparent === 'string' ? TRACEPARENT.exec(traceparent)?.[1] : undefined);
   if (trace) event.traceId = trace;
   const res = c.response;
   if (!res) event.outcome = 'cancelled';

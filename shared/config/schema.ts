@@ -512,9 +512,9 @@ const observabilityKeys = {
             .number()
             .min(0)
             .max(1)
-            .default(1)
+            .default(0.01)
             .describe(
-              'Share of new traces sampled (parent-based: a sampled incoming `traceparent` is always followed).',
+              "Share of new traces sampled, decided once at the request's root (parent-based: a sampled incoming `traceparent` is always followed, an unsampled one never). A request not sampled makes no span at all. The default, 1 %, keeps tracing within its cost budget (docs/observability.md); 1 records every request.",
             ),
           serviceName: z.string().min(1).default('mcpgw').describe('`service.name` of the spans.'),
           exportThread: z

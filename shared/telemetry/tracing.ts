@@ -9,9 +9,14 @@
  * sends one (a `traceparent` header, or `params._meta.traceparent` as MCP clients carry it). The backend
  * call (`mcpgw.backend_call`, kind CLIENT) hands its context to the backend in `params._meta` (every
  * transport, stdio included) and, for HTTP backends, in the `traceparent`/`tracestate` headers.
+ *
+ * Contexts are passed explicitly, stage to stage (`startStage(name, parent)`, `inStage`'s callback, and a
+ * message's context with `setMessageTrace`/`messageTrace` between layers): no context manager is
+ * registered, so Node's AsyncLocalStorage promise hooks are not paid on every await of every request. The
+ * sampling decision is made once, at a request's root (`sampledParent`); a request not sampled makes no
+ * span, context or stage wrapper at all.
  */
 import {
-  context as otelContext,
   createTraceState,
   ROOT_CONTEXT,
   SpanKind,
@@ -42,10 +47,16 @@ export type StageName = (typeof STAGE)[keyof typeof STAGE];
 let active = false;
 /** Taken once the provider is registered (the API's proxy tracer keeps the first provider it finds). */
 let tracer: Tracer | undefined;
+/** The share of new traces sampled (`telemetry.tracing.sampleRatio`). */
+let ratio = 1;
 
-/** Called by the composition root after registering a tracer provider; `false` turns tracing off again. */
-export function enableTracing(on = true): void {
+/**
+ * Called by the composition root after registering a tracer provider, with the share of new traces to
+ * sample; `false` turns tracing off again.
+ */
+export function enableTracing(on = true, sampleRatio = 1): void {
   active = on;
+  ratio = sampleRatio;
   tracer = on ? trace.getTracer(TRACER_NAME) : undefined;
 }
 
@@ -82,22 +93,38 @@ export function incomingContext(headers: Record<string, unknown>, params: unknow
   return meta ? contextFromTraceparent(meta.traceparent, meta.tracestate) : ROOT_CONTEXT;
 }
 
-/** A started stage: `ctx` is the context to run the stage's work in (its span as the active one). */
+/** A started stage: `ctx` is the context its child stages are made under (its span as their parent). */
 export interface StageSpan {
   readonly span: Span;
   readonly ctx: Context;
 }
 
 /**
- * Starts the span of a stage under `parent` (default: the active context). Undefined when tracing is off.
- * `attributes` is a function so that nothing is built for a span that is not recorded.
+ * Whether a request is traced, decided once at its root: the parent's sampled flag when it names a valid
+ * span context (a client's or an upstream tier's `traceparent`), else `sampleRatio`. The context to make
+ * the request's spans under (the root context for a new trace), or undefined when it is not sampled: no
+ * span, context or wrapper is then made for it anywhere on its path (the incoming `_meta` is forwarded
+ * as it came). The SDK's own sampler only follows this decision (parent-based, new roots always on).
+ */
+export function sampledParent(parent: Context): Context | undefined {
+  if (!active) return undefined;
+  const sc = trace.getSpanContext(parent);
+  if (sc && trace.isSpanContextValid(sc))
+    return (sc.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED ? parent : undefined;
+  return ratio >= 1 || Math.random() < ratio ? parent : undefined;
+}
+
+/**
+ * Starts the span of a stage under `parent`, the context of the stage it belongs to (contexts are passed
+ * explicitly: no context manager, so no AsyncLocalStorage hooks on every promise). Undefined when there is
+ * no parent (the request is not traced). `attributes` is a function so that nothing is built otherwise.
  */
 export function startStage(
   name: StageName,
-  options: { parent?: Context; kind?: SpanKind; attributes?: () => Attributes } = {},
+  parent: Context | undefined,
+  options: { kind?: SpanKind; attributes?: () => Attributes } = {},
 ): StageSpan | undefined {
-  if (!active) return undefined;
-  const parent = options.parent ?? otelContext.active();
+  if (!active || !parent) return undefined;
   const span = tracer!.startSpan(name, { kind: options.kind ?? SpanKind.INTERNAL }, parent);
   if (options.attributes && span.isRecording()) span.setAttributes(options.attributes());
   return { span, ctx: trace.setSpan(parent, span) };
@@ -114,18 +141,20 @@ export function endStage(stage: StageSpan | undefined, error?: { code?: string; 
 }
 
 /**
- * Runs `fn` as a stage: its span is the active one while `fn` runs (so nested stages and log lines see it)
- * and ends when `fn` settles. With tracing off this is a plain call of `fn`.
+ * Runs `fn` as a stage under `parent`, handing it the stage's context (for the stages within it); the span
+ * ends when `fn` settles. Without a parent (tracing off, or the request not sampled) a plain call of
+ * `fn(undefined)`.
  */
 export async function inStage<T>(
   name: StageName,
-  fn: () => Promise<T>,
+  parent: Context | undefined,
+  fn: (ctx: Context | undefined) => Promise<T>,
   attributes?: () => Attributes,
 ): Promise<T> {
-  if (!active) return fn();
-  const stage = startStage(name, { attributes })!;
+  const stage = startStage(name, parent, { attributes });
+  if (!stage) return fn(undefined);
   try {
-    return await otelContext.with(stage.ctx, fn);
+    return await fn(stage.ctx);
   } catch (err) {
     endStage(stage, { code: (err as { code?: string }).code, message: (err as Error)?.message });
     throw err;
@@ -134,9 +163,21 @@ export async function inStage<T>(
   }
 }
 
-/** Runs `fn` with `ctx` as the active context (a no-op wrapper when tracing is off). */
-export function withContext<T>(ctx: Context | undefined, fn: () => T): T {
-  return active && ctx ? otelContext.with(ctx, fn) : fn();
+/**
+ * The trace context a JSON-RPC message travels with between the gateway's own layers (the edge's forward
+ * stage to the core's route stage, the internal API to the core): keyed by the message object, which each
+ * layer hands on, so that no signature needs a context argument and no context manager is needed.
+ */
+const messageTraces = new WeakMap<object, Context>();
+
+/** Records the context `message` is traced under (nothing when undefined: the message is not traced). */
+export function setMessageTrace(message: object, ctx: Context | undefined): void {
+  if (ctx) messageTraces.set(message, ctx);
+}
+
+/** The context `message` is traced under; undefined when it is not traced. */
+export function messageTrace(message: object): Context | undefined {
+  return active ? messageTraces.get(message) : undefined;
 }
 
 /** `traceparent` of a span (W3C format); undefined for a span without a valid context. */
@@ -185,22 +226,20 @@ export function traceHeadersOf(message: unknown): Record<string, string> | undef
 }
 
 /**
- * The W3C headers naming the active span, for a hop between our own tiers (edge to core): undefined when
- * tracing is off or no span is active. The receiving tier makes them the parent with `contextFromTraceparent`.
+ * The W3C headers naming the span of `ctx`, for a hop between our own tiers (edge to core): undefined when
+ * there is none. The receiving tier makes them the parent with `contextFromTraceparent`.
  */
-export function activeTraceHeaders(): { traceparent: string; tracestate?: string } | undefined {
-  if (!active) return undefined;
-  const span = trace.getSpan(otelContext.active());
+export function traceHeadersOfContext(
+  ctx: Context | undefined,
+): { traceparent: string; tracestate?: string } | undefined {
+  const span = ctx && trace.getSpan(ctx);
   return span ? traceparentOf(span) : undefined;
 }
 
-/** Trace and span id of the active span, for log lines; undefined when tracing is off or none is active. */
-export function activeTraceIds(): { traceId: string; spanId: string } | undefined {
-  if (!active) return undefined;
-  const span = trace.getSpan(otelContext.active());
-  if (!span) return undefined;
-  const sc = span.spanContext();
-  return trace.isSpanContextValid(sc) ? { traceId: sc.traceId, spanId: sc.spanId } : undefined;
+/** The trace id of `ctx`'s span, for log lines and audit records; undefined when there is none. */
+export function traceIdOf(ctx: Context | undefined): string | undefined {
+  const sc = ctx && trace.getSpanContext(ctx);
+  return sc && trace.isSpanContextValid(sc) ? sc.traceId : undefined;
 }
 
 export { SpanKind };

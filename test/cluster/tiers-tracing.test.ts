@@ -131,7 +131,7 @@ describe(
       const jwk = createPublicKey(readFileSync(edgeKey.pub, 'utf8')).export({ format: 'jwk' });
       writeFileSync(join(dir, 'trusted.jwks.json'), JSON.stringify({ keys: [jwk] }));
       const [corePort, edgePort] = [await freePort(), await freePort()];
-      const tracing = { enabled: true, exporter: 'otlp', endpoint: receiver.url };
+      const tracing = { enabled: true, exporter: 'otlp', endpoint: receiver.url, sampleRatio: 1 };
       await spawnNode('core', {
         role: 'core',
         region: 'eu',

@@ -47,7 +47,7 @@ describe('logs', () => {
       {
         listen: { host: '127.0.0.1', port: 0 },
         log: { level: 'trace' },
-        telemetry: { tracing: { enabled: true, exporter: 'none' } },
+        telemetry: { tracing: { enabled: true, exporter: 'none', sampleRatio: 1 } },
         servers: [
           {
             name: 'recstdio',

@@ -23,12 +23,13 @@ async function gateway(
   httpUrl: string,
   sseUrl: string,
   exporter?: InMemorySpanExporter,
+  sampleRatio = 1,
 ): Promise<RunningNode> {
   const config = validateConfig(
     {
       listen: { host: '127.0.0.1', port: 0 },
       log: { level: 'silent' },
-      telemetry: { tracing: { enabled: tracing, exporter: 'none' } },
+      telemetry: { tracing: { enabled: tracing, exporter: 'none', sampleRatio } },
       servers: [
         {
           name: 'recstdio',
@@ -191,6 +192,58 @@ describe('tracing', () => {
       const route = exporter.getFinishedSpans().find((s) => s.name === 'mcpgw.route');
       assert.equal(route?.status.code, 2 /* ERROR */);
       assert.equal(route?.attributes['mcpgw.error.code'], 'GW_UNKNOWN_TOOL');
+    });
+  });
+
+  describe('sampled at the root (sampleRatio 0: only what a sampled parent asks for)', () => {
+    const exporter = new InMemorySpanExporter();
+    let gw: RunningNode;
+    let sid: string;
+    before(async () => {
+      gw = await gateway(true, http.url, sse.url, exporter, 0);
+      sid = await rawSession(`${gw.url}/mcp`);
+    });
+    after(() => gw.close());
+
+    it('makes no span and sends no trace context for a request it does not sample', async () => {
+      exporter.reset();
+      const seen = await call(gw.url, sid, 'rechttp__whoami');
+      assert.equal(seen.headers.traceparent, null);
+      assert.equal(seen.meta, null);
+      assert.deepEqual(exporter.getFinishedSpans(), []);
+    });
+
+    it("passes an unsampled client's _meta on unchanged, and records nothing of it", async () => {
+      exporter.reset();
+      const traceparent = `00-${'1'.repeat(32)}-${'2'.repeat(16)}-00`;
+      const seen = await call(gw.url, sid, 'recstdio__whoami', {
+        meta: { traceparent, 'example.com/k': 'v' },
+      });
+      assert.deepEqual(seen.meta, { traceparent, 'example.com/k': 'v' });
+      assert.deepEqual(exporter.getFinishedSpans(), []);
+    });
+
+    it('follows a sampled parent: the whole stage tree, under it', async () => {
+      exporter.reset();
+      const seen = await call(gw.url, sid, 'rechttp__whoami', {
+        headers: { traceparent: `00-${TRACE_ID}-${CLIENT_SPAN}-01` },
+      });
+      const t = byName(exporter.getFinishedSpans());
+      assert.deepEqual(Object.keys(t).sort(), [
+        'mcpgw.authorize',
+        'mcpgw.backend_call',
+        'mcpgw.forward',
+        'mcpgw.request',
+        'mcpgw.route',
+        'mcpgw.select_backend',
+      ]);
+      for (const s of Object.values(t)) assert.equal(s.spanContext().traceId, TRACE_ID);
+      assert.equal(parentOf(t['mcpgw.request']), CLIENT_SPAN);
+      assert.equal(parentOf(t['mcpgw.authorize']), t['mcpgw.route']!.spanContext().spanId);
+      assert.equal(
+        seen.headers.traceparent,
+        `00-${TRACE_ID}-${t['mcpgw.backend_call']!.spanContext().spanId}-01`,
+      );
     });
   });
 
