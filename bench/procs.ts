@@ -4,7 +4,7 @@
  * (e.g. the stdio backend under mcp-proxy or the gateway) go down with it.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { request } from 'undici';
 
@@ -207,6 +207,25 @@ export function cpuMs(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU time (ms) of every process whose command name is `comm` (Linux /proc), e.g. `postgres`: the server
+ * and its per-connection backends. A process that ends between two readings takes its time with it, so
+ * only differences over a span in which the processes live say anything.
+ */
+export function commandCpuMs(comm: string): number {
+  let total = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/comm`, 'utf8').trim() !== comm) continue;
+    } catch {
+      continue;
+    }
+    total += cpuMs(Number(d)) ?? 0;
+  }
+  return total;
 }
 
 /** The direct children of a process (Linux /proc), or [] if unknown. */

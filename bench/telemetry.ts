@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type LoadResult, runLoad } from './loadgen.js';
-import { type Child, cpuMs, freePort, spawnChild, stopAll, waitForHttp, waitForListening } from './procs.js';
+import { type Child, commandCpuMs, cpuMs, freePort, spawnChild, stopAll, waitForHttp, waitForListening } from './procs.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <root>/dist/bench
 const root = resolve(here, '../..');
@@ -61,6 +61,8 @@ interface Run extends LoadResult {
   setting: Setting;
   round: number;
   cpuMsPerReq: number | undefined;
+  /** CPU of the Postgres server's processes per request (the audit writes; the store's other work). */
+  pgCpuMsPerReq: number | undefined;
 }
 
 const median = (xs: number[]): number => {
@@ -161,15 +163,21 @@ async function main(): Promise<number> {
           const g = gws.get(setting)!;
           let cpu0: number | undefined;
           let cpu: number | undefined;
+          let pg0 = 0;
+          let pgCpu: number | undefined;
           const res = await runLoad({
             url: g.url,
             concurrency,
             durationMs,
             warmupMs,
-            onMeasureStart: () => (cpu0 = cpuMs(g.child.pid)),
+            onMeasureStart: () => {
+              cpu0 = cpuMs(g.child.pid);
+              if (auditStore === 'postgres') pg0 = commandCpuMs('postgres');
+            },
             onMeasureEnd: () => {
               const c = cpuMs(g.child.pid);
               cpu = c !== undefined && cpu0 !== undefined ? c - cpu0 : undefined;
+              if (auditStore === 'postgres') pgCpu = commandCpuMs('postgres') - pg0;
             },
           });
           if (res.errors > 0) failed = true;
@@ -178,11 +186,13 @@ async function main(): Promise<number> {
             setting,
             round,
             cpuMsPerReq: cpu !== undefined && res.requests > 0 ? cpu / res.requests : undefined,
+            pgCpuMsPerReq: pgCpu !== undefined && res.requests > 0 ? pgCpu / res.requests : undefined,
           });
           log(
             `  telemetry ${setting.padEnd(7)} c=${concurrency} round ${round}: ${res.rps.toFixed(0)} req/s, ` +
               `p50 ${res.p50.toFixed(3)} ms, p99 ${res.p99.toFixed(3)} ms, ` +
               `CPU ${cpu !== undefined && res.requests ? (cpu / res.requests).toFixed(3) : 'n/a'} ms/req` +
+              `${pgCpu !== undefined && res.requests ? `, Postgres ${(pgCpu / res.requests).toFixed(3)} ms/req` : ''}` +
               `${res.errors ? `, ERRORS ${res.errors}` : ''}`,
           );
         }
@@ -247,8 +257,8 @@ async function main(): Promise<number> {
         '',
         'Each part on its own (CPU ms/req added: the setting minus off, medians):',
         '',
-        '| conc | setting | req/s | /off per round | p50 ms | p99 ms | CPU ms/req | added CPU ms/req |',
-        '|--:|--|--:|--:|--:|--:|--:|--:|',
+        '| conc | setting | req/s | /off per round | p50 ms | p99 ms | CPU ms/req | added CPU ms/req | Postgres CPU ms/req |',
+        '|--:|--|--:|--:|--:|--:|--:|--:|--:|',
       );
       for (const c of concurrencies)
         for (const s of settings)
@@ -258,7 +268,8 @@ async function main(): Promise<number> {
               0,
             )} | ${s === 'off' ? '' : `${f(roundRatio(s, c))}×`} | ` +
               `${f(m(s, c, (r) => r.p50))} | ${f(m(s, c, (r) => r.p99))} | ${f(m(s, c, (r) => r.cpuMsPerReq))} | ` +
-              `${s === 'off' ? '' : f(m(s, c, (r) => r.cpuMsPerReq) - m('off', c, (r) => r.cpuMsPerReq))} |`,
+              `${s === 'off' ? '' : f(m(s, c, (r) => r.cpuMsPerReq) - m('off', c, (r) => r.cpuMsPerReq))} | ` +
+              `${f(m(s, c, (r) => r.pgCpuMsPerReq))} |`,
           );
     }
     const md = `${L.join('\n')}\n`;

@@ -16,7 +16,11 @@ import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import type { Context } from '@opentelemetry/api';
-import { messageTrace, traceHeadersOfContext } from '../../shared/telemetry/tracing.js';
+import {
+  messageTrace,
+  traceHeadersOfContext,
+  unsampledTraceparent,
+} from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,
@@ -597,6 +601,11 @@ export class RemoteCore implements CoreService {
     // the request the token authenticates; the token itself stays cached across traces).
     const trace = traceHeadersOfContext(traced);
     if (trace) Object.assign(h, trace);
+    else if (json) {
+      // Not sampled here: the core is told so rather than left to sample the request again by itself.
+      const tp = unsampledTraceparent();
+      if (tp) h.traceparent = tp;
+    }
     if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
     else
       h['x-mcpgw-test-principal'] =

@@ -16,6 +16,7 @@
  * sampling decision is made once, at a request's root (`sampledParent`); a request not sampled makes no
  * span, context or stage wrapper at all.
  */
+import { randomUUID } from 'node:crypto';
 import {
   createTraceState,
   ROOT_CONTEXT,
@@ -234,6 +235,19 @@ export function traceHeadersOfContext(
 ): { traceparent: string; tracestate?: string } | undefined {
   const span = ctx && trace.getSpan(ctx);
   return span ? traceparentOf(span) : undefined;
+}
+
+/**
+ * A `traceparent` that says "not sampled" (flags 00, fresh ids): what an edge with tracing on sends a core
+ * for a request it decided not to trace, so that the core follows that decision instead of sampling the
+ * request again on its own (which would record core-only fragments of traces). Undefined when tracing
+ * is off: the core then decides for itself.
+ */
+export function unsampledTraceparent(): string | undefined {
+  if (!active) return undefined;
+  const a = randomUUID().replaceAll('-', '');
+  const b = randomUUID();
+  return `00-${a}-${b.slice(0, 8)}${b.slice(9, 13)}${b.slice(14, 18)}-00`;
 }
 
 /** The trace id of `ctx`'s span, for log lines and audit records; undefined when there is none. */

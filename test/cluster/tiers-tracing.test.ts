@@ -297,6 +297,38 @@ describe(
       });
     }
 
+    test("a request the edge does not sample is not traced by the core either (the edge's decision holds)", async () => {
+      const sid = await session();
+      await new Promise((r) => setTimeout(r, 600)); // the session's own spans exported
+      const routes = () => receiver.spans.filter((s) => s.name === 'mcpgw.route').length;
+      const before = routes();
+      const traceId = randomBytes(16).toString('hex');
+      const r = await raw(`${edgeUrl}/mcp`, {
+        headers: {
+          ...MCP_HEADERS,
+          authorization: `Bearer ${token}`,
+          'mcp-session-id': sid,
+          'mcp-protocol-version': '2025-11-25',
+          traceparent: `00-${traceId}-${CLIENT_SPAN}-00`, // the client's: not sampled
+        },
+        body: {
+          jsonrpc: '2.0',
+          id: 8,
+          method: 'tools/call',
+          params: { name: 'rechttp__whoami', arguments: {} },
+        },
+      });
+      assert.equal(r.status, 200, r.text);
+      const seen = JSON.parse(r.json.result.content[0].text) as { headers: Record<string, string | null> };
+      assert.equal(seen.headers.traceparent, null, 'no trace context of ours reaches the backend');
+      await new Promise((r) => setTimeout(r, 800)); // the export delay is 200 ms
+      assert.equal(routes(), before, 'the core (sampling every new trace) made no span for it');
+      assert.deepEqual(
+        receiver.spans.filter((s) => s.traceId === traceId),
+        [],
+      );
+    });
+
     test('a refused credential ends the authenticate span with an error status', async () => {
       const traceId = randomBytes(16).toString('hex');
       const r = await raw(`${edgeUrl}/mcp`, {
