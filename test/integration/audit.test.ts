@@ -12,6 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import type { RunningNode } from '../../cli/single.js';
 import { canonicalJson } from '../../shared/canonical-json.js';
 import { PostgresAuditLog } from '../../shared/adapters/postgres/audit-log.js';
+import { EmbeddedDatabase } from '../../shared/adapters/postgres/embedded-database.js';
+import { migrate } from '../../shared/adapters/postgres/migrations.js';
 import { PgDatabase } from '../../shared/adapters/postgres/pg-database.js';
 import { recordHash } from '../../shared/audit/chain.js';
 import type { AuditEvent, AuditRecord, EvidencePackage } from '../../shared/ports/audit-sink.js';
@@ -428,4 +430,57 @@ test('a failing sink raises the alarm, refuses Restricted calls, keeps the other
     await client.close();
     await node.close();
   }
+});
+
+/** Records of hostile text through each store's bulk path (COPY rows: Postgres server and PGlite). */
+describe('audit text through COPY', () => {
+  const ODD = ['a\tb', 'line1\nline2\r\n', 'back\\slash', '\\N', '\\.', 'x\\ty', '\t\t', '', 'to\0ol'];
+  async function roundTrip(auditLog: PostgresAuditLog): Promise<void> {
+    await auditLog.append(
+      ODD.map((v, k) =>
+        event(k + 1, 'copy-text', {
+          target: v,
+          requestId: `s:${v}`,
+          subject: v,
+          errorCode: v,
+          latencyMs: 1e-7 * k,
+        }),
+      ),
+    );
+    const records: AuditRecord[] = [];
+    for await (const r of auditLog.read('copy-text')) records.push(r);
+    const stored = (v: string) => v.replace('\0', '\uFFFD'); // NUL cannot be stored (see above)
+    assert.deepEqual(
+      records.map((r) => [r.target, r.requestId, r.subject, r.errorCode]),
+      ODD.map((v) => [stored(v), `s:${stored(v)}`, stored(v), stored(v)]),
+    );
+    assert.deepEqual(
+      records.map((r) => r.latencyMs),
+      ODD.map((_, k) => Math.round(1e-7 * k * 1000) / 1000),
+    );
+    const [v] = await auditLog.verify({ region: 'copy-text' });
+    assert.equal(v?.checked, ODD.length);
+    assert.deepEqual(v?.breaks, []);
+  }
+
+  test('on the Postgres server: stored as they came, and the chain verifies', async () => {
+    const schema = uniqueSchema();
+    const db = await migratedDatabase(schema);
+    try {
+      await roundTrip(new PostgresAuditLog(db));
+    } finally {
+      await db.close();
+      await dropSchema(schema);
+    }
+  });
+
+  test('on the embedded PGlite: the same', async () => {
+    const db = await EmbeddedDatabase.open({ schema: 'audit_copy' });
+    try {
+      await migrate(db);
+      await roundTrip(new PostgresAuditLog(db));
+    } finally {
+      await db.close();
+    }
+  });
 });

@@ -51,6 +51,9 @@ export class EmbeddedDatabase implements SqlDatabase {
           return { rows: r.rows.map(bigintsToNumbers), rowCount: r.affectedRows ?? r.rows.length };
         },
         exec: async (text: string) => void (await t.exec(text)),
+        // PGlite reads COPY data from a Blob it is handed as /dev/blob.
+        copyFrom: async (target: string, data: string) =>
+          void (await t.query(`COPY ${target} FROM '/dev/blob'`, [], { blob: new Blob([data]) })),
       }),
     );
   }

@@ -3,6 +3,7 @@
  * their search_path, and one dedicated connection per LISTEN (pooled connections cannot hold one).
  */
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../../log.js';
 import { assertSchemaName, type SqlDatabase, type SqlQueryable, type SqlResult } from './sql.js';
 
@@ -62,6 +63,13 @@ export class PgDatabase implements SqlDatabase {
       },
       // Without parameters pg uses the simple protocol, which takes several statements.
       exec: async (text: string) => void (await client.query(text)),
+      copyFrom: (target: string, data: string) =>
+        new Promise<void>((resolve, reject) => {
+          const stream = client.query(copyFrom(`COPY ${target} FROM STDIN`));
+          stream.on('finish', resolve);
+          stream.on('error', reject);
+          stream.end(data);
+        }),
     };
     try {
       await client.query('BEGIN');

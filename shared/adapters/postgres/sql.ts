@@ -14,6 +14,31 @@ export interface SqlQueryable {
   query<R = Record<string, unknown>>(text: string, params?: readonly unknown[]): Promise<SqlResult<R>>;
   /** Several statements, no parameters (migrations). */
   exec(text: string): Promise<void>;
+  /**
+   * `COPY <target> FROM STDIN` (text format; `target` is `table (columns)`) with `data` as its rows: the
+   * cheapest way to append many rows (about a third of the server's CPU per row of an INSERT ... SELECT
+   * from JSON, measured). Offered inside a transaction; callers fall back to INSERT where it is absent.
+   * `data` must be escaped with `copyText`, one line per row.
+   */
+  copyFrom?(target: string, data: string): Promise<void>;
+}
+
+const COPY_SPECIAL = /[\\\t\n\r]/;
+const COPY_SPECIAL_ALL = /[\\\t\n\r]/g;
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/**
+ * One field of a COPY text-format row: `\N` for null, backslash, tab, newline and carriage return escaped
+ * (so that no value, whoever wrote it, can end its field or its row early or read as an escape). Numbers
+ * are written as JavaScript prints them, which Postgres reads back exactly for the finite ones.
+ */
+export function copyText(value: string | number | null): string {
+  if (value === null) return '\\N';
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new TypeError(`COPY: ${value} is not a finite number`);
+    return String(value);
+  }
+  return COPY_SPECIAL.test(value) ? value.replace(COPY_SPECIAL_ALL, (c) => COPY_ESCAPES[c]!) : value;
 }
 
 export interface SqlDatabase extends SqlQueryable {
