@@ -62,7 +62,16 @@ export const drLeaseName = (region: string): string => `dr-${region}`;
 
 export class DrPairing {
   /** Regions this region stands in for, each with this gateway's contender for its lease. */
-  private readonly wards = new Map<string, { lease: RegionLease; active: boolean; seenCore: boolean }>();
+  private readonly wards = new Map<
+    string,
+    {
+      lease: RegionLease;
+      active: boolean;
+      seenCore: boolean;
+      /** The newest heartbeat of the ward's cores seen while they lived (their entries may be gone later). */
+      lastBeatAt: number;
+    }
+  >();
   /** `lease.dr-<ward>` entries of this region's bucket (held by this gateway or a peer of its region). */
   private readonly own = new Map<string, LeaseView>();
   /** `lease.dr-<this region>` in the partner's bucket, through this region's mirror of it. */
@@ -105,6 +114,7 @@ export class DrPairing {
           }),
           active: false,
           seenCore: false,
+          lastBeatAt: 0,
         });
     const reads: Array<() => Promise<void>> = [];
     if (this.wards.size > 0) {
@@ -306,21 +316,24 @@ export class DrPairing {
           (g.body.role === 'core' || g.body.role === 'single'),
       );
       const live = cores.some((g) => g.up);
+      const status = this.o.index.regionStatus(region);
+      const names = new Set(cores.map((g) => g.gateway));
+      const beat = Math.max(
+        0,
+        ...status.gateways.filter((g) => names.has(g.gateway)).map((g) => g.lastHeartbeatAt),
+      );
+      if (beat > w.lastBeatAt) w.lastBeatAt = beat;
       if (live) w.seenCore = true;
       // Never seen a core of it and its region not known down: it may still be starting.
       const down =
         !live &&
-        (w.seenCore || this.o.index.regionStatus(region).state === 'down') &&
+        (w.seenCore || status.state === 'down') &&
         // With a witness: none of the region's cores reached it within the ttl either.
         !(this.o.witness !== undefined && this.presentOnWitness(region));
       if (down && !w.active) {
         w.active = true;
-        const status = this.o.index.regionStatus(region);
-        const names = new Set(cores.map((g) => g.gateway));
-        const last = Math.max(
-          0,
-          ...status.gateways.filter((g) => names.has(g.gateway)).map((g) => g.lastHeartbeatAt),
-        );
+        // Remembered while they lived: a check that runs late may find their entries already gone.
+        const last = w.lastBeatAt;
         const unsub = w.lease.onChange((held, revision) => {
           if (!held) return;
           unsub();
