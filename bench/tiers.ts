@@ -26,7 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runLoad } from './loadgen.js';
-import { type Child, freePort, spawnChild, stopAll, waitForHttp, waitForListening } from './procs.js';
+import { type Child, cpuMs, freePort, spawnChild, stopAll, waitForHttp, waitForListening } from './procs.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <root>/dist/bench
 const root = resolve(here, '../..');
@@ -83,12 +83,17 @@ function log(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
+/** The processes of each target whose CPU time is measured (the gateway's; the backend's is the same for all). */
+const procsOf = new Map<Key, Child[]>();
+
 async function startGateway(name: string, dir: string, yaml: string[], port: number): Promise<Child> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, [...yaml, ''].join('\n'));
-  // MCPGW_BENCH_PROFILE=<dir>: the edge writes a CPU profile there when it stops (node --cpu-prof).
-  const prof = name === 'edge' && process.env.MCPGW_BENCH_PROFILE;
-  const flags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  // MCPGW_BENCH_PROFILE=<dir>: the edge (or the gateways MCPGW_BENCH_PROFILE_OF names: edge,core,single)
+  // writes a CPU profile in <dir>/<name> when it stops (node --cpu-prof).
+  const profiled = (process.env.MCPGW_BENCH_PROFILE_OF ?? 'edge').split(',');
+  const prof = profiled.includes(name) && process.env.MCPGW_BENCH_PROFILE;
+  const flags = prof ? ['--cpu-prof', `--cpu-prof-dir=${join(prof, name)}`] : [];
   const c = spawnChild(name, node, [...flags, main, 'start', '--config', file], root);
   await waitForHttp(c, `http://127.0.0.1:${port}/readyz`, (s) => s === 200, 30_000);
   return c;
@@ -108,6 +113,7 @@ async function setUp(dir: string): Promise<void> {
     String(Math.max(...concurrencies)),
   ]);
   urls.set('bare-hop', `${await waitForListening(hop)}${new URL(backendUrl).pathname}`);
+  procsOf.set('bare-hop', [hop]);
 
   const pair = generateKeyPairSync('ed25519');
   const priv = join(dir, 'edge.key.pem');
@@ -123,14 +129,15 @@ async function setUp(dir: string): Promise<void> {
   const jwks = await serveJwks();
   closers.push(jwks.close);
   const [singlePort, corePort, edgePort] = [await freePort(), await freePort(), await freePort()];
-  await startGateway(
+  const single = await startGateway(
     'single',
     dir,
     ['role: single', `listen: { host: 127.0.0.1, port: ${singlePort} }`, 'log: { level: warn }', ...servers],
     singlePort,
   );
   urls.set('core', `http://127.0.0.1:${singlePort}/servers/fasthttp/mcp`);
-  await startGateway(
+  procsOf.set('core', [single]);
+  const core = await startGateway(
     'core',
     dir,
     [
@@ -142,7 +149,7 @@ async function setUp(dir: string): Promise<void> {
     ],
     corePort,
   );
-  await startGateway(
+  const edge = await startGateway(
     'edge',
     dir,
     [
@@ -158,6 +165,7 @@ async function setUp(dir: string): Promise<void> {
     edgePort,
   );
   urls.set('tiers', `http://127.0.0.1:${edgePort}/servers/fasthttp/mcp`);
+  procsOf.set('tiers', [edge, core]);
   headers.set('tiers', { authorization: `Bearer ${jwks.token}` });
 }
 
@@ -170,24 +178,60 @@ async function run(): Promise<number> {
   const dir = mkdtempSync(join(os.tmpdir(), 'mcpgw-bench-tiers-'));
   try {
     await setUp(dir);
-    const results: { key: Key; c: number; p50: number; p99: number; rps: number; errors: number }[] = [];
+    const results: {
+      key: Key;
+      c: number;
+      p50: number;
+      p99: number;
+      rps: number;
+      errors: number;
+      /** CPU ms per request of each of the target's own processes (tiers: edge, core). */
+      cpu: (number | undefined)[];
+    }[] = [];
     for (const c of concurrencies)
       for (let r = 1; r <= rounds; r++)
         for (const [key, url] of urls) {
           const h = headers.get(key);
-          const res = await runLoad({ url, concurrency: c, durationMs, warmupMs, ...(h && { headers: h }) });
-          results.push({ key, c, p50: res.p50, p99: res.p99, rps: res.rps, errors: res.errors });
+          const ps = procsOf.get(key) ?? [];
+          let cpu0: (number | undefined)[] = [];
+          let cpu: (number | undefined)[] = [];
+          const res = await runLoad({
+            url,
+            concurrency: c,
+            durationMs,
+            warmupMs,
+            ...(h && { headers: h }),
+            onMeasureStart: () => (cpu0 = ps.map((p) => cpuMs(p.pid))),
+            onMeasureEnd: () =>
+              (cpu = ps.map((p, i) => {
+                const now = cpuMs(p.pid);
+                return now !== undefined && cpu0[i] !== undefined ? now - cpu0[i]! : undefined;
+              })),
+          });
+          const perReq = cpu.map((x) => (x !== undefined && res.requests > 0 ? x / res.requests : undefined));
+          results.push({ key, c, p50: res.p50, p99: res.p99, rps: res.rps, errors: res.errors, cpu: perReq });
           log(
             `  ${key.padEnd(9)} c=${c} round ${r}: p50 ${res.p50.toFixed(3)} ms  ${res.rps.toFixed(0)} req/s${res.errors ? `  ERRORS ${res.errors} ${res.errorSamples.join(' | ')}` : ''}`,
           );
         }
-    const lines = ['| target | concurrency | p50 ms | p99 ms | req/s |', '| --- | --- | --- | --- | --- |'];
+    const lines = [
+      '| target | concurrency | p50 ms | p99 ms | req/s | CPU ms/req (tiers: edge + core) |',
+      '| --- | --- | --- | --- | --- | --- |',
+    ];
     const m = (key: Key, c: number, f: 'p50' | 'p99' | 'rps') =>
       median(results.filter((x) => x.key === key && x.c === c).map((x) => x[f]));
+    const cpuOf = (key: Key, c: number) =>
+      (procsOf.get(key) ?? []).map((_, i) => {
+        const xs = results
+          .filter((x) => x.key === key && x.c === c)
+          .map((x) => x.cpu[i])
+          .filter((x): x is number => x !== undefined);
+        return xs.length ? median(xs).toFixed(3) : 'n/a';
+      });
     for (const c of concurrencies)
       for (const key of urls.keys())
         lines.push(
-          `| ${key} | ${c} | ${m(key, c, 'p50').toFixed(3)} | ${m(key, c, 'p99').toFixed(3)} | ${m(key, c, 'rps').toFixed(0)} |`,
+          `| ${key} | ${c} | ${m(key, c, 'p50').toFixed(3)} | ${m(key, c, 'p99').toFixed(3)} | ${m(key, c, 'rps').toFixed(0)} | ${cpuOf(key, c).join(' + ') || '-'} |`,
         );
     lines.push('');
     for (const c of concurrencies)

@@ -9,7 +9,7 @@
  * take them; a call it refused as draining (503 with the header: nothing ran) goes to the next core.
  */
 import { createHash } from 'node:crypto';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
 import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
 import { DRAINING_HEADER } from '../../shared/lifecycle/drain.js';
 import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
@@ -31,6 +31,8 @@ import type {
   ReadinessReport,
 } from '../../shared/ports/core-service.js';
 import type { FederatedScope } from './federated-aggregate.js';
+import { dispatchCall, type CoreAnswer } from './core-answer.js';
+import { jsonTextOf, keepJsonText } from '../../shared/mcp/json-text.js';
 
 const INFO_EVERY_MS = 5_000;
 /**
@@ -489,7 +491,7 @@ export class RemoteCore implements CoreService {
     body: string | undefined,
     principal: Principal,
     extra: CallExtra = {},
-  ): Promise<Dispatcher.ResponseData> {
+  ): Promise<CoreAnswer> {
     // A DR lease changing hands: every core may refuse (nothing ran) for a moment; tried again a while.
     const fencedUntil = Date.now() + (this.o.drWaitMs ?? 0);
     for (;;) {
@@ -510,23 +512,25 @@ export class RemoteCore implements CoreService {
     body: string | undefined,
     principal: Principal,
     extra: CallExtra,
-  ): Promise<Dispatcher.ResponseData> {
+  ): Promise<CoreAnswer> {
     let fenced: GatewayError | undefined;
     let lastErr: unknown;
     let retriedToken = false;
     next: for (const { link, drFor } of this.order(wireId, extra.route)) {
       for (;;) {
-        let res: Dispatcher.ResponseData;
+        let res: CoreAnswer;
         try {
-          res = await link.pool.request({
+          const opts = {
             path,
             method: extra.method ?? 'POST',
             headers: await this.headers(link, principal, body !== undefined, drFor, extra.trace),
             body,
             headersTimeout: 0,
             bodyTimeout: 0,
-            ...(extra.signal && { signal: extra.signal }),
-          });
+          } as const;
+          res = extra.signal
+            ? await link.pool.request({ ...opts, signal: extra.signal })
+            : await dispatchCall(link.pool, opts);
         } catch (err) {
           lastErr = err;
           const code = (err as { code?: string }).code ?? '';
@@ -824,7 +828,8 @@ class RemoteSession implements CoreSessionHandle {
     const res = await this.remote.call(
       this.id,
       `${this.base}request`,
-      JSON.stringify({ scope: this.wire, message: request }),
+      // The client's request as it sent it, when nothing changed it since (json-text.ts).
+      `{"scope":${JSON.stringify(this.wire)},"message":${jsonTextOf(request)}}`,
       this.principal,
       {
         route: this.route,
@@ -835,8 +840,15 @@ class RemoteSession implements CoreSessionHandle {
     );
     if (res.statusCode !== 200) throw await refusalOf(res);
     // The common case: the response alone, in one body of known length.
-    if (res.headers['content-length'] !== undefined)
-      return this.learn(request, finalOf(JSON.parse(await res.body.text()) as Frame, request));
+    if (res.headers['content-length'] !== undefined) {
+      const text = await res.body.text();
+      const frame = JSON.parse(text) as Frame;
+      const response = this.learn(request, finalOf(frame, request));
+      // The core wrote `{"r":<response>}\n`: the client gets the response's text as it is.
+      if (response && text.startsWith(ANSWER_HEAD) && text.endsWith('}\n') && onlyResponse(frame))
+        keepJsonText(response, text.slice(ANSWER_HEAD.length, -2));
+      return response;
+    }
     for await (const line of ndjsonLines(res.body)) {
       const f = line as Frame;
       if (f.m !== undefined) related.send(f.m);
@@ -889,7 +901,7 @@ class RemoteSession implements CoreSessionHandle {
     if (this.gone) return;
     this.gone = true;
     this.forget();
-    let res: Dispatcher.ResponseData;
+    let res: CoreAnswer;
     try {
       res = await this.remote.call(
         this.id,
@@ -929,6 +941,14 @@ interface Route {
 }
 
 type Frame = { m?: JsonRpcMessage; r?: JsonRpcResponse; c?: 1 };
+/** How the core's frame of a final response begins (internal-api.ts, NdjsonAnswer.finish). */
+const ANSWER_HEAD = '{"r":';
+
+/** The frame holds the response and nothing else (so that its text is the frame's but for the head). */
+function onlyResponse(f: Frame): boolean {
+  for (const k in f) if (k !== 'r') return false;
+  return true;
+}
 
 function finalOf(f: Frame, request: JsonRpcRequest): JsonRpcResponse | undefined {
   if (f.c) return undefined;
@@ -937,7 +957,7 @@ function finalOf(f: Frame, request: JsonRpcRequest): JsonRpcResponse | undefined
 }
 
 /** The core's refusal as the same gateway error (its code travels in data.code). */
-async function refusalOf(res: Dispatcher.ResponseData): Promise<GatewayError> {
+async function refusalOf(res: CoreAnswer): Promise<GatewayError> {
   const text = await res.body.text();
   let code: string | undefined;
   let message: string | undefined;
