@@ -513,6 +513,7 @@ function readJson(req: IncomingMessage, limit: number): Promise<Body> {
     let chunks: Buffer[] | undefined;
     let first: Buffer | undefined;
     let size = 0;
+    let ended = false;
     const onData = (c: Buffer) => {
       size += c.length;
       if (size > limit) {
@@ -525,6 +526,7 @@ function readJson(req: IncomingMessage, limit: number): Promise<Body> {
       else (chunks ??= [first]).push(c);
     };
     const onEnd = () => {
+      ended = true;
       let v: unknown;
       try {
         const all = chunks ? Buffer.concat(chunks) : first;
@@ -537,8 +539,10 @@ function readJson(req: IncomingMessage, limit: number): Promise<Body> {
       resolve(v as Body);
     };
     const onError = (err: Error) => reject(err);
-    // Cut off before its end (after 'end' this settles nothing: the promise is settled).
-    const onClose = () => reject(new Error('the request was cut off before its end'));
+    // Cut off before its end ('close' follows every request: an Error only when it is needed).
+    const onClose = () => {
+      if (!ended) reject(new Error('the request was cut off before its end'));
+    };
     req.on('data', onData).on('end', onEnd).on('error', onError).once('close', onClose);
   });
 }

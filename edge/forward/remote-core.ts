@@ -81,6 +81,8 @@ export interface CoreTarget {
 export interface TokenSource {
   /** A cached token: it names no trace (the `traceparent` header of the request does). */
   tokenFor(principal: Principal, audience: string): Promise<string>;
+  /** The token `tokenFor` would give at once, when it has one (no promise on the hot path). */
+  cachedToken?(principal: Principal, audience: string): string | undefined;
   forget(): void;
 }
 
@@ -520,10 +522,11 @@ export class RemoteCore implements CoreService {
       for (;;) {
         let res: CoreAnswer;
         try {
+          const headers = this.headers(link, principal, body !== undefined, drFor, extra.trace);
           const opts = {
             path,
             method: extra.method ?? 'POST',
-            headers: await this.headers(link, principal, body !== undefined, drFor, extra.trace),
+            headers: headers instanceof Promise ? await headers : headers,
             body,
             headersTimeout: 0,
             bodyTimeout: 0,
@@ -587,13 +590,31 @@ export class RemoteCore implements CoreService {
     throw unavailable(undefined, lastErr);
   }
 
-  private async headers(
+  /** A call's headers: at once when the caller's token is cached (no promise per call), else once minted. */
+  private headers(
     link: CoreLink,
     principal: Principal,
     json: boolean,
     drFor?: string,
     traced?: Context,
-  ): Promise<Record<string, string>> {
+  ): Record<string, string> | Promise<Record<string, string>> {
+    const tokens = this.o.tokens;
+    if (!tokens) return this.headersWith(undefined, principal, json, drFor, traced);
+    const cached = tokens.cachedToken?.(principal, link.target.id);
+    if (cached !== undefined) return this.headersWith(cached, principal, json, drFor, traced);
+    return tokens
+      .tokenFor(principal, link.target.id)
+      .then((token) => this.headersWith(token, principal, json, drFor, traced));
+  }
+
+  /** `token`: the internal token; undefined in the core's loopback test mode (no tokens at all). */
+  private headersWith(
+    token: string | undefined,
+    principal: Principal,
+    json: boolean,
+    drFor?: string,
+    traced?: Context,
+  ): Record<string, string> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
     if (drFor) h['x-mcpgw-dr-for'] = drFor;
@@ -601,7 +622,7 @@ export class RemoteCore implements CoreService {
     // the request the token authenticates; the token itself stays cached across traces).
     const trace = traceHeadersOfContext(traced);
     if (trace) Object.assign(h, trace);
-    if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
+    if (token !== undefined) h.authorization = `Bearer ${token}`;
     else
       h['x-mcpgw-test-principal'] =
         principal === ANONYMOUS || principal.authMethod === 'none'
