@@ -240,6 +240,8 @@ export class RemoteCore implements CoreService {
   private readonly staticIds: Set<string>;
   /** The edge itself, for calls that act for no caller (info, the events stream). */
   private readonly self: Principal;
+  /** Requests go to the core as JSON text: the client's own, when the endpoint kept it. */
+  readonly forwardsText = true;
   /** RemoteCoreOptions.onForwarded, for the sessions. */
   readonly onForwarded: ((call: ForwardedCall) => void) | undefined;
 

@@ -158,7 +158,8 @@ export class McpEndpoint {
       return void reply.code(202).send();
     }
     // Nothing changes the request on its way to the core: a remote one gets the client's own text.
-    const request = keepJsonText(msg as JsonRpcRequest, text);
+    const request = msg as JsonRpcRequest;
+    if (this.o.core.forwardsText) keepJsonText(request, text);
     reply.hijack();
     const responder = new RequestResponder(
       reply.raw,
