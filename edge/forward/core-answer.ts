@@ -17,6 +17,8 @@ export interface CoreAnswer {
 export interface AnswerBody extends AsyncIterable<Buffer> {
   /** The whole body as UTF-8 text, once it has all arrived. */
   text(): Promise<string>;
+  /** The whole body, once it has all arrived. */
+  bytes(): Promise<Buffer>;
   /** Waits for the end of the body, keeping nothing. */
   dump(): Promise<void>;
 }
@@ -90,11 +92,15 @@ class AnswerHandler implements Dispatcher.DispatchHandler, CoreAnswer, AnswerBod
   }
 
   async text(): Promise<string> {
+    return (await this.bytes()).toString('utf8');
+  }
+
+  async bytes(): Promise<Buffer> {
     while (!this.ended && !this.failure) await this.next();
     if (this.failure) throw this.failure;
     const c = this.chunks;
     this.chunks = [];
-    return c.length === 1 ? c[0]!.toString('utf8') : Buffer.concat(c).toString('utf8');
+    return c.length === 1 ? c[0]! : Buffer.concat(c);
   }
 
   async dump(): Promise<void> {

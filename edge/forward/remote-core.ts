@@ -140,7 +140,6 @@ const DR_RETRY_MS = 100;
 
 interface CallExtra {
   method?: 'GET' | 'POST';
-  signal?: AbortSignal;
   route?: Route;
   retrySafe?: boolean;
   /** Told which core answered. */
@@ -533,9 +532,7 @@ export class RemoteCore implements CoreService {
             headersTimeout: 0,
             bodyTimeout: 0,
           } as const;
-          res = extra.signal
-            ? await link.pool.request({ ...opts, signal: extra.signal })
-            : await dispatchCall(link.pool, opts);
+          res = await dispatchCall(link.pool, opts);
         } catch (err) {
           lastErr = err;
           const code = (err as { code?: string }).code ?? '';
@@ -864,12 +861,12 @@ class RemoteSession implements CoreSessionHandle {
     if (res.statusCode !== 200) throw await refusalOf(res);
     // The common case: the response alone, in one body of known length.
     if (res.headers['content-length'] !== undefined) {
-      const text = await res.body.text();
-      const frame = JSON.parse(text) as Frame;
+      const bytes = await res.body.bytes();
+      const frame = JSON.parse(bytes.toString('utf8')) as Frame;
       const response = this.learn(request, finalOf(frame, request));
-      // The core wrote `{"r":<response>}\n`: the client gets the response's text as it is.
-      if (response && text.startsWith(ANSWER_HEAD) && text.endsWith('}\n') && onlyResponse(frame))
-        keepJsonText(response, text.slice(ANSWER_HEAD.length, -2));
+      // The core wrote `{"r":<response>}\n`: the client gets the response's bytes as they came.
+      if (response && isAnswerFrame(bytes) && onlyResponse(frame))
+        keepJsonText(response, bytes.subarray(ANSWER_HEAD.length, bytes.length - 2));
       return response;
     }
     for await (const line of ndjsonLines(res.body)) {
@@ -965,7 +962,18 @@ interface Route {
 
 type Frame = { m?: JsonRpcMessage; r?: JsonRpcResponse; c?: 1 };
 /** How the core's frame of a final response begins (internal-api.ts, NdjsonAnswer.finish). */
-const ANSWER_HEAD = '{"r":';
+const ANSWER_HEAD = Buffer.from('{"r":');
+
+/** `{"r":` ... `}\n` */
+function isAnswerFrame(b: Buffer): boolean {
+  const n = b.length;
+  return (
+    n > ANSWER_HEAD.length + 2 &&
+    b[n - 2] === 0x7d &&
+    b[n - 1] === 0x0a &&
+    b.compare(ANSWER_HEAD, 0, ANSWER_HEAD.length, 0, ANSWER_HEAD.length) === 0
+  );
+}
 
 /** The frame holds the response and nothing else (so that its text is the frame's but for the head). */
 function onlyResponse(f: Frame): boolean {

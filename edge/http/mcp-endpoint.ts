@@ -30,7 +30,7 @@ import { inStage, setMessageTrace, STAGE } from '../../shared/telemetry/tracing.
 import { requestStage } from './request-trace.js';
 import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
-import { jsonTextOf, keepJsonText } from '../../shared/mcp/json-text.js';
+import { jsonBytesOf, keepJsonText } from '../../shared/mcp/json-text.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
 const BACKLOG_LIMIT = 1000;
@@ -596,7 +596,7 @@ class RequestResponder implements MessageSink {
     }
     // A remote core's answer goes as the core wrote it (the client's id: the core answers the request
     // the client sent).
-    const body = jsonTextOf(response);
+    const body = jsonBytesOf(response);
     this.res
       .writeHead(status, {
         ...this.headers,
