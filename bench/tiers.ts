@@ -89,9 +89,11 @@ const procsOf = new Map<Key, Child[]>();
 async function startGateway(name: string, dir: string, yaml: string[], port: number): Promise<Child> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, [...yaml, ''].join('\n'));
-  // MCPGW_BENCH_PROFILE=<dir>: the edge writes a CPU profile there when it stops (node --cpu-prof).
-  const prof = name === 'edge' && process.env.MCPGW_BENCH_PROFILE;
-  const flags = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  // MCPGW_BENCH_PROFILE=<dir>: the edge (or the gateways MCPGW_BENCH_PROFILE_OF names: edge,core,single)
+  // writes a CPU profile in <dir>/<name> when it stops (node --cpu-prof).
+  const profiled = (process.env.MCPGW_BENCH_PROFILE_OF ?? 'edge').split(',');
+  const prof = profiled.includes(name) && process.env.MCPGW_BENCH_PROFILE;
+  const flags = prof ? ['--cpu-prof', `--cpu-prof-dir=${join(prof, name)}`] : [];
   const c = spawnChild(name, node, [...flags, main, 'start', '--config', file], root);
   await waitForHttp(c, `http://127.0.0.1:${port}/readyz`, (s) => s === 200, 30_000);
   return c;

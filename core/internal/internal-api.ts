@@ -507,22 +507,44 @@ class NdjsonAnswer implements MessageSink {
   }
 }
 
-async function readJson(req: IncomingMessage, limit: number): Promise<Body> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > limit) throw new GatewayError('GW_BODY_TOO_LARGE');
-    chunks.push(c as Buffer);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new GatewayError('GW_PARSE_ERROR');
-  }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new GatewayError('GW_INVALID_REQUEST');
-  return v as Body;
+/** The request's JSON object body (read with stream events: async iteration cost more per request). */
+function readJson(req: IncomingMessage, limit: number): Promise<Body> {
+  return new Promise((resolve, reject) => {
+    let chunks: Buffer[] | undefined;
+    let first: Buffer | undefined;
+    let size = 0;
+    let ended = false;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.off('data', onData).off('end', onEnd);
+        // The rest is read and dropped, so that the answer can still be written.
+        req.resume();
+        return reject(new GatewayError('GW_BODY_TOO_LARGE'));
+      }
+      if (first === undefined) first = c;
+      else (chunks ??= [first]).push(c);
+    };
+    const onEnd = () => {
+      ended = true;
+      let v: unknown;
+      try {
+        const all = chunks ? Buffer.concat(chunks) : first;
+        v = JSON.parse(all ? all.toString('utf8') : '');
+      } catch {
+        return reject(new GatewayError('GW_PARSE_ERROR'));
+      }
+      if (typeof v !== 'object' || v === null || Array.isArray(v))
+        return reject(new GatewayError('GW_INVALID_REQUEST'));
+      resolve(v as Body);
+    };
+    const onError = (err: Error) => reject(err);
+    // Cut off before its end ('close' follows every request: an Error only when it is needed).
+    const onClose = () => {
+      if (!ended) reject(new Error('the request was cut off before its end'));
+    };
+    req.on('data', onData).on('end', onEnd).on('error', onError).once('close', onClose);
+  });
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

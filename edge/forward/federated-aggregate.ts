@@ -96,6 +96,11 @@ export class FederatedAggregate implements CoreService {
     return this.o.inner.readiness();
   }
 
+  /** As the inner core: what this one changes of a message (names, merged lists) is a new object. */
+  get forwardsText(): boolean {
+    return this.o.inner.forwardsText === true;
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.sessions].map((s) => s.close().catch(() => {})));
     await this.o.inner.close();

@@ -9,7 +9,7 @@
  * take them; a call it refused as draining (503 with the header: nothing ran) goes to the next core.
  */
 import { createHash } from 'node:crypto';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
 import { GatewayError, ERRORS, type ErrorCode } from '../../shared/errors.js';
 import { DRAINING_HEADER } from '../../shared/lifecycle/drain.js';
 import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
@@ -35,6 +35,8 @@ import type {
   ReadinessReport,
 } from '../../shared/ports/core-service.js';
 import type { FederatedScope } from './federated-aggregate.js';
+import { dispatchCall, type CoreAnswer } from './core-answer.js';
+import { jsonTextOf, keepJsonText } from '../../shared/mcp/json-text.js';
 
 const INFO_EVERY_MS = 5_000;
 /**
@@ -83,6 +85,8 @@ export interface CoreTarget {
 export interface TokenSource {
   /** A cached token: it names no trace (the `traceparent` header of the request does). */
   tokenFor(principal: Principal, audience: string): Promise<string>;
+  /** The token `tokenFor` would give at once, when it has one (no promise on the hot path). */
+  cachedToken?(principal: Principal, audience: string): string | undefined;
   forget(): void;
 }
 
@@ -140,7 +144,6 @@ const DR_RETRY_MS = 100;
 
 interface CallExtra {
   method?: 'GET' | 'POST';
-  signal?: AbortSignal;
   route?: Route;
   retrySafe?: boolean;
   /** Told which core answered. */
@@ -240,6 +243,8 @@ export class RemoteCore implements CoreService {
   private readonly staticIds: Set<string>;
   /** The edge itself, for calls that act for no caller (info, the events stream). */
   private readonly self: Principal;
+  /** Requests go to the core as JSON text: the client's own, when the endpoint kept it. */
+  readonly forwardsText = true;
   /** RemoteCoreOptions.onForwarded, for the sessions. */
   readonly onForwarded: ((call: ForwardedCall) => void) | undefined;
 
@@ -493,7 +498,7 @@ export class RemoteCore implements CoreService {
     body: string | undefined,
     principal: Principal,
     extra: CallExtra = {},
-  ): Promise<Dispatcher.ResponseData> {
+  ): Promise<CoreAnswer> {
     // A DR lease changing hands: every core may refuse (nothing ran) for a moment; tried again a while.
     const fencedUntil = Date.now() + (this.o.drWaitMs ?? 0);
     for (;;) {
@@ -514,23 +519,24 @@ export class RemoteCore implements CoreService {
     body: string | undefined,
     principal: Principal,
     extra: CallExtra,
-  ): Promise<Dispatcher.ResponseData> {
+  ): Promise<CoreAnswer> {
     let fenced: GatewayError | undefined;
     let lastErr: unknown;
     let retriedToken = false;
     next: for (const { link, drFor } of this.order(wireId, extra.route)) {
       for (;;) {
-        let res: Dispatcher.ResponseData;
+        let res: CoreAnswer;
         try {
-          res = await link.pool.request({
+          const headers = this.headers(link, principal, body !== undefined, drFor, extra.trace);
+          const opts = {
             path,
             method: extra.method ?? 'POST',
-            headers: await this.headers(link, principal, body !== undefined, drFor, extra.trace),
+            headers: headers instanceof Promise ? await headers : headers,
             body,
             headersTimeout: 0,
             bodyTimeout: 0,
-            ...(extra.signal && { signal: extra.signal }),
-          });
+          } as const;
+          res = await dispatchCall(link.pool, opts);
         } catch (err) {
           lastErr = err;
           const code = (err as { code?: string }).code ?? '';
@@ -587,13 +593,31 @@ export class RemoteCore implements CoreService {
     throw unavailable(undefined, lastErr);
   }
 
-  private async headers(
+  /** A call's headers: at once when the caller's token is cached (no promise per call), else once minted. */
+  private headers(
     link: CoreLink,
     principal: Principal,
     json: boolean,
     drFor?: string,
     traced?: Context,
-  ): Promise<Record<string, string>> {
+  ): Record<string, string> | Promise<Record<string, string>> {
+    const tokens = this.o.tokens;
+    if (!tokens) return this.headersWith(undefined, principal, json, drFor, traced);
+    const cached = tokens.cachedToken?.(principal, link.target.id);
+    if (cached !== undefined) return this.headersWith(cached, principal, json, drFor, traced);
+    return tokens
+      .tokenFor(principal, link.target.id)
+      .then((token) => this.headersWith(token, principal, json, drFor, traced));
+  }
+
+  /** `token`: the internal token; undefined in the core's loopback test mode (no tokens at all). */
+  private headersWith(
+    token: string | undefined,
+    principal: Principal,
+    json: boolean,
+    drFor?: string,
+    traced?: Context,
+  ): Record<string, string> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
     if (drFor) h['x-mcpgw-dr-for'] = drFor;
@@ -606,7 +630,7 @@ export class RemoteCore implements CoreService {
       const tp = unsampledTraceparent();
       if (tp) h.traceparent = tp;
     }
-    if (this.o.tokens) h.authorization = `Bearer ${await this.o.tokens.tokenFor(principal, link.target.id)}`;
+    if (token !== undefined) h.authorization = `Bearer ${token}`;
     else
       h['x-mcpgw-test-principal'] =
         principal === ANONYMOUS || principal.authMethod === 'none'
@@ -833,7 +857,8 @@ class RemoteSession implements CoreSessionHandle {
     const res = await this.remote.call(
       this.id,
       `${this.base}request`,
-      JSON.stringify({ scope: this.wire, message: request }),
+      // The client's request as it sent it, when nothing changed it since (json-text.ts).
+      `{"scope":${JSON.stringify(this.wire)},"message":${jsonTextOf(request)}}`,
       this.principal,
       {
         route: this.route,
@@ -844,8 +869,15 @@ class RemoteSession implements CoreSessionHandle {
     );
     if (res.statusCode !== 200) throw await refusalOf(res);
     // The common case: the response alone, in one body of known length.
-    if (res.headers['content-length'] !== undefined)
-      return this.learn(request, finalOf(JSON.parse(await res.body.text()) as Frame, request));
+    if (res.headers['content-length'] !== undefined) {
+      const bytes = await res.body.bytes();
+      const frame = JSON.parse(bytes.toString('utf8')) as Frame;
+      const response = this.learn(request, finalOf(frame, request));
+      // The core wrote `{"r":<response>}\n`: the client gets the response's bytes as they came.
+      if (response && isAnswerFrame(bytes) && onlyResponse(frame))
+        keepJsonText(response, bytes.subarray(ANSWER_HEAD.length, bytes.length - 2));
+      return response;
+    }
     for await (const line of ndjsonLines(res.body)) {
       const f = line as Frame;
       if (f.m !== undefined) related.send(f.m);
@@ -898,7 +930,7 @@ class RemoteSession implements CoreSessionHandle {
     if (this.gone) return;
     this.gone = true;
     this.forget();
-    let res: Dispatcher.ResponseData;
+    let res: CoreAnswer;
     try {
       res = await this.remote.call(
         this.id,
@@ -938,6 +970,25 @@ interface Route {
 }
 
 type Frame = { m?: JsonRpcMessage; r?: JsonRpcResponse; c?: 1 };
+/** How the core's frame of a final response begins (internal-api.ts, NdjsonAnswer.finish). */
+const ANSWER_HEAD = Buffer.from('{"r":');
+
+/** `{"r":` ... `}\n` */
+function isAnswerFrame(b: Buffer): boolean {
+  const n = b.length;
+  return (
+    n > ANSWER_HEAD.length + 2 &&
+    b[n - 2] === 0x7d &&
+    b[n - 1] === 0x0a &&
+    b.compare(ANSWER_HEAD, 0, ANSWER_HEAD.length, 0, ANSWER_HEAD.length) === 0
+  );
+}
+
+/** The frame holds the response and nothing else (so that its text is the frame's but for the head). */
+function onlyResponse(f: Frame): boolean {
+  for (const k in f) if (k !== 'r') return false;
+  return true;
+}
 
 function finalOf(f: Frame, request: JsonRpcRequest): JsonRpcResponse | undefined {
   if (f.c) return undefined;
@@ -946,7 +997,7 @@ function finalOf(f: Frame, request: JsonRpcRequest): JsonRpcResponse | undefined
 }
 
 /** The core's refusal as the same gateway error (its code travels in data.code). */
-async function refusalOf(res: Dispatcher.ResponseData): Promise<GatewayError> {
+async function refusalOf(res: CoreAnswer): Promise<GatewayError> {
   const text = await res.body.text();
   let code: string | undefined;
   let message: string | undefined;

@@ -116,10 +116,12 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   // Before anything can answer: every request counts as in flight until its response is done (a drain
   // waits for them). Draining, every answer closes its connection, so that a load balancer's pooled
   // connections to this node are gone before it stops listening.
+  // (The hooks that decide at once take `done` rather than being async: no promise per request and hook.)
   const inflight = new InflightRequests();
-  app.addHook('onRequest', async (_req, reply) => {
+  app.addHook('onRequest', (_req, reply, done) => {
     inflight.track(reply.raw);
     if (isDraining()) reply.header('connection', 'close');
+    done();
   });
   const callerOf = o.callerOf ?? ((req: FastifyRequest) => requestPrincipal(req.raw));
   const endpoint = new McpEndpoint({ ...o, callerOf });
@@ -152,12 +154,13 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   // First of all: the source address (IP deny/allow lists, sources blocked after repeated auth failures).
   const sec = o.config.security;
   const security = new SourceGuard({ ...sec, log: o.log, metrics: o.metrics });
-  app.addHook('onRequest', async (req, reply) => {
+  app.addHook('onRequest', (req, reply, done) => {
     const verdict = security.check(req.socket.remoteAddress ?? '');
-    if (verdict.ok) return;
+    if (verdict.ok) return done();
     const ge = new GatewayError(verdict.code);
     if (verdict.code === 'GW_SOURCE_BLOCKED') reply.header('retry-after', String(verdict.retryAfterS));
-    return reply
+    // Answered here: `done` is not called, so nothing else runs.
+    reply
       .code(ge.httpStatus)
       .header('content-type', 'application/json')
       .send(JSON.stringify(toRpcError(null, ge)));
@@ -167,8 +170,8 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   // Every MCP transport, the legacy HTTP+SSE pair (2024-11-05) included, is a DNS-rebinding target; so is
   // the admin API and its dashboard, which answer loopback clients without a token.
   const guardedPrefixes = ['/mcp', '/sse', '/message', '/servers/', '/v/', '/admin/', '/dashboard'];
-  app.addHook('onRequest', async (req, reply) => {
-    if (!guardedPrefixes.some((p) => req.url.startsWith(p))) return;
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!guardedPrefixes.some((p) => req.url.startsWith(p))) return done();
     const { allowedHosts, allowedOrigins, cors } = o.config.http;
     const code = !(hostAllowed(req.headers.host, allowedHosts) || routing?.matches(req.headers.host))
       ? 'GW_FORBIDDEN_HOST'
@@ -178,9 +181,9 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
           )
         ? 'GW_FORBIDDEN_ORIGIN'
         : undefined;
-    if (!code) return;
+    if (!code) return done();
     const ge = new GatewayError(code);
-    return reply
+    reply
       .code(403)
       .header('content-type', 'application/json')
       .send(JSON.stringify(toRpcError(null, ge)));

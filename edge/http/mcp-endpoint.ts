@@ -30,6 +30,7 @@ import { inStage, setMessageTrace, STAGE } from '../../shared/telemetry/tracing.
 import { requestStage } from './request-trace.js';
 import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
+import { jsonBytesOf, keepJsonText } from '../../shared/mcp/json-text.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
 const BACKLOG_LIMIT = 1000;
@@ -100,9 +101,11 @@ export class McpEndpoint {
     const ctype = String(req.headers['content-type'] ?? '');
     if (!/^application\/json\s*(;|$)/i.test(ctype)) return this.refuse(reply, 'GW_UNSUPPORTED_MEDIA_TYPE');
     let msg: unknown;
+    let text: string;
     try {
       const body = req.body as Buffer | undefined;
-      msg = JSON.parse(body && body.length > 0 ? body.toString('utf8') : '');
+      text = body && body.length > 0 ? body.toString('utf8') : '';
+      msg = JSON.parse(text);
     } catch {
       return this.refuse(reply, 'GW_PARSE_ERROR');
     }
@@ -154,7 +157,9 @@ export class McpEndpoint {
       if (!session.core.respond(msg as JsonRpcResponse)) this.toIssuer(session, msg as JsonRpcResponse);
       return void reply.code(202).send();
     }
+    // Nothing changes the request on its way to the core: a remote one gets the client's own text.
     const request = msg as JsonRpcRequest;
+    if (this.o.core.forwardsText) keepJsonText(request, text);
     reply.hijack();
     const responder = new RequestResponder(
       reply.raw,
@@ -589,7 +594,9 @@ class RequestResponder implements MessageSink {
       this.res.writeHead(202, this.headers).end();
       return;
     }
-    const body = JSON.stringify(response);
+    // A remote core's answer goes as the core wrote it (the client's id: the core answers the request
+    // the client sent).
+    const body = jsonBytesOf(response);
     this.res
       .writeHead(status, {
         ...this.headers,

@@ -92,10 +92,18 @@ export class InternalTokenSigner {
    * trace: a token per trace cost a signature (and a core a verification) per request.
    */
   async tokenFor(principal: Principal, audience: string): Promise<string> {
+    return this.cachedToken(principal, audience) ?? this.renew(principal, audience);
+  }
+
+  /** The cached token for `principal` and `audience` while it need not be renewed; else undefined. */
+  cachedToken(principal: Principal, audience: string): string | undefined {
+    const hit = this.cache.get(cacheKey(principal, audience));
+    return hit && hit.renewAt > this.now() ? hit.token : undefined;
+  }
+
+  private renew(principal: Principal, audience: string): Promise<string> {
     const k = cacheKey(principal, audience);
-    const hit = this.cache.get(k);
     const now = this.now();
-    if (hit && hit.renewAt > now) return hit.token;
     // Concurrent calls for the same principal share one signature (and the core then verifies one token).
     const pending = this.minting.get(k);
     if (pending) return pending;

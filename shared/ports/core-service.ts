@@ -72,4 +72,9 @@ export interface CoreService {
   openSession(options: OpenSessionOptions): CoreSessionHandle;
   readiness(): ReadinessReport;
   close(): Promise<void>;
+  /**
+   * The core sends a client's request on as JSON text (a remote core): the endpoint records the text
+   * the client sent (shared/mcp/json-text.ts) so that it is not serialised again. Absent: false.
+   */
+  readonly forwardsText?: boolean;
 }
