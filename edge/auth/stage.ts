@@ -10,7 +10,7 @@ import type { Logger } from '../../shared/log.js';
 import type { Authenticator } from './authenticate.js';
 import { challenge, registerProtectedResourceMetadata } from './protected-resource.js';
 import { setRequestPrincipal } from './request-principal.js';
-import { endStage, STAGE, startStage, tracingActive } from '../../shared/telemetry/tracing.js';
+import { endStage, STAGE, startStage } from '../../shared/telemetry/tracing.js';
 import { requestStage } from '../http/request-trace.js';
 import { bearerMatches } from '../http/admin.js';
 
@@ -35,7 +35,7 @@ export function registerAuthentication(
     if (adminToken && req.url.startsWith('/admin/') && bearerMatches(req.headers.authorization, adminToken))
       return;
     // A span of its own under the request's root (made here from the headers: the body is not read yet).
-    const stage = tracingActive() ? startStage(STAGE.authenticate, requestStage(req, reply)?.ctx) : undefined;
+    const stage = startStage(STAGE.authenticate, requestStage(req, reply)?.ctx);
     const outcome = await o.authenticator.authenticate(req.raw);
     if (stage?.span.isRecording())
       stage.span.setAttribute('mcpgw.auth.outcome', outcome.ok ? outcome.principal.authMethod : outcome.code);

@@ -16,11 +16,7 @@ import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import type { Context } from '@opentelemetry/api';
-import {
-  messageTrace,
-  traceHeadersOfContext,
-  unsampledTraceparent,
-} from '../../shared/telemetry/tracing.js';
+import { messageTrace, traceHeadersOfContext, unsampledTraceparent } from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,

@@ -17,9 +17,8 @@ import {
   type StageSpan,
 } from '../../shared/telemetry/tracing.js';
 
-const spans = new WeakMap<IncomingMessage, StageSpan>();
-/** Requests decided not sampled: asked again, the answer stays the same. */
-const unsampled = new WeakSet<IncomingMessage>();
+/** Each request's root stage, or null once it was decided not sampled (asked again, the answer stays). */
+const spans = new WeakMap<IncomingMessage, StageSpan | null>();
 
 /**
  * The request's root stage; undefined when tracing is off or the request is not sampled (decided here,
@@ -31,14 +30,14 @@ export function requestStage(
   params?: unknown,
 ): StageSpan | undefined {
   if (!tracingActive()) return undefined;
-  let stage = spans.get(req.raw);
-  if (stage || unsampled.has(req.raw)) return stage;
+  const known = spans.get(req.raw);
+  if (known !== undefined) return known ?? undefined;
   const parent = sampledParent(incomingContext(req.headers, params));
   if (!parent) {
-    unsampled.add(req.raw);
+    spans.set(req.raw, null);
     return undefined;
   }
-  stage = startStage(STAGE.request, parent, {
+  const stage = startStage(STAGE.request, parent, {
     kind: SpanKind.SERVER,
     attributes: () => ({
       'http.request.method': req.method,
@@ -47,11 +46,10 @@ export function requestStage(
     }),
   })!;
   spans.set(req.raw, stage);
-  const s = stage;
   reply.raw.once('close', () => {
     const status = reply.raw.statusCode;
-    if (s.span.isRecording()) s.span.setAttribute('http.response.status_code', status);
-    endStage(s, status >= 500 ? { message: `HTTP ${status}` } : undefined);
+    if (stage.span.isRecording()) stage.span.setAttribute('http.response.status_code', status);
+    endStage(stage, status >= 500 ? { message: `HTTP ${status}` } : undefined);
   });
   return stage;
 }

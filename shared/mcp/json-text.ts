@@ -3,7 +3,7 @@
  * which only passes the message on sends that text instead of serialising the object again: the edge
  * forwards a client's request to its core as the client sent it, and the core's answer to the client as
  * the core wrote it. Only a message nothing changes after it was recorded may be recorded: whoever
- * changes one must make a new object (or `forgetJsonText` it).
+ * changes one must make a new object.
  */
 const texts = new WeakMap<object, string | Buffer>();
 
@@ -25,9 +25,4 @@ export function jsonTextOf(message: object): string {
 /** What to write for `message`: its recorded text or bytes, else its serialisation. */
 export function jsonBytesOf(message: object): string | Buffer {
   return texts.get(message) ?? JSON.stringify(message);
-}
-
-/** `message` was changed: its recorded text no longer says what it is. */
-export function forgetJsonText(message: object): void {
-  texts.delete(message);
 }

@@ -185,6 +185,14 @@ describe(
       rmSync(dir, { recursive: true, force: true });
     });
 
+    /** The headers of a request in session `sid`, with the caller's token. */
+    const inSession = (sid: string): Record<string, string> => ({
+      ...MCP_HEADERS,
+      authorization: `Bearer ${token}`,
+      'mcp-session-id': sid,
+      'mcp-protocol-version': '2025-11-25',
+    });
+
     async function session(): Promise<string> {
       const auth = { authorization: `Bearer ${token}` };
       const r = await raw(`${edgeUrl}/mcp`, {
@@ -203,7 +211,7 @@ describe(
       const sid = r.headers.get('mcp-session-id');
       assert.ok(r.status === 200 && sid, `initialize: ${r.status} ${r.text}`);
       await raw(`${edgeUrl}/mcp`, {
-        headers: { ...MCP_HEADERS, ...auth, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+        headers: inSession(sid),
         body: { jsonrpc: '2.0', method: 'notifications/initialized' },
       });
       return sid;
@@ -228,10 +236,7 @@ describe(
         const traceId = transport === 'stdio' ? TRACE_ID : randomBytes(16).toString('hex');
         const r = await raw(`${edgeUrl}/mcp`, {
           headers: {
-            ...MCP_HEADERS,
-            authorization: `Bearer ${token}`,
-            'mcp-session-id': sid,
-            'mcp-protocol-version': '2025-11-25',
+            ...inSession(sid),
             traceparent: `00-${traceId}-${CLIENT_SPAN}-01`,
             tracestate: 'vendor=xyz',
           },
@@ -304,13 +309,7 @@ describe(
       const before = routes();
       const traceId = randomBytes(16).toString('hex');
       const r = await raw(`${edgeUrl}/mcp`, {
-        headers: {
-          ...MCP_HEADERS,
-          authorization: `Bearer ${token}`,
-          'mcp-session-id': sid,
-          'mcp-protocol-version': '2025-11-25',
-          traceparent: `00-${traceId}-${CLIENT_SPAN}-00`, // the client's: not sampled
-        },
+        headers: { ...inSession(sid), traceparent: `00-${traceId}-${CLIENT_SPAN}-00` }, // the client's: not sampled
         body: {
           jsonrpc: '2.0',
           id: 8,

@@ -287,14 +287,7 @@ const COPY_RECORDS = `audit_records (${JSON_COLUMNS.map((c) => c[1]).join(', ')}
 async function insertRecords(tx: SqlQueryable, records: AuditRecord[]): Promise<void> {
   if (!tx.copyFrom) return void (await tx.query(INSERT_RECORDS, [JSON.stringify(records)]));
   let data = '';
-  for (const r of records) {
-    // In JSON_COLUMNS order.
-    data +=
-      `${copyText(r.region)}\t${r.seq}\t${r.at}\t${copyText(r.subject)}\t${copyText(r.tenant)}\t` +
-      `${copyText(r.method)}\t${copyText(r.target)}\t${copyText(r.server)}\t${copyText(r.decision)}\t` +
-      `${copyText(r.outcome)}\t${copyText(r.errorCode)}\t${copyText(r.latencyMs)}\t${copyText(r.argsHash)}\t` +
-      `${copyText(r.classification)}\t${copyText(r.requestId)}\t${copyText(r.traceId)}\t${r.prevHash}\t${r.hash}\n`;
-  }
+  for (const r of records) data += `${JSON_COLUMNS.map(([field]) => copyText(r[field])).join('\t')}\n`;
   await tx.copyFrom(COPY_RECORDS, data);
 }
 
