@@ -21,7 +21,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { type LoadResult, runLoad } from './loadgen.js';
-import { type Child, commandCpuMs, cpuMs, freePort, spawnChild, stopAll, waitForHttp, waitForListening } from './procs.js';
+import {
+  type Child,
+  commandCpuMs,
+  cpuMs,
+  freePort,
+  spawnChild,
+  stopAll,
+  waitForHttp,
+  waitForListening,
+} from './procs.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // <root>/dist/bench
 const root = resolve(here, '../..');
