@@ -103,6 +103,7 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
     sessions,
     verifier,
     identity,
+    ...(quotas && { callers: quotas }),
     coreId,
     region: config.region,
     // Ids and plain names: `/servers/payments/mcp` reaches the default version of `payments`.

@@ -19,8 +19,9 @@ import { listenUrl, type RunningTier } from './listen.js';
 import { startFederation } from './federation.js';
 import { coreDiscovery, placementOf } from './core-discovery.js';
 import type { FederationNode } from '../federation/federation-node.js';
-import { sessionStores, type StartOptions } from './single.js';
-import { metricsOf, startTracing } from './telemetry.js';
+import { quotasOf, sessionStores, type StartOptions } from './single.js';
+import { exportStateMetrics, metricsOf, startTracing } from './telemetry.js';
+import { startControlPlane, wantsControlPlane } from './control-plane.js';
 import { apiKeyStoreFor } from './api-keys.js';
 import { openAuditTrail } from './stores.js';
 import { forwardAuditor } from '../edge/forward/forward-audit.js';
@@ -68,15 +69,10 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     config.federation?.mergeRemote === true ? federatedAggregate(config, remote, log) : undefined;
   const core = merged ?? remote;
   let stopDiscovery: (() => void) | undefined;
-  // Policies and quotas are enforced by the cores (each follows the control plane itself).
-  if (
-    config.federation?.controlPlane &&
-    (config.federation.controlPlane.policies || config.federation.controlPlane.quotas)
-  )
-    log.warn(
-      {},
-      'federation.controlPlane on an edge: nothing to apply here, its cores enforce policies and quotas',
-    );
+  // The caller's own quotas (user, client app, tenant, global, concurrency) are decided here, before the
+  // request goes on; the per-tool and per-replica limits and the fair queue are the core's (docs/quotas.md).
+  const quotas = config.quotas.enabled ? await quotasOf(config, log) : undefined;
+  exportStateMetrics(metrics, quotas ? { quotas } : {});
   let stopMerge: (() => void) | undefined;
   if (config.federation) {
     // An edge is reached by clients, not by gateways: its advertised URL is informational.
@@ -94,7 +90,25 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
       stopMerge = followRemoteCatalog(federation.index, remote, merged, config.region, log);
   }
   await remote.start();
-
+  // federation.controlPlane: the bus's limits are in force before this edge listens (its policies are the
+  // cores' to enforce).
+  const control = quotas
+    ? await startControlPlane(config, {
+        quotas,
+        log,
+        gatewayId: () => config.federation?.gatewayId ?? `edge-${config.region}-${instance}`,
+      }).catch(async (err: unknown) => {
+        stopDiscovery?.();
+        stopMerge?.();
+        await Promise.allSettled([federation?.close(), core.close(), quotas.close()]);
+        throw err;
+      })
+    : undefined;
+  if (!quotas && wantsControlPlane(config))
+    log.warn(
+      {},
+      'federation.controlPlane on an edge without quotas: its cores enforce policies; nothing here',
+    );
   const tls = config.listen.tls;
   // API keys are checked here, at the edge (with `store: redis`, every edge sees a revocation at once).
   const apiKeys = apiKeyStoreFor(config);
@@ -107,6 +121,7 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
     ...(replicas && { replicas }),
     log,
     metrics,
+    ...(quotas && { quotas }),
     ...(tls && { https: serverTlsOptions(tls) }),
   });
   // The admin API, when this edge shares the cores' Postgres store (cli/edge-admin.ts).
@@ -134,13 +149,20 @@ export async function startEdgeNode(config: GatewayConfig, opts: StartOptions = 
         tlsWatch?.close();
         stopDiscovery?.();
         stopMerge?.();
+        await control?.close();
         await federation?.close();
         await app.close();
         await core.close();
         await audit?.close();
         await closeAdmin?.();
         signer.close();
-        await Promise.all([sessions.close(), events.close(), replicas?.close(), apiKeys?.close()]);
+        await Promise.all([
+          sessions.close(),
+          events.close(),
+          replicas?.close(),
+          apiKeys?.close(),
+          quotas?.close(),
+        ]);
         await tracing?.shutdown();
       })()),
   };

@@ -30,7 +30,12 @@ import type { InternalIdentity } from '../../shared/identity/internal-token.js';
 import { ANONYMOUS, principalKey, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
-import { sampledParent, setMessageTrace, tracingActive } from '../../shared/telemetry/tracing.js';
+import {
+  sampledParent,
+  setMessageTrace,
+  tracingActive,
+  unsampledTraceId,
+} from '../../shared/telemetry/tracing.js';
 import {
   classify,
   type JsonRpcMessage,
@@ -67,6 +72,8 @@ export interface InternalApiOptions {
   /** Undefined only in the loopback test mode `internal.insecureNoTrustOnLoopback`. */
   verifier: TokenVerifier | undefined;
   identity?: IdentityBinding;
+  /** Told the principal of every request with a valid internal token (the quota stages' callers). */
+  callers?: { remember(p: Principal): void };
   coreId: string;
   region: string;
   servers: readonly string[];
@@ -267,6 +274,7 @@ export class InternalApi {
         );
       throw err;
     }
+    this.o.callers?.remember(identity.principal);
     const trace = tracingActive()
       ? trustedParent(req.headers.traceparent, identity.traceId, req.headers.tracestate)
       : undefined;
@@ -308,8 +316,12 @@ export class InternalApi {
     const answer = new NdjsonAnswer(res, { send: (m) => this.toEdge(s, m) });
     let response: JsonRpcResponse | undefined;
     try {
-      // The edge's sampled trace (its `traceparent`), else this tier's own decision for a new trace.
-      setMessageTrace(request, sampledParent(caller.trace ?? ROOT_CONTEXT));
+      // The edge's sampled trace (its `traceparent`), else this tier's own decision for a new trace; not
+      // sampled, the trace id alone (the edge's, so that both tiers' lines name the same trace).
+      if (tracingActive()) {
+        const parent = caller.trace ?? ROOT_CONTEXT;
+        setMessageTrace(request, sampledParent(parent) ?? unsampledTraceId(parent));
+      }
       response = await s.handle.request(request, answer);
     } catch (err) {
       response = toRpcError(request.id, err);

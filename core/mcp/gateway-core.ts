@@ -51,7 +51,7 @@ import type { PolicyConfig } from '../../shared/config/security-schema.js';
 import { PiiMasker } from '../policy/pii-mask.js';
 import { ToolArgumentValidator } from '../policy/tool-arguments.js';
 import type { Outcome, RequestObservation } from '../../shared/telemetry/metrics.js';
-import { endStage, messageTrace, STAGE, startStage, traceIdOf } from '../../shared/telemetry/tracing.js';
+import { endStage, messageTrace, messageTraceId, STAGE, startStage } from '../../shared/telemetry/tracing.js';
 import { ServerPool, type PoolDeps } from '../pool/server-pool.js';
 import { ToolResponseCache } from '../pool/tool-cache.js';
 import { CatalogCache, INVALIDATES } from './catalog.js';
@@ -438,7 +438,7 @@ export class GatewayCore implements CoreService {
       sessionId: session.id,
       principal: session.principal,
       rpcId: request.id,
-      traceId: traceIdOf(stage?.ctx),
+      traceId: messageTraceId(request),
       ...(tool !== undefined &&
         note.server !== undefined &&
         res &&
@@ -478,7 +478,7 @@ export class GatewayCore implements CoreService {
           server,
           classification: this.classification(server),
           latencyMs: performance.now() - started,
-          traceId: traceIdOf(this.notes.get(request)?.trace),
+          traceId: messageTraceId(request),
         }),
       );
       return response;

@@ -16,7 +16,12 @@ import { VIRTUAL_SCOPE_PREFIX } from '../../shared/mcp/scopes.js';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
 import type { Context } from '@opentelemetry/api';
-import { messageTrace, traceHeadersOfContext, unsampledTraceparent } from '../../shared/telemetry/tracing.js';
+import {
+  messageTrace,
+  messageTraceId,
+  traceHeadersOfContext,
+  unsampledTraceparent,
+} from '../../shared/telemetry/tracing.js';
 import type {
   JsonRpcMessage,
   JsonRpcNotification,
@@ -144,8 +149,11 @@ interface CallExtra {
   retrySafe?: boolean;
   /** Told which core answered. */
   served?: (core: CoreTarget) => void;
-  /** The forward stage the call belongs to: its span is the parent of the core's (W3C headers). */
-  trace?: Context;
+  /**
+   * The forward stage the call belongs to: its span is the parent of the core's (W3C headers). Not
+   * sampled: the request's trace id, sent with the "not sampled" flag.
+   */
+  trace?: Context | string;
 }
 
 /** Where a caller's session may and should go. */
@@ -595,7 +603,7 @@ export class RemoteCore implements CoreService {
     principal: Principal,
     json: boolean,
     drFor?: string,
-    traced?: Context,
+    traced?: Context | string,
   ): Record<string, string> | Promise<Record<string, string>> {
     const tokens = this.o.tokens;
     if (!tokens) return this.headersWith(undefined, principal, json, drFor, traced);
@@ -612,18 +620,19 @@ export class RemoteCore implements CoreService {
     principal: Principal,
     json: boolean,
     drFor?: string,
-    traced?: Context,
+    traced?: Context | string,
   ): Record<string, string> {
     const h: Record<string, string> = { 'x-mcpgw-edge-instance': this.o.instance };
     if (json) h['content-type'] = 'application/json';
     if (drFor) h['x-mcpgw-dr-for'] = drFor;
     // The forward stage's span is the parent of the core's spans (W3C trace context across the hop, on
     // the request the token authenticates; the token itself stays cached across traces).
-    const trace = traceHeadersOfContext(traced);
+    const trace = typeof traced === 'object' ? traceHeadersOfContext(traced) : undefined;
     if (trace) Object.assign(h, trace);
     else if (json) {
-      // Not sampled here: the core is told so rather than left to sample the request again by itself.
-      const tp = unsampledTraceparent();
+      // Not sampled here: the core is told so (with the request's trace id, for its log lines) rather than
+      // left to sample the request again by itself.
+      const tp = unsampledTraceparent(traced as string | undefined);
       if (tp) h.traceparent = tp;
     }
     if (token !== undefined) h.authorization = `Bearer ${token}`;
@@ -860,7 +869,7 @@ class RemoteSession implements CoreSessionHandle {
         route: this.route,
         retrySafe: this.safe(request),
         ...(served && { served }),
-        trace: messageTrace(request),
+        trace: messageTrace(request) ?? messageTraceId(request),
       },
     );
     if (res.statusCode !== 200) throw await refusalOf(res);

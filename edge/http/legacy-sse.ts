@@ -21,7 +21,7 @@ import type { CoreService, CoreSessionHandle, MessageSink } from '../../shared/p
 import { principalKey } from '../../shared/identity/principal.js';
 import { requestPrincipal } from '../auth/request-principal.js';
 import { inStage, setMessageTrace, STAGE } from '../../shared/telemetry/tracing.js';
-import { requestStage } from './request-trace.js';
+import { requestStage, unsampledTrace } from './request-trace.js';
 import { openSse, sseEvent } from './sse.js';
 
 /** Below the idle timeouts of common proxies, so an open but quiet stream is not cut. */
@@ -124,7 +124,7 @@ export class LegacySseEndpoint {
     const stage = requestStage(req, reply, request.params);
     reply.code(202).send();
     void inStage(STAGE.forward, stage?.ctx, (trace) => {
-      setMessageTrace(request, trace);
+      setMessageTrace(request, trace ?? unsampledTrace(req));
       return this.dispatch(session, request);
     });
   }

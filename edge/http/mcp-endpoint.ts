@@ -27,7 +27,7 @@ import { principalKey, type Principal } from '../../shared/identity/principal.js
 import { requestPrincipal } from '../auth/request-principal.js';
 import { hasModernEnvelope, isModernVersion, ModernEndpoint } from './modern-endpoint.js';
 import { inStage, setMessageTrace, STAGE } from '../../shared/telemetry/tracing.js';
-import { requestStage } from './request-trace.js';
+import { requestStage, unsampledTrace } from './request-trace.js';
 import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 import { jsonBytesOf, keepJsonText } from '../../shared/mcp/json-text.js';
@@ -117,7 +117,14 @@ export class McpEndpoint {
     const stage = kind === 'request' ? requestStage(req, reply, (msg as JsonRpcRequest).params) : undefined;
     // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
     if (hasModernEnvelope(msg))
-      return this.modern.post(req, reply, scope, msg as JsonRpcMessage, identity, stage?.ctx);
+      return this.modern.post(
+        req,
+        reply,
+        scope,
+        msg as JsonRpcMessage,
+        identity,
+        stage?.ctx ?? unsampledTrace(req),
+      );
     if (isModernVersion(req.headers['mcp-protocol-version']))
       return this.refuse(
         reply,
@@ -130,7 +137,7 @@ export class McpEndpoint {
     if (kind === 'request' && (msg as JsonRpcRequest).method === 'initialize') {
       if (sid !== undefined) return this.refuse(reply, 'GW_ALREADY_INITIALIZED', (msg as JsonRpcRequest).id);
       return inStage(STAGE.forward, stage?.ctx, (trace) => {
-        setMessageTrace(msg as JsonRpcRequest, trace);
+        setMessageTrace(msg as JsonRpcRequest, trace ?? unsampledTrace(req));
         return this.initialize(msg as JsonRpcRequest, reply, scope, identity);
       });
     }
@@ -170,7 +177,7 @@ export class McpEndpoint {
     session.inflight++;
     try {
       const res = await inStage(STAGE.forward, stage?.ctx, (trace) => {
-        setMessageTrace(request, trace);
+        setMessageTrace(request, trace ?? unsampledTrace(req));
         return session.core.request(request, responder);
       });
       // The session's scope gone meanwhile (a virtual server deleted, a server hidden: a remote core

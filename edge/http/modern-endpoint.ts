@@ -137,7 +137,8 @@ export class ModernEndpoint {
     scope: string,
     msg: JsonRpcMessage,
     identity: Principal,
-    trace?: TraceContext,
+    /** The request's root context, or (not sampled) its trace id. */
+    trace?: TraceContext | string,
   ): Promise<void> {
     const principal = principalKey(identity);
     // Notifications (a cancellation also closes its stream) and stray responses: accepted, nothing to do.
@@ -467,7 +468,7 @@ export class ModernEndpoint {
     request: JsonRpcRequest,
     principal: string,
     scope: string,
-    trace: TraceContext | undefined,
+    trace: TraceContext | string | undefined,
   ): Parked {
     // Fresh ids inside the shared context: concurrent clients (or one client's parallel requests) may
     // reuse the same id, and each call must be cancellable on its own.

@@ -14,11 +14,15 @@ import {
   STAGE,
   startStage,
   tracingActive,
+  unsampledTraceId,
   type StageSpan,
 } from '../../shared/telemetry/tracing.js';
 
-/** Each request's root stage, or null once it was decided not sampled (asked again, the answer stays). */
-const spans = new WeakMap<IncomingMessage, StageSpan | null>();
+/**
+ * Each request's root stage, or once it was decided not sampled its trace id (asked again, the answer
+ * stays).
+ */
+const spans = new WeakMap<IncomingMessage, StageSpan | string>();
 
 /**
  * The request's root stage; undefined when tracing is off or the request is not sampled (decided here,
@@ -31,10 +35,11 @@ export function requestStage(
 ): StageSpan | undefined {
   if (!tracingActive()) return undefined;
   const known = spans.get(req.raw);
-  if (known !== undefined) return known ?? undefined;
-  const parent = sampledParent(incomingContext(req.headers, params));
+  if (known !== undefined) return typeof known === 'string' ? undefined : known;
+  const incoming = incomingContext(req.headers, params);
+  const parent = sampledParent(incoming);
   if (!parent) {
-    spans.set(req.raw, null);
+    spans.set(req.raw, unsampledTraceId(incoming));
     return undefined;
   }
   const stage = startStage(STAGE.request, parent, {
@@ -52,4 +57,13 @@ export function requestStage(
     endStage(stage, status >= 500 ? { message: `HTTP ${status}` } : undefined);
   });
   return stage;
+}
+
+/**
+ * The trace id of a request decided not sampled (`requestStage`), for `setMessageTrace`: the next tier and
+ * the access line name it. Undefined for a sampled request, or when tracing is off.
+ */
+export function unsampledTrace(req: FastifyRequest): string | undefined {
+  const known = spans.get(req.raw);
+  return typeof known === 'string' ? known : undefined;
 }

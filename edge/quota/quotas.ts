@@ -23,6 +23,11 @@ export interface Quotas {
   readonly stages: Stage[];
   installHttp(app: FastifyInstance, callerOf: (req: FastifyRequest) => Principal): void;
   /**
+   * Tells the pipeline stages who a principal key stands for (tenant, roles), where no HTTP hook of this
+   * process saw the caller: a core learns it from each request's internal token.
+   */
+  remember(p: Principal): void;
+  /**
    * For the pool, before each attempt: the replica's `server` limit and (when `tool` is given) the
    * caller's per-tool limit, one store decision. Undefined admits; a refusal by the replica's limit
    * says `reroute` (another replica may serve), a per-tool refusal does not.
@@ -60,6 +65,7 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
         concurrency: o.config.concurrency,
         log,
       }),
+    remember: (p) => callers.remember(p),
     replicaQuota: async (server, replica, ask) => {
       const dims = [
         ...policy.replicaDimensions(server, replica),

@@ -165,20 +165,43 @@ export async function inStage<T>(
 }
 
 /**
- * The trace context a JSON-RPC message travels with between the gateway's own layers (the edge's forward
- * stage to the core's route stage, the internal API to the core): keyed by the message object, which each
- * layer hands on, so that no signature needs a context argument and no context manager is needed.
+ * The trace a JSON-RPC message travels with between the gateway's own layers (the edge's forward stage to
+ * the core's route stage, the internal API to the core): keyed by the message object, which each layer
+ * hands on, so that no signature needs a context argument and no context manager is needed. A sampled
+ * request's entry is the context its spans are made under; a request not sampled keeps its trace id alone
+ * (a string: no context, span or wrapper), for its log lines, its audit record and the next tier.
  */
-const messageTraces = new WeakMap<object, Context>();
+const messageTraces = new WeakMap<object, Context | string>();
 
-/** Records the context `message` is traced under (nothing when undefined: the message is not traced). */
-export function setMessageTrace(message: object, ctx: Context | undefined): void {
-  if (ctx) messageTraces.set(message, ctx);
+/**
+ * Records the context `message` is traced under, or (not sampled) its trace id; nothing when undefined.
+ */
+export function setMessageTrace(message: object, trace: Context | string | undefined): void {
+  if (trace !== undefined) messageTraces.set(message, trace);
 }
 
-/** The context `message` is traced under; undefined when it is not traced. */
+/** The context `message` is traced under; undefined when it is not sampled (or tracing is off). */
 export function messageTrace(message: object): Context | undefined {
-  return active ? messageTraces.get(message) : undefined;
+  if (!active) return undefined;
+  const t = messageTraces.get(message);
+  return typeof t === 'string' ? undefined : t;
+}
+
+/** The trace id of `message`, sampled or not; undefined when tracing is off. */
+export function messageTraceId(message: object): string | undefined {
+  if (!active) return undefined;
+  const t = messageTraces.get(message);
+  return typeof t === 'string' ? t : traceIdOf(t);
+}
+
+/**
+ * The trace id of a request that is not sampled: its parent's (a client's or an upstream tier's
+ * `traceparent`, flags 00) when it names one, else a new one. W3C trace context propagates the id whatever
+ * the sampling decision, so the request's log lines and audit record still name its trace.
+ */
+export function unsampledTraceId(parent: Context): string {
+  const sc = trace.getSpanContext(parent);
+  return sc && trace.isSpanContextValid(sc) ? sc.traceId : randomUUID().replaceAll('-', '');
 }
 
 /** `traceparent` of a span (W3C format); undefined for a span without a valid context. */
@@ -238,16 +261,17 @@ export function traceHeadersOfContext(
 }
 
 /**
- * A `traceparent` that says "not sampled" (flags 00, fresh ids): what an edge with tracing on sends a core
- * for a request it decided not to trace, so that the core follows that decision instead of sampling the
- * request again on its own (which would record core-only fragments of traces). Undefined when tracing
- * is off: the core then decides for itself.
+ * A `traceparent` that says "not sampled" (flags 00; the request's trace id when known, a fresh span id):
+ * what an edge with tracing on sends a core for a request it decided not to trace, so that the core
+ * follows that decision instead of sampling the request again on its own (which would record core-only
+ * fragments of traces), and logs the same trace id. Undefined when tracing is off: the core then decides
+ * for itself.
  */
-export function unsampledTraceparent(): string | undefined {
+export function unsampledTraceparent(traceId?: string): string | undefined {
   if (!active) return undefined;
-  const a = randomUUID().replaceAll('-', '');
   const b = randomUUID();
-  return `00-${a}-${b.slice(0, 8)}${b.slice(9, 13)}${b.slice(14, 18)}-00`;
+  const span = `${b.slice(0, 8)}${b.slice(9, 13)}${b.slice(14, 18)}`;
+  return `00-${traceId ?? randomUUID().replaceAll('-', '')}-${span}-00`;
 }
 
 /** The trace id of `ctx`'s span, for log lines and audit records; undefined when there is none. */

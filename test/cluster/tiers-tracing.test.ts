@@ -107,6 +107,8 @@ describe(
     let key: Awaited<ReturnType<typeof signingKey>>;
     let edgeUrl = '';
     let token = '';
+    /** The core's log lines (it logs at debug: its access lines). */
+    const coreLines: Record<string, unknown>[] = [];
 
     async function spawnNode(name: string, doc: object): Promise<void> {
       const file = join(dir, `${name}.json`);
@@ -136,7 +138,7 @@ describe(
         role: 'core',
         region: 'eu',
         listen: { host: '127.0.0.1', port: corePort },
-        log: { level: 'info' },
+        log: { level: 'debug' },
         internal: { id: 'core-eu-1', trustedKeys: [join(dir, 'trusted.jwks.json')] },
         telemetry: { tracing: { ...tracing, serviceName: 'mcpgw-core' } },
         quotas: {
@@ -157,6 +159,13 @@ describe(
           { name: 'rechttp', transport: 'streamable-http', url: http.url },
           { name: 'recsse', transport: 'sse', url: sse.url },
         ],
+      });
+      let pending = '';
+      children[0]!.stdout!.on('data', (b: Buffer) => {
+        const parts = (pending + b.toString()).split('\n');
+        pending = parts.pop()!;
+        for (const l of parts)
+          if (l.startsWith('{')) coreLines.push(JSON.parse(l) as Record<string, unknown>);
       });
       await spawnNode('edge', {
         role: 'edge',
@@ -326,6 +335,11 @@ describe(
         receiver.spans.filter((s) => s.traceId === traceId),
         [],
       );
+      // The trace id still travels: the core's access line for the call names the client's trace.
+      const line = coreLines.find(
+        (l) => l.msg === 'request' && l.requestId === 8 && l.method === 'tools/call',
+      );
+      assert.equal(line?.traceId, traceId, 'the core logged the trace id the client sent');
     });
 
     test('a refused credential ends the authenticate span with an error status', async () => {

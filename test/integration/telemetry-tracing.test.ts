@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Server } from 'node:http';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { validateConfig } from '../../shared/config/load.js';
@@ -24,11 +25,13 @@ async function gateway(
   sseUrl: string,
   exporter?: InMemorySpanExporter,
   sampleRatio = 1,
+  logTo?: NodeJS.WritableStream,
 ): Promise<RunningNode> {
+  const level = logTo ? 'debug' : 'silent';
   const config = validateConfig(
     {
       listen: { host: '127.0.0.1', port: 0 },
-      log: { level: 'silent' },
+      log: { level },
       telemetry: { tracing: { enabled: tracing, exporter: 'none', sampleRatio } },
       servers: [
         {
@@ -45,7 +48,7 @@ async function gateway(
     {},
   );
   return startSingleNode(config, {
-    log: createLogger('silent'),
+    log: createLogger(level, logTo),
     spanProcessors: exporter ? [new SimpleSpanProcessor(exporter)] : [],
   });
 }
@@ -197,13 +200,40 @@ describe('tracing', () => {
 
   describe('sampled at the root (sampleRatio 0: only what a sampled parent asks for)', () => {
     const exporter = new InMemorySpanExporter();
+    const lines: Record<string, unknown>[] = [];
+    const logTo = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const l of chunk.toString().split('\n'))
+          if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+        done();
+      },
+    });
     let gw: RunningNode;
     let sid: string;
     before(async () => {
-      gw = await gateway(true, http.url, sse.url, exporter, 0);
+      gw = await gateway(true, http.url, sse.url, exporter, 0, logTo);
       sid = await rawSession(`${gw.url}/mcp`);
     });
     after(() => gw.close());
+
+    /** The access line (`request`, debug level) of the latest tools/call. */
+    const accessLine = () => lines.filter((l) => l.msg === 'request' && l.method === 'tools/call').at(-1);
+
+    it('names the trace of a request it does not sample on its access line', async () => {
+      const unsampled = `00-${'3'.repeat(32)}-${'4'.repeat(16)}-00`;
+      const seen = await call(gw.url, sid, 'rechttp__whoami', { headers: { traceparent: unsampled } });
+      assert.equal(seen.headers.traceparent, null, 'nothing of ours reaches the backend');
+      assert.equal(accessLine()?.traceId, '3'.repeat(32), "the client's trace id");
+      // No trace context from the client: a trace id of its own, a new one per request.
+      await call(gw.url, sid, 'rechttp__whoami');
+      const first = accessLine()?.traceId;
+      await call(gw.url, sid, 'rechttp__whoami');
+      const second = accessLine()?.traceId;
+      assert.match(String(first), /^[0-9a-f]{32}$/);
+      assert.match(String(second), /^[0-9a-f]{32}$/);
+      assert.notEqual(first, second);
+      assert.deepEqual(exporter.getFinishedSpans(), [], 'and no span was recorded');
+    });
 
     it('makes no span and sends no trace context for a request it does not sample', async () => {
       exporter.reset();
