@@ -200,6 +200,8 @@ export async function startSingleNode(config: GatewayConfig, opts: StartOptions 
     metrics,
     usage,
     quotas,
+    // The pool is this process's: an in-session call's caller quota is decided with its pool call.
+    deferCallerQuotas: merged === undefined,
     callerOf: opts.callerOf,
     ...(tls && { https: serverTlsOptions(tls) }),
   });

@@ -954,6 +954,7 @@ export class ClientSession implements CoreSessionHandle, SessionOwner {
         params,
         context: ctx,
         trace,
+        request: req,
         handle,
         prepare: (client, p) => this.core.mapProgress(p, ctx, client),
         attempt: (client, p, options) =>

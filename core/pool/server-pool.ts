@@ -72,7 +72,13 @@ export interface PoolDeps {
   replicaQuota?(
     server: string,
     replica: string,
-    ask: { principal: string; tool?: string; trace?: Context | undefined },
+    ask: {
+      principal: string;
+      tool?: string;
+      trace?: Context | undefined;
+      /** The client's request: what the HTTP layer left to decide with it rides on it (quotas). */
+      request?: object;
+    },
   ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   random?: () => number;
 }
@@ -90,6 +96,8 @@ export interface PoolCall {
   context: CallContext;
   /** The call's route stage, the parent of the quota stage; undefined when the call is not traced. */
   trace?: Context | undefined;
+  /** The client's request the call serves (handed to `replicaQuota`). */
+  request?: object;
   /** Filled with the cancellation of whatever attempt is current. */
   handle: CallHandle;
   /** Rewrites params for the client an attempt uses (progress tokens); release when the attempt ends. */
@@ -423,6 +431,7 @@ export class ServerPool implements ServerBackend {
           principal: call.owner.principal,
           ...(!toolCharged && { tool }),
           trace: call.trace,
+          request: call.request,
         });
         if (refusal && !refusal.reroute) {
           if (!this.shared) this.unassign(call.owner, r);

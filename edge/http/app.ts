@@ -56,6 +56,11 @@ export interface EdgeAppOptions {
   /** Quotas and admission control (absent when `quotas.enabled` is false). */
   quotas?: Quotas;
   /**
+   * The core is this process's own (a single node without federated routing): an in-session call's caller
+   * quota is decided with its pool call, one store round trip (edge/quota/deferred-caller.ts).
+   */
+  deferCallerQuotas?: boolean;
+  /**
    * Who is calling. Default: the Principal an authentication hook put on the request
    * (`requestPrincipal`), else ANONYMOUS. Tests pass their own.
    */
@@ -204,7 +209,7 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   });
 
   // quotas: after authentication (the caller's dimensions need the Principal), before the body is read.
-  o.quotas?.installHttp(app, callerOf);
+  o.quotas?.installHttp(app, callerOf, { deferCallers: o.deferCallerQuotas === true });
 
   // A server of another tenant, or one the policy hides, does not exist for this caller: 404.
   const scopeOf = (req: import('fastify').FastifyRequest): string | undefined => {
@@ -230,7 +235,11 @@ export function buildEdgeApp(o: EdgeAppOptions): EdgeApp {
   for (const url of mcpPaths) {
     app.post(url, async (req, reply) => {
       const scope = scopeOf(req);
-      return scope ? endpoint.post(req, reply, scope) : unknownServer(reply, req.params);
+      if (!scope) return unknownServer(reply, req.params);
+      await endpoint.post(req, reply, scope);
+      // Fastify waits for an answer sent through an async onSend hook (the deferred quota decision's)
+      // only when the handler returns the reply; else it sends an empty one of its own meanwhile.
+      return reply;
     });
     app.get(url, async (req, reply) => {
       const scope = scopeOf(req);

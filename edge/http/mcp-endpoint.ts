@@ -31,6 +31,8 @@ import { requestStage, unsampledTrace } from './request-trace.js';
 import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 import { jsonBytesOf, keepJsonText } from '../../shared/mcp/json-text.js';
+import type { Quotas } from '../quota/quotas.js';
+import type { CallerRefusal } from '../quota/deferred-caller.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
 const BACKLOG_LIMIT = 1000;
@@ -66,6 +68,8 @@ export interface McpEndpointOptions {
   log: Logger;
   /** Who is calling (ANONYMOUS when absent). */
   callerOf?: (req: FastifyRequest) => Principal;
+  /** Quotas: the caller decisions the HTTP hook left for the request (deferred-caller.ts). */
+  quotas?: Pick<Quotas, 'deferred'>;
 }
 
 export class McpEndpoint {
@@ -167,6 +171,13 @@ export class McpEndpoint {
     // Nothing changes the request on its way to the core: a remote one gets the client's own text.
     const request = msg as JsonRpcRequest;
     if (this.o.core.forwardsText) keepJsonText(request, text);
+    // The caller's quota, when the HTTP hook left it: decided with the pool call, else now.
+    const deferred = this.o.quotas?.deferred;
+    const settling = deferred?.pending(req.raw) === true;
+    if (settling && !deferred!.carry(req.raw, request)) {
+      const refused = await deferred!.settle(req.raw);
+      if (refused) return this.refuseQuota(reply, refused);
+    }
     reply.hijack();
     const responder = new RequestResponder(
       reply.raw,
@@ -175,20 +186,37 @@ export class McpEndpoint {
       session.getStream,
     );
     session.inflight++;
+    let res: JsonRpcResponse | undefined;
     try {
-      const res = await inStage(STAGE.forward, stage?.ctx, (trace) => {
+      res = await inStage(STAGE.forward, stage?.ctx, (trace) => {
         setMessageTrace(request, trace ?? unsampledTrace(req));
         return session.core.request(request, responder);
       });
-      // The session's scope gone meanwhile (a virtual server deleted, a server hidden: a remote core
-      // says so in its answer): the 404 this endpoint gives a request for a scope that does not exist.
-      responder.finish(res, res && 'error' in res && isScopeRefusal(res.error, scope) ? 404 : 200);
     } catch (err) {
-      responder.finish(toRpcError(request.id, err));
+      res = toRpcError(request.id, err);
     } finally {
       session.inflight--;
       session.lastSeen = Date.now();
     }
+    // A caller decision the call did not make (it never reached the pool), or one that refused there.
+    if (settling) {
+      const refused = await deferred!.settle(req.raw);
+      if (refused && !responder.streaming) {
+        for (const [k, v] of Object.entries(refused.headers)) reply.raw.setHeader(k, v);
+        return responder.finish(toRpcError(null, refused.error), refused.status);
+      }
+    }
+    // The session's scope gone meanwhile (a virtual server deleted, a server hidden: a remote core says so
+    // in its answer): the 404 this endpoint gives a request for a scope that does not exist.
+    responder.finish(res, res && 'error' in res && isScopeRefusal(res.error, scope) ? 404 : 200);
+  }
+
+  /** A refusal of the caller's quota, as the HTTP layer gives it (Retry-After, RateLimit fields). */
+  private refuseQuota(reply: FastifyReply, r: CallerRefusal): void {
+    void reply
+      .code(r.status)
+      .headers({ ...r.headers, 'content-type': 'application/json' })
+      .send(JSON.stringify(toRpcError(null, r.error)));
   }
 
   /**
@@ -565,6 +593,11 @@ export class McpEndpoint {
 class RequestResponder implements MessageSink {
   private stream: SseStream | undefined;
   private done = false;
+
+  /** The answer became a stream (its 200 head is sent): no other status can be given any more. */
+  get streaming(): boolean {
+    return this.stream !== undefined;
+  }
 
   constructor(
     private readonly res: ServerResponse,

@@ -14,10 +14,13 @@ import type { Logger } from '../../shared/log.js';
 import { rateLimitHeaders, refusalError, refusalHeaders } from './answers.js';
 import type { QuotaPolicy } from './policy.js';
 import type { QuotaGuard } from './quota-guard.js';
+import type { DeferredCallerQuotas } from './deferred-caller.js';
 
-/** POSTs to these carry MCP messages (Streamable HTTP, per-server endpoints, legacy /message). */
-const COUNTED_PREFIXES = ['/mcp', '/servers/', '/message'];
-const GUARDED_PREFIXES = ['/mcp', '/sse', '/message', '/servers/'];
+/** POSTs to these carry MCP messages (Streamable HTTP, per-server and virtual endpoints, legacy /message). */
+const COUNTED_PREFIXES = ['/mcp', '/servers/', '/v/', '/message'];
+const GUARDED_PREFIXES = ['/mcp', '/sse', '/message', '/servers/', '/v/'];
+/** The Streamable HTTP routes, whose in-session POSTs may leave the caller decision to the pool. */
+const STREAMABLE_ROUTES = new Set(['/mcp', '/servers/:name/mcp', '/v/:virtual/mcp']);
 
 export interface HttpAdmissionOptions {
   guard: QuotaGuard;
@@ -28,6 +31,11 @@ export interface HttpAdmissionOptions {
   remember: (p: Principal) => void;
   connectionsPerIp: number | false;
   concurrency: { mode: 'reject' | 'queue'; queueTimeoutMs: number };
+  /**
+   * A single node's in-session POSTs (`/mcp`, `/servers/{name}/mcp`, reject mode): the caller decision is
+   * left here, to be made with the request's pool call (deferred-caller.ts).
+   */
+  deferred?: DeferredCallerQuotas;
   log: Logger;
 }
 
@@ -60,6 +68,16 @@ export function installHttpAdmission(app: FastifyInstance, o: HttpAdmissionOptio
     const caller = o.callerOf(req);
     const dims = o.policy.callerDimensions(caller);
     const conc = o.policy.concurrency(caller);
+    if (
+      o.deferred &&
+      req.headers['mcp-session-id'] !== undefined &&
+      !(conc && o.concurrency.mode === 'queue') &&
+      STREAMABLE_ROUTES.has(req.routeOptions.url ?? '')
+    ) {
+      o.remember(caller);
+      o.deferred.defer(req.raw, reply.raw, { caller, dims, conc });
+      return;
+    }
     const v =
       conc && o.concurrency.mode === 'queue'
         ? await o.guard.decideQueued(dims, conc, o.concurrency.queueTimeoutMs)
@@ -82,6 +100,18 @@ export function installHttpAdmission(app: FastifyInstance, o: HttpAdmissionOptio
     const lease = v.lease;
     if (lease) reply.raw.once('close', () => o.guard.release(lease));
   });
+
+  // A deferred decision the endpoint did not make (a notification's 202, a refused message): made here,
+  // before the answer leaves. Answers the endpoint writes itself (hijacked) settle there.
+  const deferred = o.deferred;
+  if (deferred)
+    app.addHook('onSend', async (req, reply, payload) => {
+      if (!deferred.pending(req.raw)) return payload;
+      const refusal = await deferred.settle(req.raw);
+      if (!refusal) return payload;
+      reply.code(refusal.status).headers({ ...refusal.headers, 'content-type': 'application/json' });
+      return JSON.stringify(toRpcError(null, refusal.error));
+    });
 }
 
 function send(reply: FastifyReply, ge: GatewayError, headers: Record<string, string>): FastifyReply {

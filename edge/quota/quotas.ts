@@ -16,12 +16,23 @@ import { installHttpAdmission } from './http-admission.js';
 import { QuotaPolicy } from './policy.js';
 import { QuotaGuard, type QuotaStats } from './quota-guard.js';
 import { admissionStage, BackendQueues } from './quota-stage.js';
+import { DeferredCallerQuotas, isCallerRefusal } from './deferred-caller.js';
 import { RecentCallers } from './recent-callers.js';
 
 export interface Quotas {
   /** The pipeline stage: admission (the per-tool and per-replica limits are the pool's, `replicaQuota`). */
   readonly stages: Stage[];
-  installHttp(app: FastifyInstance, callerOf: (req: FastifyRequest) => Principal): void;
+  /**
+   * The HTTP hook. `deferCallers` (a single node whose pool is this process's): an in-session POST's
+   * caller decision waits for the request's pool call, which makes it with its own (deferred-caller.ts).
+   */
+  installHttp(
+    app: FastifyInstance,
+    callerOf: (req: FastifyRequest) => Principal,
+    options?: { deferCallers?: boolean },
+  ): void;
+  /** The caller decisions left for later, when `installHttp` was told to defer them. */
+  readonly deferred: DeferredCallerQuotas | undefined;
   /**
    * Tells the pipeline stages who a principal key stands for (tenant, roles), where no HTTP hook of this
    * process saw the caller: a core learns it from each request's internal token.
@@ -35,7 +46,7 @@ export interface Quotas {
   replicaQuota(
     server: string,
     replica: string,
-    ask: { principal: string; tool?: string; trace?: Context | undefined },
+    ask: { principal: string; tool?: string; trace?: Context | undefined; request?: object },
   ): Promise<{ error: GatewayError; reroute: boolean } | undefined>;
   stats(): QuotaStats & { backends: Record<string, { inFlight: number; waiting: number }> };
   /**
@@ -53,9 +64,11 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
   const callers = new RecentCallers();
   const callerOf = (key: string) => callers.get(key);
   const queues = new BackendQueues(o.config.admission.backend);
+  let deferred: DeferredCallerQuotas | undefined;
   return {
     stages: [admissionStage({ queues, callerOf })],
-    installHttp: (app, callerOfRequest) =>
+    installHttp: (app, callerOfRequest, options) => {
+      if (options?.deferCallers) deferred = new DeferredCallerQuotas(guard);
       installHttpAdmission(app, {
         guard,
         policy,
@@ -63,26 +76,38 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
         remember: (p) => callers.remember(p),
         connectionsPerIp: o.config.admission.connectionsPerIp,
         concurrency: o.config.concurrency,
+        ...(deferred && { deferred }),
         log,
-      }),
+      });
+    },
+    get deferred() {
+      return deferred;
+    },
     remember: (p) => callers.remember(p),
     replicaQuota: async (server, replica, ask) => {
+      // The caller's own dimensions, when the HTTP hook left them to this call: all in one decision.
+      const caller = deferred?.undecided(ask.request);
       const dims = [
+        ...(caller ? caller.dims : []),
         ...policy.replicaDimensions(server, replica),
         ...(ask.tool !== undefined ? policy.targetDimensions(callerOf(ask.principal), server, ask.tool) : []),
       ];
-      if (dims.length === 0) return undefined;
+      if (dims.length === 0 && !caller?.conc) return undefined;
       const v = await inStage(
         STAGE.quota,
         ask.trace,
-        () => guard.decide(dims),
+        () => guard.decide(dims, caller?.conc),
         () => ({
           'mcpgw.server': server,
           ...(ask.tool !== undefined && { 'mcp.tool.name': ask.tool }),
           'mcpgw.quota.dimensions': dims.length,
         }),
       );
+      // Refused by the replica's or the tool's limit, nothing was charged: the caller's decision stays open
+      // (the next replica's attempt makes it, or the endpoint does, alone, before answering).
+      if (caller && (v.allowed || isCallerRefusal(v, caller))) deferred!.decided(caller, v);
       if (v.allowed) return undefined;
+      if (caller && isCallerRefusal(v, caller)) return { error: refusalError(v).error, reroute: false };
       const reroute = v.refusal.kind === 'rate' && v.refusal.report.dimension.name === 'server';
       return {
         error: refusalError(v, { server, ...(reroute ? { replica } : { tool: ask.tool }) }).error,
