@@ -54,10 +54,17 @@ export const MCP_HEADERS = {
   accept: 'application/json, text/event-stream',
 };
 
-/** Performs initialize + initialized over raw HTTP and returns the session id. */
-export async function rawSession(url: string, capabilities: Record<string, unknown> = {}): Promise<string> {
+/**
+ * Performs initialize + initialized over raw HTTP and returns the session id. `headers` go on both
+ * requests (a test caller's identity, say); the notification must be accepted (202).
+ */
+export async function rawSession(
+  url: string,
+  capabilities: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Promise<string> {
   const r = await raw(url, {
-    headers: MCP_HEADERS,
+    headers: { ...MCP_HEADERS, ...headers },
     body: {
       jsonrpc: '2.0',
       id: 1,
@@ -67,10 +74,11 @@ export async function rawSession(url: string, capabilities: Record<string, unkno
   });
   const sid = r.headers.get('mcp-session-id');
   if (r.status !== 200 || !sid) throw new Error(`initialize failed: ${r.status} ${r.text}`);
-  await raw(url, {
-    headers: { ...MCP_HEADERS, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+  const n = await raw(url, {
+    headers: { ...MCP_HEADERS, ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
     body: { jsonrpc: '2.0', method: 'notifications/initialized' },
   });
+  if (n.status !== 202) throw new Error(`notifications/initialized refused: ${n.status} ${n.text}`);
   return sid;
 }
 

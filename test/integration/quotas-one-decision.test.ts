@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { RunningNode } from '../../cli/single.js';
-import { MCP_HEADERS, raw } from '../helpers/gateway.js';
+import { MCP_HEADERS, raw, rawSession } from '../helpers/gateway.js';
 import { stopChild } from '../helpers/net.js';
 import { clientAs, startCountingBackend, startQuotaGateway } from '../helpers/quota-fixtures.js';
 
@@ -92,7 +92,7 @@ describe('one quota decision per call (Redis)', { timeout: 60_000 }, () => {
       headers: {
         ...MCP_HEADERS,
         'x-test-user': 'bob',
-        'mcp-session-id': await sessionOf('bob'),
+        'mcp-session-id': await rawSession(`${gw.url}/mcp`, {}, { 'x-test-user': 'bob' }),
         'mcp-protocol-version': '2025-11-25',
       },
       body: {
@@ -116,29 +116,4 @@ describe('one quota decision per call (Redis)', { timeout: 60_000 }, () => {
       return true;
     });
   });
-
-  /** A raw session of `user` (initialize + initialized). */
-  async function sessionOf(user: string): Promise<string> {
-    const headers = { ...MCP_HEADERS, 'x-test-user': user };
-    const init = await raw(`${gw.url}/mcp`, {
-      headers,
-      body: {
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'initialize',
-        params: {
-          protocolVersion: '2025-11-25',
-          capabilities: {},
-          clientInfo: { name: 'raw', version: '1' },
-        },
-      },
-    });
-    const sid = init.headers.get('mcp-session-id')!;
-    const n = await raw(`${gw.url}/mcp`, {
-      headers: { ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
-      body: { jsonrpc: '2.0', method: 'notifications/initialized' },
-    });
-    assert.equal(n.status, 202);
-    return sid;
-  }
 });
