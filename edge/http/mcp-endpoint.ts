@@ -32,7 +32,7 @@ import { isScopeRefusal } from '../../shared/mcp/scopes.js';
 import { SseStream, type FollowOptions } from './sse-stream.js';
 import { jsonBytesOf, keepJsonText } from '../../shared/mcp/json-text.js';
 import type { Quotas } from '../quota/quotas.js';
-import type { CallerRefusal } from '../quota/deferred-caller.js';
+import { sendRefusal } from '../quota/answers.js';
 
 /** Messages the GET stream keeps for a client that has no GET connection open. */
 const BACKLOG_LIMIT = 1000;
@@ -176,7 +176,7 @@ export class McpEndpoint {
     const settling = deferred?.pending(req.raw) === true;
     if (settling && !deferred!.carry(req.raw, request)) {
       const refused = await deferred!.settle(req.raw);
-      if (refused) return this.refuseQuota(reply, refused);
+      if (refused) return void sendRefusal(reply, refused.error, refused.headers);
     }
     reply.hijack();
     const responder = new RequestResponder(
@@ -203,20 +203,12 @@ export class McpEndpoint {
       const refused = await deferred!.settle(req.raw);
       if (refused && !responder.streaming) {
         for (const [k, v] of Object.entries(refused.headers)) reply.raw.setHeader(k, v);
-        return responder.finish(toRpcError(null, refused.error), refused.status);
+        return responder.finish(toRpcError(null, refused.error), refused.error.httpStatus);
       }
     }
     // The session's scope gone meanwhile (a virtual server deleted, a server hidden: a remote core says so
     // in its answer): the 404 this endpoint gives a request for a scope that does not exist.
     responder.finish(res, res && 'error' in res && isScopeRefusal(res.error, scope) ? 404 : 200);
-  }
-
-  /** A refusal of the caller's quota, as the HTTP layer gives it (Retry-After, RateLimit fields). */
-  private refuseQuota(reply: FastifyReply, r: CallerRefusal): void {
-    void reply
-      .code(r.status)
-      .headers({ ...r.headers, 'content-type': 'application/json' })
-      .send(JSON.stringify(toRpcError(null, r.error)));
   }
 
   /**

@@ -4,7 +4,9 @@
  * and for a refusal the GatewayError whose data names the dimension, its limit and window, and when to
  * retry.
  */
-import { GatewayError } from '../../shared/errors.js';
+import type { ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
+import { GatewayError, toRpcError } from '../../shared/errors.js';
 import type { DimensionReport, Verdict } from './quota-guard.js';
 
 const seconds = (ms: number) => Math.max(0, Math.ceil(ms / 1000));
@@ -22,6 +24,28 @@ export function rateLimitHeaders(reports: readonly DimensionReport[]): Record<st
     .map((r) => `"${r.dimension.name}";r=${r.remaining};t=${seconds(r.allowed ? r.resetMs : r.retryAfterMs)}`)
     .join(', ');
   return { 'ratelimit-policy': policy, ratelimit: state };
+}
+
+/** Puts the RateLimit fields on the raw response, so that they survive a hijacked reply. */
+export function setRateLimitHeaders(res: ServerResponse, reports: readonly DimensionReport[]): void {
+  for (const [k, val] of Object.entries(rateLimitHeaders(reports))) res.setHeader(k, val);
+}
+
+/** The body of a refusal at the HTTP layer: a JSON-RPC error without an id (the body may be unread). */
+export function refusalBody(ge: GatewayError): string {
+  return JSON.stringify(toRpcError(null, ge));
+}
+
+/** Answers with a refusal at the HTTP layer: its status, `headers`, and the JSON-RPC error. */
+export function sendRefusal(
+  reply: FastifyReply,
+  ge: GatewayError,
+  headers: Record<string, string>,
+): FastifyReply {
+  return reply
+    .code(ge.httpStatus)
+    .headers({ ...headers, 'content-type': 'application/json' })
+    .send(refusalBody(ge));
 }
 
 /** The headers of a refusal: RateLimit fields plus Retry-After (whole seconds, at least 1). */

@@ -13,7 +13,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayError } from '../../shared/errors.js';
 import type { Principal } from '../../shared/identity/principal.js';
-import { rateLimitHeaders, refusalError, refusalHeaders } from './answers.js';
+import { refusalError, refusalHeaders, setRateLimitHeaders } from './answers.js';
 import type { ConcurrencyRule, QuotaDimension } from './policy.js';
 import type { QuotaGuard, Verdict } from './quota-guard.js';
 
@@ -34,9 +34,8 @@ export interface DeferredCaller {
   readonly res: ServerResponse;
 }
 
-/** A refusal of the caller's dimensions, as the HTTP answer it is. */
+/** A refusal of the caller's dimensions, as the HTTP answer it is (status: `error.httpStatus`). */
 export interface CallerRefusal {
-  readonly status: number;
   readonly headers: Record<string, string>;
   readonly error: GatewayError;
 }
@@ -88,8 +87,7 @@ export class DeferredCallerQuotas {
   decided(d: DeferredCaller, v: Verdict): void {
     d.verdict = v;
     if (d.closed) return this.release(d);
-    if (v.allowed && !d.res.headersSent)
-      for (const [k, val] of Object.entries(rateLimitHeaders(callerReports(v, d)))) d.res.setHeader(k, val);
+    if (v.allowed && !d.res.headersSent) setRateLimitHeaders(d.res, callerReports(v, d));
   }
 
   /**
@@ -106,7 +104,7 @@ export class DeferredCallerQuotas {
     const v = await d.deciding;
     if (v.allowed || !isCallerRefusal(v, d)) return undefined;
     const { error, retryAfterMs } = refusalError(v);
-    return { status: error.httpStatus, headers: refusalHeaders(v, retryAfterMs), error };
+    return { headers: refusalHeaders(v, retryAfterMs), error };
   }
 
   private release(d: DeferredCaller): void {

@@ -7,11 +7,11 @@
  *    unreachable store under `closed`) with Retry-After and the RateLimit fields; an admitted request's
  *    answer carries the RateLimit fields too, and its slot is given back when the answer ends.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { GatewayError, toRpcError } from '../../shared/errors.js';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { GatewayError } from '../../shared/errors.js';
 import type { Principal } from '../../shared/identity/principal.js';
 import type { Logger } from '../../shared/log.js';
-import { rateLimitHeaders, refusalError, refusalHeaders } from './answers.js';
+import { refusalBody, refusalError, refusalHeaders, sendRefusal, setRateLimitHeaders } from './answers.js';
 import type { QuotaPolicy } from './policy.js';
 import type { QuotaGuard } from './quota-guard.js';
 import type { DeferredCallerQuotas } from './deferred-caller.js';
@@ -61,7 +61,7 @@ export function installHttpAdmission(app: FastifyInstance, o: HttpAdmissionOptio
         `Too Many Requests: more than ${limit} connections from this address`,
         { limit, retryAfterMs: 1000 },
       );
-      return send(reply, ge, { 'retry-after': '1', connection: 'close' });
+      return sendRefusal(reply, ge, { 'retry-after': '1', connection: 'close' });
     }
     if (req.method !== 'POST' || !COUNTED_PREFIXES.some((p) => req.url.startsWith(p))) return;
 
@@ -88,15 +88,14 @@ export function installHttpAdmission(app: FastifyInstance, o: HttpAdmissionOptio
         `Timed out after ${o.concurrency.queueTimeoutMs} ms waiting for one of this user's ${conc!.limit} request slots`,
         { dimension: 'concurrency', limit: conc!.limit, queueTimeoutMs: o.concurrency.queueTimeoutMs },
       );
-      return send(reply, ge, { 'retry-after': '1' });
+      return sendRefusal(reply, ge, { 'retry-after': '1' });
     }
     if (!v.allowed) {
       const { error, retryAfterMs } = refusalError(v);
-      return send(reply, error, refusalHeaders(v, retryAfterMs));
+      return sendRefusal(reply, error, refusalHeaders(v, retryAfterMs));
     }
     o.remember(caller);
-    // Set on the raw response so they survive a hijacked reply (the endpoint writes its own head).
-    for (const [k, val] of Object.entries(rateLimitHeaders(v.reports))) reply.raw.setHeader(k, val);
+    setRateLimitHeaders(reply.raw, v.reports);
     const lease = v.lease;
     if (lease) reply.raw.once('close', () => o.guard.release(lease));
   });
@@ -109,14 +108,9 @@ export function installHttpAdmission(app: FastifyInstance, o: HttpAdmissionOptio
       if (!deferred.pending(req.raw)) return payload;
       const refusal = await deferred.settle(req.raw);
       if (!refusal) return payload;
-      reply.code(refusal.status).headers({ ...refusal.headers, 'content-type': 'application/json' });
-      return JSON.stringify(toRpcError(null, refusal.error));
+      reply
+        .code(refusal.error.httpStatus)
+        .headers({ ...refusal.headers, 'content-type': 'application/json' });
+      return refusalBody(refusal.error);
     });
-}
-
-function send(reply: FastifyReply, ge: GatewayError, headers: Record<string, string>): FastifyReply {
-  return reply
-    .code(ge.httpStatus)
-    .headers({ ...headers, 'content-type': 'application/json' })
-    .send(JSON.stringify(toRpcError(null, ge)));
 }

@@ -105,9 +105,10 @@ export function createQuotas(o: { config: QuotasConfig; store: QuotaStore; log: 
       );
       // Refused by the replica's or the tool's limit, nothing was charged: the caller's decision stays open
       // (the next replica's attempt makes it, or the endpoint does, alone, before answering).
-      if (caller && (v.allowed || isCallerRefusal(v, caller))) deferred!.decided(caller, v);
+      const callerRefused = caller !== undefined && !v.allowed && isCallerRefusal(v, caller);
+      if (caller && (v.allowed || callerRefused)) deferred!.decided(caller, v);
       if (v.allowed) return undefined;
-      if (caller && isCallerRefusal(v, caller)) return { error: refusalError(v).error, reroute: false };
+      if (callerRefused) return { error: refusalError(v).error, reroute: false };
       const reroute = v.refusal.kind === 'rate' && v.refusal.report.dimension.name === 'server';
       return {
         error: refusalError(v, { server, ...(reroute ? { replica } : { tool: ask.tool }) }).error,
