@@ -119,8 +119,11 @@ export class McpEndpoint {
     const identity = this.o.callerOf?.(req) ?? requestPrincipal(req.raw);
     const principal = principalKey(identity);
     const stage = kind === 'request' ? requestStage(req, reply, (msg as JsonRpcRequest).params) : undefined;
-    // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint.
-    if (hasModernEnvelope(msg))
+    // The era is told per request: a 2026-07-28 envelope goes to the stateless endpoint. It has no session,
+    // but a client may send a session id anyway: a caller decision the HTTP hook left for it is made here.
+    const deferred = this.o.quotas?.deferred;
+    if (hasModernEnvelope(msg)) {
+      if (deferred?.pending(req.raw) && (await this.refusedCaller(req, reply))) return;
       return this.modern.post(
         req,
         reply,
@@ -129,6 +132,7 @@ export class McpEndpoint {
         identity,
         stage?.ctx ?? unsampledTrace(req),
       );
+    }
     if (isModernVersion(req.headers['mcp-protocol-version']))
       return this.refuse(
         reply,
@@ -172,12 +176,8 @@ export class McpEndpoint {
     const request = msg as JsonRpcRequest;
     if (this.o.core.forwardsText) keepJsonText(request, text);
     // The caller's quota, when the HTTP hook left it: decided with the pool call, else now.
-    const deferred = this.o.quotas?.deferred;
     const settling = deferred?.pending(req.raw) === true;
-    if (settling && !deferred!.carry(req.raw, request)) {
-      const refused = await deferred!.settle(req.raw);
-      if (refused) return void sendRefusal(reply, refused.error, refused.headers);
-    }
+    if (settling && !deferred!.carry(req.raw, request) && (await this.refusedCaller(req, reply))) return;
     reply.hijack();
     const responder = new RequestResponder(
       reply.raw,
@@ -209,6 +209,16 @@ export class McpEndpoint {
     // The session's scope gone meanwhile (a virtual server deleted, a server hidden: a remote core says so
     // in its answer): the 404 this endpoint gives a request for a scope that does not exist.
     responder.finish(res, res && 'error' in res && isScopeRefusal(res.error, scope) ? 404 : 200);
+  }
+
+  /**
+   * Makes the caller decision the HTTP hook left for `req`, if any; true when it refused (the refusal is
+   * answered, as the hook would have).
+   */
+  private async refusedCaller(req: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+    const refused = await this.o.quotas?.deferred?.settle(req.raw);
+    if (refused) sendRefusal(reply, refused.error, refused.headers);
+    return refused !== undefined;
   }
 
   /**

@@ -116,4 +116,34 @@ describe('one quota decision per call (Redis)', { timeout: 60_000 }, () => {
       return true;
     });
   });
+
+  test('a 2026-07-28 call sent with a session id of its own making is still charged', async () => {
+    const r = await raw(`${gw.url}/mcp`, {
+      headers: {
+        ...MCP_HEADERS,
+        'x-test-user': 'dan',
+        'mcp-session-id': 'made-up',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'counting__echo',
+      },
+      body: {
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: {
+          name: 'counting__echo',
+          arguments: { text: 'd' },
+          _meta: {
+            'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+            'io.modelcontextprotocol/clientCapabilities': {},
+            'io.modelcontextprotocol/clientInfo': { name: 'raw-2026', version: '1' },
+          },
+        },
+      },
+    });
+    assert.equal(r.status, 200, r.text);
+    // dan's first unit of 6, decided before the stateless endpoint took the request.
+    assert.match(r.headers.get('ratelimit') ?? '', /"user";r=5;/);
+  });
 });
