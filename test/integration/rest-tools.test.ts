@@ -357,4 +357,20 @@ describe('token budgets', () => {
     counter.count(text);
     assert.equal(counter.hits, before + 1);
   });
+
+  test('short texts are cached under themselves, bounded, and count the same as uncached', () => {
+    const fox = 'The quick brown fox jumps over the lazy dog, then naps under the old oak tree.';
+    const counter = new TokenCounter(2); // one count per generation
+    const n = counter.count(fox);
+    assert.ok(n > 10);
+    assert.equal(counter.count(fox), n);
+    assert.equal(counter.hits, 1);
+    assert.equal(new TokenCounter().count(fox), n);
+    // Bounded: two other texts push the first out of both generations; it is counted again when asked.
+    counter.count(fox.replace('fox', 'cat'));
+    counter.count(fox.replace('fox', 'owl'));
+    const misses = counter.misses;
+    assert.equal(counter.count(fox), n);
+    assert.equal(counter.misses, misses + 1);
+  });
 });
