@@ -67,6 +67,13 @@ describe('RedisQuotaStore on Redis Cluster, beyond the contract', { timeout: 120
     }
     assert.equal(byOwner.size, 3, 'slots found on all three masters');
     const slots = [...byOwner.values()];
+    // A master that has not run the script yet answers EVALSHA with NOSCRIPT, and ioredis sends EVAL
+    // after it: one decision on these slots first loads it everywhere (the steady state is measured).
+    const warm = randomUUID();
+    await store.consume({
+      rates: slots.map((s) => rate(`${s}:${warm}`, s, 10)),
+      concurrency: [{ key: `c:${warm}`, slot: slots[0]!, limit: 2, leaseId: 'l0', leaseMs: 30_000 }],
+    });
     const id = randomUUID();
     // One MONITOR per master: what each was sent by clients.
     const monitors = await Promise.all(
@@ -80,28 +87,32 @@ describe('RedisQuotaStore on Redis Cluster, beyond the contract', { timeout: 120
         return { base, m, seen, port: n.port };
       }),
     );
-    const d = await store.consume({
-      rates: slots.map((s) => rate(`${s}:${id}`, s, 10)),
-      concurrency: [{ key: `c:${id}`, slot: slots[0]!, limit: 2, leaseId: 'l1', leaseMs: 30_000 }],
-    });
-    assert.ok(d.allowed);
-    assert.deepEqual(
-      d.rates.map((r) => r.remaining),
-      [9, 9, 9],
-    );
-    assert.deepEqual(d.concurrency, [{ allowed: true, inUse: 1 }]);
-    const deadline = Date.now() + 5000;
-    while (monitors.some((x) => x.seen.length < 1) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20));
-    for (const x of monitors) {
-      assert.equal(x.seen.length, 1, `master ${x.port} got one call: ${JSON.stringify(x.seen)}`);
-      assert.equal(x.seen[0]![0]!.toLowerCase(), 'evalsha');
-    }
-    const first = monitors.find((x) => x.port === [...byOwner.keys()][0])!;
-    assert.equal(first.seen[0]![2], '2', "the user's slot carries its rate and its lease in one call");
-    for (const x of monitors) {
-      x.m.disconnect();
-      x.base.disconnect();
+    try {
+      const d = await store.consume({
+        rates: slots.map((s) => rate(`${s}:${id}`, s, 10)),
+        concurrency: [{ key: `c:${id}`, slot: slots[0]!, limit: 2, leaseId: 'l1', leaseMs: 30_000 }],
+      });
+      assert.ok(d.allowed);
+      assert.deepEqual(
+        d.rates.map((r) => r.remaining),
+        [9, 9, 9],
+      );
+      assert.deepEqual(d.concurrency, [{ allowed: true, inUse: 1 }]);
+      const deadline = Date.now() + 5000;
+      while (monitors.some((x) => x.seen.length < 1) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+      for (const x of monitors) {
+        assert.equal(x.seen.length, 1, `master ${x.port} got one call: ${JSON.stringify(x.seen)}`);
+        assert.equal(x.seen[0]![0]!.toLowerCase(), 'evalsha');
+      }
+      const first = monitors.find((x) => x.port === [...byOwner.keys()][0])!;
+      assert.equal(first.seen[0]![2], '2', "the user's slot carries its rate and its lease in one call");
+    } finally {
+      // Also on a failure: a monitor left open retries the stopped cluster for ever and the file never ends.
+      for (const x of monitors) {
+        x.m.disconnect();
+        x.base.disconnect();
+      }
     }
   });
 
