@@ -361,8 +361,8 @@ export function observer(
 ): (o: CoreObservation) => void {
   const access = log.isLevelEnabled?.('debug') ?? false;
   // Tool results' tokens, with the cached counter: a small result's at once (a few µs; kept for a later
-  // turn of the event loop, every result outlived a young-generation collection, and the GC's copying
-  // doubled, measured), a large one's after the answer is on its way, all those of a turn in one callback.
+  // turn of the event loop, every result outlived a young-generation collection: docs/observability.md),
+  // a large one's after the answer is on its way, all those of a turn in one callback.
   let results: CoreObservation[] = [];
   const countTokens = (server: string, tool: string, result: JsonObject): void => {
     try {
