@@ -12,26 +12,28 @@ import type { JsonObject } from '../../shared/mcp/jsonrpc.js';
 export const TRUNCATION_META = 'mcpgw/truncated';
 export const TOKENS_META = 'mcpgw/tokens';
 
-/** Texts up to this many UTF-16 units are cached under themselves (at most ~5 MB for 10,000 of them). */
-const SHORT_TEXT = 256;
 /** Texts shorter than this are counted every time. */
 const TINY_TEXT = 64;
+/**
+ * Texts from TINY_TEXT up to this many UTF-16 units are cached under themselves (at most ~5 MB for
+ * 10,000 of them); longer ones under their digest, 43 characters: the two kinds of key cannot collide.
+ */
+const SHORT_TEXT = 256;
 
 export class TokenCounter {
   /**
-   * Two generations per kind of key (short texts under themselves, long ones under their digest: two
-   * caches, so that a text cannot pose as a digest): a count is looked up in the young map, then the old
-   * one (and moved young); when the young map is full it becomes the old one. O(1) at any hit rate: an LRU
-   * `Map` that deletes its oldest entry on every miss cost ~6 µs a miss once full (measured), the skipped
-   * holes of deleted entries, several times the count itself.
+   * Two generations: a count is looked up in the young map, then the old one (and moved young); when the
+   * young map is full it becomes the old one. O(1) at any hit rate: an LRU `Map` that deleted its oldest
+   * entry on every miss cost ~6 µs a miss once full (measured), the skipped holes of deleted entries,
+   * several times the count itself.
    */
-  private readonly short = { young: new Map<string, number>(), old: new Map<string, number>() };
-  private readonly long = { young: new Map<string, number>(), old: new Map<string, number>() };
+  private young = new Map<string, number>();
+  private old = new Map<string, number>();
   private readonly generation: number;
   hits = 0;
   misses = 0;
 
-  /** `maxEntries`: counts kept per kind of key, at most (two generations of half as many). */
+  /** `maxEntries`: counts kept, at most (two generations of half as many). */
   constructor(maxEntries = 10_000) {
     this.generation = Math.max(1, Math.floor(maxEntries / 2));
   }
@@ -41,31 +43,23 @@ export class TokenCounter {
     // is its own key (a Map hashes it natively, far cheaper than a SHA-256 of it); a long one is keyed by
     // its digest, so that the cache holds no large strings.
     if (text.length < TINY_TEXT) return countTokens(text);
-    if (text.length <= SHORT_TEXT) return this.cached(this.short, text, text);
-    return this.cached(this.long, createHash('sha256').update(text).digest('base64url'), text);
-  }
-
-  private cached(
-    cache: { young: Map<string, number>; old: Map<string, number> },
-    key: string,
-    text: string,
-  ): number {
-    let n = cache.young.get(key);
+    const key = text.length <= SHORT_TEXT ? text : createHash('sha256').update(text).digest('base64url');
+    let n = this.young.get(key);
     if (n !== undefined) {
       this.hits++;
       return n;
     }
-    n = cache.old.get(key);
+    n = this.old.get(key);
     if (n !== undefined) this.hits++;
     else {
       this.misses++;
       n = countTokens(text);
     }
-    if (cache.young.size >= this.generation) {
-      cache.old = cache.young;
-      cache.young = new Map();
+    if (this.young.size >= this.generation) {
+      this.old = this.young;
+      this.young = new Map();
     }
-    cache.young.set(key, n);
+    this.young.set(key, n);
     return n;
   }
 
