@@ -59,6 +59,7 @@ import { MemoryApprovalStore } from '../../shared/adapters/memory/approval-store
 import type { ApprovalStore } from '../../shared/ports/approval-store.js';
 import { ToolGovernance } from '../governance/tool-governance.js';
 import { auditEvent, AUDITED_METHODS } from '../../shared/audit/audit-event.js';
+import { ObjectSlot } from '../../shared/object-slot.js';
 import { ClientSession, LOG_LEVELS, type CallContext } from './client-session.js';
 import { familyDefaults, serverId } from '../../shared/mcp/server-versions.js';
 import type { VirtualServerConfig } from '../../shared/config/virtual-schema.js';
@@ -172,7 +173,7 @@ export class GatewayCore implements CoreService {
   /** The server each audited call in flight was routed to, by session and request id. */
   private readonly routes = new Map<string, string>();
   /** The note of each request being observed, found by `forward` from the request it was handed. */
-  private readonly notes = new WeakMap<JsonRpcRequest, BackendNote>();
+  private readonly notes = new ObjectSlot<JsonRpcRequest, BackendNote>('mcpgw.backendNote');
 
   constructor(private readonly opts: GatewayCoreOptions) {
     this.log = opts.log;

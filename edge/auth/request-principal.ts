@@ -4,8 +4,9 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ANONYMOUS, type Principal } from '../../shared/identity/principal.js';
+import { ObjectSlot } from '../../shared/object-slot.js';
 
-const principals = new WeakMap<IncomingMessage, Principal>();
+const principals = new ObjectSlot<IncomingMessage, Principal>('mcpgw.principal');
 
 export function setRequestPrincipal(req: IncomingMessage, p: Principal): void {
   principals.set(req, p);

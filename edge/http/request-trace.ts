@@ -17,12 +17,13 @@ import {
   unsampledTraceId,
   type StageSpan,
 } from '../../shared/telemetry/tracing.js';
+import { ObjectSlot } from '../../shared/object-slot.js';
 
 /**
  * Each request's root stage, or once it was decided not sampled its trace id (asked again, the answer
  * stays).
  */
-const spans = new WeakMap<IncomingMessage, StageSpan | string>();
+const spans = new ObjectSlot<IncomingMessage, StageSpan | string>('mcpgw.requestTrace');
 
 /**
  * The request's root stage; undefined when tracing is off or the request is not sampled (decided here,

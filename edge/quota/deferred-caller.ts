@@ -12,6 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayError } from '../../shared/errors.js';
+import { ObjectSlot } from '../../shared/object-slot.js';
 import type { Principal } from '../../shared/identity/principal.js';
 import { refusalError, refusalHeaders, setRateLimitHeaders } from './answers.js';
 import type { ConcurrencyRule, QuotaDimension } from './policy.js';
@@ -41,8 +42,8 @@ export interface CallerRefusal {
 }
 
 export class DeferredCallerQuotas {
-  private readonly byRequest = new WeakMap<IncomingMessage, DeferredCaller>();
-  private readonly byMessage = new WeakMap<object, DeferredCaller>();
+  private readonly byRequest = new ObjectSlot<IncomingMessage, DeferredCaller>('mcpgw.deferredCaller');
+  private readonly byMessage = new ObjectSlot<object, DeferredCaller>('mcpgw.deferredCaller');
 
   constructor(private readonly guard: QuotaGuard) {}
 

@@ -4,8 +4,9 @@
  * stream with no end of its own (an SSE GET stream), which is let go of with `notInflight`.
  */
 import type { ServerResponse } from 'node:http';
+import { ObjectSlot } from '../object-slot.js';
 
-const owners = new WeakMap<ServerResponse, InflightRequests>();
+const owners = new ObjectSlot<ServerResponse, InflightRequests>('mcpgw.inflight');
 
 export class InflightRequests {
   private readonly pending = new Set<ServerResponse>();

@@ -5,7 +5,9 @@
  * the core wrote it. Only a message nothing changes after it was recorded may be recorded: whoever
  * changes one must make a new object.
  */
-const texts = new WeakMap<object, string | Buffer>();
+import { ObjectSlot } from '../object-slot.js';
+
+const texts = new ObjectSlot<object, string | Buffer>('mcpgw.jsonText');
 
 /**
  * Records `text` as the JSON of `message` (which JSON.parse(text) gave, or which serialises to text): a

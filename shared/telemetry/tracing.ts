@@ -29,6 +29,7 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
+import { ObjectSlot } from '../object-slot.js';
 
 export const TRACER_NAME = 'mcpgw';
 
@@ -182,7 +183,7 @@ async function traced<T>(stage: StageSpan, fn: (ctx: Context | undefined) => Pro
  * request's entry is the context its spans are made under; a request not sampled keeps its trace id alone
  * (a string: no context, span or wrapper), for its log lines, its audit record and the next tier.
  */
-const messageTraces = new WeakMap<object, Context | string>();
+const messageTraces = new ObjectSlot<object, Context | string>('mcpgw.messageTrace');
 
 /**
  * Records the context `message` is traced under, or (not sampled) its trace id; nothing when undefined.
