@@ -2,9 +2,8 @@
  * Token intelligence for tool results: counts with gpt-tokenizer's o200k_base encoding (shipped in the
  * package, nothing fetched at run time), piece by piece with short pieces' counts kept and texts cached
  * whole, and a budget that shortens a result which would exceed it while keeping it a valid result:
- * structured content keeps its
- * shape (arrays and long strings are shortened, never retyped), text is cut on a token boundary and
- * marked, and `_meta` says what was done.
+ * structured content keeps its shape (arrays and long strings are shortened, never retyped), text is
+ * cut on a token boundary and marked, and `_meta` says what was done.
  */
 import { createHash } from 'node:crypto';
 import { countTokens, decode, encode } from 'gpt-tokenizer/encoding/o200k_base';
