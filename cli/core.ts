@@ -3,6 +3,7 @@
  * authenticates no client: every request must carry an internal token signed by a trusted edge key.
  */
 import { createServer as createHttpServer, type Server } from 'node:http';
+import { Server as NetServer } from 'node:net';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Server as TlsServer } from 'node:tls';
 import { MemorySessionStore } from '../shared/adapters/memory/session-store.js';
@@ -172,8 +173,11 @@ export async function startCoreNode(config: GatewayConfig, opts: StartOptions = 
   return {
     url,
     drain: async (timeoutMs) => {
-      // Edges already send new calls elsewhere (the drain began); those still arriving are refused.
-      if (server.listening) server.close();
+      // Edges already send new calls elsewhere (the drain began); those still arriving are refused with a
+      // 503 the edge may retry elsewhere. New connections are refused, but idle keep-alive ones stay open
+      // until close(): http.Server#close would also close them, and a call an edge sent on one as it closed
+      // was lost mid-call, not refused (test/cluster/core-drain-keepalive.test.ts).
+      if (server.listening) NetServer.prototype.close.call(server);
       const idle = await api.stopAccepting(timeoutMs);
       return { idle, inflight: api.inflightCount, streams: 0 };
     },
