@@ -9,7 +9,7 @@
  * edge keeps the core in its drain; a raw socket to the core plays the edge's idle pooled connection.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -35,24 +35,12 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startNode(name: string, port: number, doc: object) {
+async function startNode(name: string, doc: object) {
   const file = join(dir, `${name}.json`);
   writeFileSync(file, JSON.stringify(doc));
-  const child = spawn(process.execPath, [MAIN, 'start', '--config', file], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = await spawnUntil(process.execPath, [MAIN, 'start', '--config', file], /mcpgw listening/);
   children.push(child);
-  const out = collectOutput(child);
-  for (let i = 0; ; i++) {
-    if (child.exitCode !== null) throw new Error(`${name} exited: ${out.lines().slice(-20).join('\n')}`);
-    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) return { child, out };
-    if (i > 600) throw new Error(`${name} not ready: ${out.lines().slice(-20).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  return { child, out: collectOutput(child) };
 }
 
 /** One HTTP/1.1 exchange on `socket`: the raw answer up to the end of its headers. */
@@ -90,7 +78,7 @@ test('a draining core answers on its idle keep-alive connections with a retryabl
   const corePort = await freePort();
   const edgePort = await freePort();
   const lifecycle = { drainDelayMs: DRAIN_DELAY_MS, drainTimeoutMs: 20_000 };
-  const core = await startNode('core', corePort, {
+  const core = await startNode('core', {
     role: 'core',
     region: 'eu',
     store: { kind: 'memory' },
@@ -100,7 +88,7 @@ test('a draining core answers on its idle keep-alive connections with a retryabl
     internal: { id: 'core-1', trustedKeys: [key.pub] },
     servers: [{ name: 'counter', transport: 'streamable-http', url: `http://127.0.0.1:${backendPort}/mcp` }],
   });
-  await startNode('edge', edgePort, {
+  await startNode('edge', {
     role: 'edge',
     region: 'eu',
     store: { kind: 'memory' },
