@@ -51,9 +51,9 @@ export class TokenCounter {
   }
 
   count(text: string): number {
-    // A tiny text is counted from its pieces every time (short texts are mostly new ones: cached whole
-    // they would only churn the cache); a short one is its own key (a Map hashes it natively, far cheaper than a SHA-256 of it); a long one is keyed by
-    // its digest, so that the cache holds no large strings.
+    // A tiny text is counted from its pieces every time (tiny texts are mostly new ones: cached whole they
+    // would only churn the cache); a short one is its own key (a Map hashes it natively, far cheaper than
+    // a SHA-256 of it); a long one is keyed by its digest, so that the cache holds no large strings.
     if (text.length < TINY_TEXT) return this.countText(text);
     const key = text.length <= SHORT_TEXT ? text : createHash('sha256').update(text).digest('base64url');
     let n = this.young.get(key);
