@@ -5,12 +5,14 @@
  *   direct     the fast-http backend itself
  *   bare-hop   node:http + undici in front of it (the floor of any extra HTTP hop)
  *   core       the core's work alone, in one process (role single, no auth)       ("core -> backend")
+ *   hop-core   the bare hop in front of "core" (the floor of any edge: an extra process that does nothing)
  *   tiers      role edge (JWT checked against a JWKS this bench serves) -> role core (internal token,
  *              keep-alive pool) -> fast-http                                     ("edge -> core -> backend")
  *
  * The hop's cost is `tiers - core` (targets: <= 0.3 ms p50 at concurrency 1, >= 70% of the throughput at
  * concurrency 64); it includes the JWT check, the internal token and the second process. `bare-hop -
- * direct` beside it shows what an HTTP hop costs at all on this machine. Plain HTTP between the tiers (TLS
+ * direct` beside it shows what an HTTP hop costs at all on this machine, and `hop-core - core` what it costs
+ * in front of the core: no edge can do better than that hop, so it is the floor under the edge's figures. Plain HTTP between the tiers (TLS
  * adds only handshakes, which the pool does once per connection).
  *
  *   node dist/bench/tiers.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 1,64] [--out bench/results]
@@ -48,7 +50,7 @@ const warmupMs = Number(opt.warmup) * 1000;
 const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
 
-type Key = 'direct' | 'bare-hop' | 'core' | 'tiers';
+type Key = 'direct' | 'bare-hop' | 'core' | 'hop-core' | 'tiers';
 const urls = new Map<Key, string>();
 /** The client's headers per target: the tiers' edge wants a bearer JWT. */
 const headers = new Map<Key, Record<string, string>>();
@@ -86,34 +88,46 @@ function log(line: string): void {
 /** The processes of each target whose CPU time is measured (the gateway's; the backend's is the same for all). */
 const procsOf = new Map<Key, Child[]>();
 
+/**
+ * MCPGW_BENCH_PROFILE=<dir>: the edge (or the processes MCPGW_BENCH_PROFILE_OF names: edge, core, single,
+ * bare-hop, hop-core) writes a CPU profile in <dir>/<name> when it stops (node --cpu-prof).
+ */
+function profileFlags(name: string): string[] {
+  const profiled = (process.env.MCPGW_BENCH_PROFILE_OF ?? 'edge').split(',');
+  const prof = profiled.includes(name) && process.env.MCPGW_BENCH_PROFILE;
+  return prof ? ['--cpu-prof', `--cpu-prof-dir=${join(prof, name)}`] : [];
+}
+
 async function startGateway(name: string, dir: string, yaml: string[], port: number): Promise<Child> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, [...yaml, ''].join('\n'));
-  // MCPGW_BENCH_PROFILE=<dir>: the edge (or the gateways MCPGW_BENCH_PROFILE_OF names: edge,core,single)
-  // writes a CPU profile in <dir>/<name> when it stops (node --cpu-prof).
-  const profiled = (process.env.MCPGW_BENCH_PROFILE_OF ?? 'edge').split(',');
-  const prof = profiled.includes(name) && process.env.MCPGW_BENCH_PROFILE;
-  const flags = prof ? ['--cpu-prof', `--cpu-prof-dir=${join(prof, name)}`] : [];
-  const c = spawnChild(name, node, [...flags, main, 'start', '--config', file], root);
+  const c = spawnChild(name, node, [...profileFlags(name), main, 'start', '--config', file], root);
   await waitForHttp(c, `http://127.0.0.1:${port}/readyz`, (s) => s === 200, 30_000);
   return c;
+}
+
+/** The bare hop (bench/backends/bare-hop.ts) in front of `target`, with a connection per virtual client. */
+async function startBareHop(name: string, target: string): Promise<{ child: Child; url: string }> {
+  const child = spawnChild(name, node, [
+    ...profileFlags(name),
+    join(here, 'backends', 'bare-hop.js'),
+    '--port',
+    '0',
+    '--target',
+    target,
+    '--connections',
+    String(Math.max(...concurrencies)),
+  ]);
+  return { child, url: await waitForListening(child) };
 }
 
 async function setUp(dir: string): Promise<void> {
   const backend = spawnChild('fast-http', node, [join(here, 'backends', 'fast-http.js'), '--port', '0']);
   const backendUrl = await waitForListening(backend);
   urls.set('direct', backendUrl);
-  const hop = spawnChild('bare-hop', node, [
-    join(here, 'backends', 'bare-hop.js'),
-    '--port',
-    '0',
-    '--target',
-    backendUrl,
-    '--connections',
-    String(Math.max(...concurrencies)),
-  ]);
-  urls.set('bare-hop', `${await waitForListening(hop)}${new URL(backendUrl).pathname}`);
-  procsOf.set('bare-hop', [hop]);
+  const hop = await startBareHop('bare-hop', backendUrl);
+  urls.set('bare-hop', `${hop.url}${new URL(backendUrl).pathname}`);
+  procsOf.set('bare-hop', [hop.child]);
 
   const pair = generateKeyPairSync('ed25519');
   const priv = join(dir, 'edge.key.pem');
@@ -137,6 +151,9 @@ async function setUp(dir: string): Promise<void> {
   );
   urls.set('core', `http://127.0.0.1:${singlePort}/servers/fasthttp/mcp`);
   procsOf.set('core', [single]);
+  const hopCore = await startBareHop('hop-core', `http://127.0.0.1:${singlePort}`);
+  urls.set('hop-core', `${hopCore.url}/servers/fasthttp/mcp`);
+  procsOf.set('hop-core', [hopCore.child, single]);
   const core = await startGateway(
     'core',
     dir,
@@ -215,7 +232,7 @@ async function run(): Promise<number> {
           );
         }
     const lines = [
-      '| target | concurrency | p50 ms | p99 ms | req/s | CPU ms/req (tiers: edge + core) |',
+      '| target | concurrency | p50 ms | p99 ms | req/s | CPU ms/req (tiers: edge + core; hop-core: hop + core) |',
       '| --- | --- | --- | --- | --- | --- |',
     ];
     const m = (key: Key, c: number, f: 'p50' | 'p99' | 'rps') =>
@@ -238,7 +255,9 @@ async function run(): Promise<number> {
       lines.push(
         `- c=${c}: the edge hop (JWT on) adds ${(m('tiers', c, 'p50') - m('core', c, 'p50')).toFixed(3)} ms p50 ` +
           `and keeps ${((100 * m('tiers', c, 'rps')) / m('core', c, 'rps')).toFixed(0)}% of the throughput ` +
-          `(a bare hop: +${(m('bare-hop', c, 'p50') - m('direct', c, 'p50')).toFixed(3)} ms, ` +
+          `(a bare hop in front of the core, the floor: +${(m('hop-core', c, 'p50') - m('core', c, 'p50')).toFixed(3)} ms, ` +
+          `${((100 * m('hop-core', c, 'rps')) / m('core', c, 'rps')).toFixed(0)}%; ` +
+          `in front of the backend: +${(m('bare-hop', c, 'p50') - m('direct', c, 'p50')).toFixed(3)} ms, ` +
           `${((100 * m('bare-hop', c, 'rps')) / m('direct', c, 'rps')).toFixed(0)}%)`,
       );
     const text = `# edge -> core hop (${new Date().toISOString()}, ${os.cpus().length} CPUs)\n\n${lines.join('\n')}\n`;
@@ -265,6 +284,8 @@ async function run(): Promise<number> {
         singleOverDirectRps: r3(m('core', c, 'rps') / m('direct', c, 'rps')),
         tiersOverDirectRps: r3(m('tiers', c, 'rps') / m('direct', c, 'rps')),
         tiersOverSingleRps: r3(m('tiers', c, 'rps') / m('core', c, 'rps')),
+        hopCoreP50AddedMs: r3(m('hop-core', c, 'p50') - m('core', c, 'p50')),
+        hopCoreOverSingleRps: r3(m('hop-core', c, 'rps') / m('core', c, 'rps')),
       }));
       const errors = results.reduce((a, x) => a + x.errors, 0);
       const params = { durationMs, warmupMs, rounds, concurrencies };
