@@ -16,7 +16,10 @@
  * adds only handshakes, which the pool does once per connection).
  *
  *   node dist/bench/tiers.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 1,64] [--out bench/results]
- *                            [--json FILE]
+ *                            [--json FILE] [--targets direct,bare-hop,core,hop-core,tiers]
+ *
+ * `--targets` measures only some of them (a diagnosis, e.g. strace on one process); the hop's summary lines
+ * need all five.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -43,12 +46,18 @@ const { values: opt } = parseArgs({
     concurrency: { type: 'string', default: '1,64' },
     out: { type: 'string', default: 'bench/results' },
     json: { type: 'string' },
+    targets: { type: 'string', default: 'direct,bare-hop,core,hop-core,tiers' },
   },
 });
 const durationMs = Number(opt.duration) * 1000;
 const warmupMs = Number(opt.warmup) * 1000;
 const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
+const ALL_TARGETS = ['direct', 'bare-hop', 'core', 'hop-core', 'tiers'] as const;
+const targets = new Set(opt.targets.split(','));
+for (const t of targets)
+  if (!(ALL_TARGETS as readonly string[]).includes(t))
+    throw new Error(`--targets: unknown target ${t} (known: ${ALL_TARGETS.join(', ')})`);
 
 type Key = 'direct' | 'bare-hop' | 'core' | 'hop-core' | 'tiers';
 const urls = new Map<Key, string>();
@@ -207,7 +216,7 @@ async function run(): Promise<number> {
     }[] = [];
     for (const c of concurrencies)
       for (let r = 1; r <= rounds; r++)
-        for (const [key, url] of urls) {
+        for (const [key, url] of [...urls].filter(([k]) => targets.has(k))) {
           const h = headers.get(key);
           const ps = procsOf.get(key) ?? [];
           let cpu0: (number | undefined)[] = [];
@@ -245,13 +254,15 @@ async function run(): Promise<number> {
           .filter((x): x is number => x !== undefined);
         return xs.length ? median(xs).toFixed(3) : 'n/a';
       });
+    const measured = [...urls.keys()].filter((k) => targets.has(k));
+    const all = measured.length === ALL_TARGETS.length;
     for (const c of concurrencies)
-      for (const key of urls.keys())
+      for (const key of measured)
         lines.push(
           `| ${key} | ${c} | ${m(key, c, 'p50').toFixed(3)} | ${m(key, c, 'p99').toFixed(3)} | ${m(key, c, 'rps').toFixed(0)} | ${cpuOf(key, c).join(' + ') || '-'} |`,
         );
     lines.push('');
-    for (const c of concurrencies)
+    for (const c of all ? concurrencies : [])
       lines.push(
         `- c=${c}: the edge hop (JWT on) adds ${(m('tiers', c, 'p50') - m('core', c, 'p50')).toFixed(3)} ms p50 ` +
           `and keeps ${((100 * m('tiers', c, 'rps')) / m('core', c, 'rps')).toFixed(0)}% of the throughput ` +
@@ -267,7 +278,7 @@ async function run(): Promise<number> {
     if (opt.json) {
       const r3 = (x: number) => Math.round(x * 1000) / 1000;
       const summary = concurrencies.flatMap((c) =>
-        [...urls.keys()].map((target) => ({
+        measured.map((target) => ({
           target,
           concurrency: c,
           p50: r3(m(target, c, 'p50')),
@@ -275,7 +286,7 @@ async function run(): Promise<number> {
           rps: Math.round(m(target, c, 'rps')),
         })),
       );
-      const ratios = concurrencies.map((c) => ({
+      const ratios = (all ? concurrencies : []).map((c) => ({
         concurrency: c,
         bareHopP50AddedMs: r3(m('bare-hop', c, 'p50') - m('direct', c, 'p50')),
         singleP50AddedMs: r3(m('core', c, 'p50') - m('direct', c, 'p50')),

@@ -35,6 +35,7 @@ import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { GatewayMetrics } from '../shared/telemetry/metrics.js';
 import { UsageAnalytics } from '../shared/telemetry/usage.js';
 import { resultTokens } from '../core/rest/rest-backend.js';
+import { loadTokenizer } from '../core/rest/token-budget.js';
 import { GatewayCore, type CoreObservation } from '../core/mcp/gateway-core.js';
 import { buildEdgeApp, type EdgeApp } from '../edge/http/app.js';
 import { createQuotas, type Quotas } from '../edge/quota/quotas.js';
@@ -360,6 +361,9 @@ export function observer(
   usage: UsageAnalytics,
 ): (o: CoreObservation) => void {
   const access = log.isLevelEnabled?.('debug') ?? false;
+  // With metrics on, every tool result's tokens are counted: the encoding is loaded now, not by the
+  // first call (a process without metrics and REST servers never loads it).
+  if (metrics) loadTokenizer();
   // Tool results' tokens, with the cached counter: a small result's at once (a few µs; kept for a later
   // turn of the event loop, every result outlived a young-generation collection: docs/observability.md),
   // a large one's after the answer is on its way, all those of a turn in one callback.

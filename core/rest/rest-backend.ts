@@ -23,7 +23,7 @@ import { LATEST_PROTOCOL_VERSION } from '../../shared/mcp/versions.js';
 import { compileTools, type CompiledTool } from './rest-tools.js';
 import { callEndpoint } from './rest-call.js';
 import { TokenExchanger } from './token-exchange.js';
-import { TokenCounter } from './token-budget.js';
+import { loadTokenizer, TokenCounter } from './token-budget.js';
 import { serverId } from '../../shared/mcp/server-versions.js';
 
 /** One counter for every REST server of the process: identical answers are counted once. */
@@ -43,6 +43,8 @@ export class RestBackend implements ServerBackend {
     private readonly events: BackendEvents,
     private readonly log: Logger,
   ) {
+    // Every REST result has its tokens counted: the encoding is loaded now, not by the first call.
+    loadTokenizer();
     const a = config.auth;
     if (a?.kind === 'token-exchange')
       this.exchanger = new TokenExchanger({
