@@ -15,7 +15,7 @@ const requireCjs = createRequire(import.meta.url);
 let encoding: O200k | undefined;
 
 /**
- * The o200k encoding, loaded on first use: loading it costs about a quarter of a second and 33 MB of heap
+ * The o200k encoding, loaded on first use: loading it costs about a quarter of a second and 20-33 MB of heap
  * (measured), which a process that never counts tokens (an edge, the CLI's other commands) should not
  * pay. Synchronous (the package's CommonJS build), so that counting stays synchronous; a composition root
  * that will count calls this at start-up, so that no request waits for the load.
@@ -97,17 +97,18 @@ export class TokenCounter {
    * it is.
    */
   private countText(text: string): number {
+    const { countTokens } = loadTokenizer();
     let n = 0;
     PIECE.lastIndex = 0;
     for (let m = PIECE.exec(text); m !== null; m = PIECE.exec(text)) {
       const piece = m[0];
       if (piece.length > PIECE_MAX) {
-        n += loadTokenizer().countTokens(piece);
+        n += countTokens(piece);
         continue;
       }
       let c = this.pieces.get(piece);
       if (c === undefined) {
-        c = loadTokenizer().countTokens(piece);
+        c = countTokens(piece);
         if (this.pieces.size >= PIECES) this.pieces = new Map();
         this.pieces.set(piece, c);
       }
