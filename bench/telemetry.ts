@@ -7,12 +7,13 @@
  * setting, the on/off ratio (of the medians and per round) and the load average. Results go to stdout and
  * to bench/results/telemetry.md and telemetry.json. MCPGW_BENCH_PROFILE=<dir>: CPU profiles of the gateways.
  *
- *   node dist/bench/telemetry.js [--duration 4] [--warmup 1] [--rounds 3] [--concurrency 64]
+ *   node dist/bench/telemetry.js [--duration 4] [--warmup 1] [--prewarm 3] [--rounds 3] [--concurrency 64] [--pin]
  *                                [--settings off,on[,tracing,metrics,audit]] [--store postgres|embedded]
  *                                [--sample-ratio 0.01] [--out bench/results] [--gateway-main dist/cli/main.js]
  *
  * Exit status: 0 when every setting ran without error; 1 otherwise (what could be measured is still written).
  */
+import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -40,6 +41,8 @@ const { values: opt } = parseArgs({
   options: {
     duration: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '1' },
+    prewarm: { type: 'string', default: '3' },
+    pin: { type: 'boolean', default: false },
     rounds: { type: 'string', default: '3' },
     concurrency: { type: 'string', default: '64' },
     out: { type: 'string', default: join(root, 'bench', 'results') },
@@ -51,6 +54,7 @@ const { values: opt } = parseArgs({
 });
 const durationMs = Number(opt.duration) * 1000;
 const warmupMs = Number(opt.warmup) * 1000;
+const prewarmMs = Number(opt.prewarm) * 1000;
 const rounds = Number(opt.rounds);
 const concurrencies = opt.concurrency.split(',').map(Number);
 const settings = opt.settings.split(',') as Setting[];
@@ -65,7 +69,7 @@ const schema = `bench_tel_${process.pid}`;
 const { Pool } = pg;
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
-type Setting = 'off' | 'on' | 'tracing' | 'metrics' | 'audit';
+type Setting = 'off' | 'on' | 'tracing' | 'metrics' | 'audit' | 'no-tracing' | 'no-metrics' | 'no-audit';
 interface Run extends LoadResult {
   setting: Setting;
   round: number;
@@ -80,6 +84,12 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+/** Every thread of `pid` onto `cpus` (taskset's list syntax). */
+function pinProcess(pid: number | undefined, cpus: string): void {
+  if (pid === undefined) throw new Error('--pin: a process without a pid');
+  execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
+}
+
 /** A local OTLP/HTTP sink: takes every export (JSON), counts the bytes, answers 200. */
 async function otlpSink(): Promise<{ url: string; bytes: () => number; close: () => void }> {
   let bytes = 0;
@@ -92,13 +102,19 @@ async function otlpSink(): Promise<{ url: string; bytes: () => number; close: ()
   return { url: `http://127.0.0.1:${port}/v1/traces`, bytes: () => bytes, close: () => server.close() };
 }
 
-/** What a setting turns on. `off` and `on` are the pair the target is about; the others isolate one part. */
+/**
+ * What a setting turns on. `off` and `on` are the pair the target is about; the others isolate one part
+ * (`no-x`: all but x).
+ */
 const FEATURES: Record<Setting, { tracing: boolean; metrics: boolean; audit: boolean }> = {
   off: { tracing: false, metrics: false, audit: false },
   on: { tracing: true, metrics: true, audit: true },
   tracing: { tracing: true, metrics: false, audit: false },
   metrics: { tracing: false, metrics: true, audit: false },
   audit: { tracing: false, metrics: false, audit: true },
+  'no-tracing': { tracing: false, metrics: true, audit: true },
+  'no-metrics': { tracing: true, metrics: false, audit: true },
+  'no-audit': { tracing: true, metrics: true, audit: false },
 };
 
 async function startGateway(
@@ -114,7 +130,7 @@ async function startGateway(
   // real Postgres (a schema per setting) or the embedded PGlite in the gateway's process.
   const store =
     auditStore === 'postgres'
-      ? `store: { kind: postgres, url: ${JSON.stringify(pgUrl)}, schema: ${schema}_${setting} }`
+      ? `store: { kind: postgres, url: ${JSON.stringify(pgUrl)}, schema: ${schema}_${setting.replaceAll('-', '_')} }`
       : 'store: { kind: embedded }';
   writeFileSync(
     file,
@@ -161,6 +177,29 @@ async function main(): Promise<number> {
     sink = await otlpSink();
     const gws = new Map<Setting, { child: Child; url: string }>();
     for (const s of settings) gws.set(s, await startGateway(s, backendUrl, dir, sink.url));
+    // --pin: every thread of every gateway on the last CPU, this process (the load) and the backend on
+    // the others, after the gateways have started (so that they chose their threads for the whole host).
+    // On a 2-CPU machine this takes the scheduler's placement out of the figures: unpinned, two gateways
+    // of the same setting differed by up to 18 % over ten rounds; pinned, by 0-3 %.
+    if (opt.pin) {
+      const cpus = os.availableParallelism();
+      if (cpus < 2) throw new Error('--pin needs at least 2 CPUs');
+      const rest = cpus === 2 ? '0' : `0-${cpus - 2}`;
+      for (const g of gws.values()) pinProcess(g.child.pid, String(cpus - 1));
+      pinProcess(backend.pid, rest);
+      pinProcess(process.pid, rest);
+    }
+    // Each gateway is first loaded on its own for --prewarm seconds, not measured: without it the first
+    // rounds measured code that V8 had not optimised yet (every setting's req/s rose over the first five
+    // rounds of 0.3 s warm-up each, off from about 1,400 to 5,000-6,000).
+    if (prewarmMs > 0)
+      for (const s of settings)
+        await runLoad({
+          url: gws.get(s)!.url,
+          concurrency: concurrencies[0]!,
+          durationMs: prewarmMs,
+          warmupMs: 0,
+        });
     const runs: Run[] = [];
     let failed = false;
     for (const concurrency of concurrencies) {
@@ -236,7 +275,8 @@ async function main(): Promise<number> {
           .join(
             ' ',
           )} · ${rounds} round(s), median · ${opt.warmup} s warm-up + ${opt.duration} s measured · ` +
-        `tools/call echo via /servers/fasthttp/mcp · store ${auditStore} · sampleRatio ${sampleRatio}`,
+        `tools/call echo via /servers/fasthttp/mcp · store ${auditStore} · sampleRatio ${sampleRatio}` +
+        ` · ${opt.prewarm} s pre-warm per gateway${opt.pin ? ' · gateways pinned to the last CPU' : ''}`,
       '',
       '| conc | off req/s | on req/s | on/off | on/off per round | off p50 ms | on p50 ms | off p99 ms | on p99 ms | off CPU ms/req | on CPU ms/req |',
       '|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
@@ -295,7 +335,7 @@ async function main(): Promise<number> {
     if (auditStore === 'postgres') {
       const pg = new Pool({ connectionString: pgUrl, max: 1 });
       for (const s of settings)
-        await pg.query(`DROP SCHEMA IF EXISTS ${schema}_${s} CASCADE`).catch(() => {});
+        await pg.query(`DROP SCHEMA IF EXISTS ${schema}_${s.replaceAll('-', '_')} CASCADE`).catch(() => {});
       await pg.end();
     }
     rmSync(dir, { recursive: true, force: true });
