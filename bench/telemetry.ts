@@ -179,8 +179,9 @@ async function main(): Promise<number> {
     for (const s of settings) gws.set(s, await startGateway(s, backendUrl, dir, sink.url));
     // --pin: every thread of every gateway on the last CPU, this process (the load) and the backend on
     // the others, after the gateways have started (so that they chose their threads for the whole host).
-    // On a 2-CPU machine this takes the scheduler's placement out of the figures: unpinned, two gateways
-    // of the same setting differed by up to 18 % over ten rounds; pinned, by 0-3 %.
+    // On a 2-CPU machine this takes most of the scheduler's placement out of the figures: unpinned, a
+    // gateway that differed from off only by modules loaded and never used came out 18 % faster in one
+    // run and 1 % slower in the next; pinned, two gateways of one setting stayed within 2-4 %.
     if (opt.pin) {
       const cpus = os.availableParallelism();
       if (cpus < 2) throw new Error('--pin needs at least 2 CPUs');
