@@ -66,6 +66,8 @@ if (auditStore !== 'postgres' && auditStore !== 'embedded')
   throw new Error(`--store must be postgres or embedded, not ${auditStore}`);
 const pgUrl = process.env.MCPGW_BENCH_PG_URL ?? 'postgres://root@127.0.0.1:5432/test';
 const schema = `bench_tel_${process.pid}`;
+/** The Postgres schema of a setting's gateway (a setting's `-` is not a schema name's character). */
+const schemaOf = (s: Setting): string => `${schema}_${s.replaceAll('-', '_')}`;
 const { Pool } = pg;
 const log = (s: string): void => void process.stderr.write(`${s}\n`);
 
@@ -130,7 +132,7 @@ async function startGateway(
   // real Postgres (a schema per setting) or the embedded PGlite in the gateway's process.
   const store =
     auditStore === 'postgres'
-      ? `store: { kind: postgres, url: ${JSON.stringify(pgUrl)}, schema: ${schema}_${setting.replaceAll('-', '_')} }`
+      ? `store: { kind: postgres, url: ${JSON.stringify(pgUrl)}, schema: ${schemaOf(setting)} }`
       : 'store: { kind: embedded }';
   writeFileSync(
     file,
@@ -336,7 +338,7 @@ async function main(): Promise<number> {
     if (auditStore === 'postgres') {
       const pg = new Pool({ connectionString: pgUrl, max: 1 });
       for (const s of settings)
-        await pg.query(`DROP SCHEMA IF EXISTS ${schema}_${s.replaceAll('-', '_')} CASCADE`).catch(() => {});
+        await pg.query(`DROP SCHEMA IF EXISTS ${schemaOf(s)} CASCADE`).catch(() => {});
       await pg.end();
     }
     rmSync(dir, { recursive: true, force: true });

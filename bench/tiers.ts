@@ -214,9 +214,12 @@ async function run(): Promise<number> {
       /** CPU ms per request of each of the target's own processes (tiers: edge, core). */
       cpu: (number | undefined)[];
     }[] = [];
+    const measured = [...urls.keys()].filter((k) => targets.has(k));
+    const all = measured.length === ALL_TARGETS.length;
     for (const c of concurrencies)
       for (let r = 1; r <= rounds; r++)
-        for (const [key, url] of [...urls].filter(([k]) => targets.has(k))) {
+        for (const key of measured) {
+          const url = urls.get(key)!;
           const h = headers.get(key);
           const ps = procsOf.get(key) ?? [];
           let cpu0: (number | undefined)[] = [];
@@ -254,8 +257,6 @@ async function run(): Promise<number> {
           .filter((x): x is number => x !== undefined);
         return xs.length ? median(xs).toFixed(3) : 'n/a';
       });
-    const measured = [...urls.keys()].filter((k) => targets.has(k));
-    const all = measured.length === ALL_TARGETS.length;
     for (const c of concurrencies)
       for (const key of measured)
         lines.push(

@@ -168,16 +168,17 @@ export function applyTokenBudget(result: JsonObject, budget: number, counter: To
       structuredContent: trimmed,
     };
   } else {
+    const { encode, decode } = loadTokenizer();
     let left = budget - reserve;
     let kept = 0;
     const content = (result.content as unknown[]).map((c) => {
       const t = c as TextItem;
       if (typeof c !== 'object' || c === null || t.type !== 'text') return c;
-      const ids = loadTokenizer().encode(t.text);
+      const ids = encode(t.text);
       const take = Math.max(0, Math.min(ids.length, left));
       left -= take;
       kept += take;
-      return take === ids.length ? c : { ...t, text: loadTokenizer().decode(ids.slice(0, take)) };
+      return take === ids.length ? c : { ...t, text: decode(ids.slice(0, take)) };
     });
     content.push({ type: 'text', text: marker(kept) });
     out = { ...result, content };
